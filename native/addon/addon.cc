@@ -1,0 +1,424 @@
+// Thin N-API binding over native/core. It converts JS values to core types on the main thread, runs every long
+// operation in an AsyncWorker (off the event loop) and turns each C++ exception into a JS Error with a `code`.
+// No model logic lives here.
+#include <napi.h>
+#include <torch/version.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backbone.h"
+#include "checkpoint.h"
+#include "device.h"
+#include "errors.h"
+
+namespace {
+
+struct AddonData {
+  Napi::FunctionReference backbone_ctor;
+  Napi::FunctionReference torchscript_ctor;
+};
+
+// ------------------------------------------------------------------------------------------- errors
+
+struct Failure {
+  std::string code, message;
+};
+
+// Runs `fn`, catching what the core and libtorch throw. Returns true on success.
+template <typename Fn>
+bool guarded(Failure& f, Fn&& fn) {
+  try {
+    fn();
+    return true;
+  } catch (const th::Error& e) {
+    f = {e.code(), e.what()};
+  } catch (const c10::Error& e) {
+    f = {"ERR_TH_TORCH", th::torch_message(e)};
+  } catch (const std::bad_alloc&) {
+    f = {"ERR_TH_MEMORY", "out of memory"};
+  } catch (const std::exception& e) {
+    f = {"ERR_TH_INTERNAL", e.what()};
+  } catch (...) {
+    f = {"ERR_TH_INTERNAL", "unknown native error"};
+  }
+  return false;
+}
+
+Napi::Error make_error(Napi::Env env, const Failure& f) {
+  Napi::Error err = Napi::Error::New(env, f.message);
+  err.Set("code", Napi::String::New(env, f.code));
+  return err;
+}
+
+[[noreturn]] void throw_error(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error err = code == "ERR_TH_ARG" ? Napi::TypeError::New(env, message) : Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  throw err;
+}
+
+// Runs synchronous core calls from a JS method, rethrowing failures as JS errors.
+template <typename Fn>
+auto sync_call(Napi::Env env, Fn&& fn) -> decltype(fn()) {
+  Failure f;
+  decltype(fn()) result{};
+  if (!guarded(f, [&] { result = fn(); })) throw make_error(env, f);
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------- tensors
+
+// input_ids / attention_mask cross as (Int32Array | BigInt64Array, shape [B, T]). Copied here, on the main thread,
+// so the worker never touches JS memory that the caller could change or free meanwhile.
+torch::Tensor tokens_from_js(const Napi::Value& data, const Napi::Value& shape_v, const char* what) {
+  Napi::Env env = data.Env();
+  if (!shape_v.IsArray()) throw_error(env, "ERR_TH_ARG", std::string(what) + ": shape must be an array [batch, seq]");
+  Napi::Array shape_a = shape_v.As<Napi::Array>();
+  std::vector<int64_t> shape;
+  int64_t numel = 1;
+  for (uint32_t i = 0; i < shape_a.Length(); ++i) {
+    Napi::Value d = shape_a.Get(i);
+    if (!d.IsNumber()) throw_error(env, "ERR_TH_ARG", std::string(what) + ": shape entries must be numbers");
+    int64_t v = d.As<Napi::Number>().Int64Value();
+    if (v < 0) throw_error(env, "ERR_TH_ARG", std::string(what) + ": shape entries must not be negative");
+    shape.push_back(v);
+    numel *= v;
+  }
+  if (!data.IsTypedArray()) throw_error(env, "ERR_TH_ARG", std::string(what) + " must be an Int32Array or BigInt64Array");
+  Napi::TypedArray ta = data.As<Napi::TypedArray>();
+  if (static_cast<int64_t>(ta.ElementLength()) != numel) {
+    throw_error(env, "ERR_TH_SHAPE", std::string(what) + " has " + std::to_string(ta.ElementLength()) +
+                                         " elements but its shape needs " + std::to_string(numel));
+  }
+  torch::Tensor out;
+  if (ta.TypedArrayType() == napi_int32_array) {
+    auto a = ta.As<Napi::Int32Array>();
+    out = torch::from_blob(a.Data(), shape, torch::kInt32).to(torch::kLong);
+  } else if (ta.TypedArrayType() == napi_bigint64_array) {
+    auto a = ta.As<Napi::TypedArrayOf<int64_t>>();
+    out = torch::from_blob(a.Data(), shape, torch::kLong).clone();
+  } else {
+    throw_error(env, "ERR_TH_ARG", std::string(what) + " must be an Int32Array or BigInt64Array");
+  }
+  return out;
+}
+
+// A tensor handed to JS: float32, contiguous, on the CPU. The JS Buffer borrows its memory (no copy) where the
+// runtime allows external buffers, and NewOrCopy copies where it does not (Electron's memory cage).
+Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& t) {
+  auto* owned = new torch::Tensor(t.to(torch::kCPU, torch::kFloat32).contiguous());
+  const size_t bytes = static_cast<size_t>(owned->numel()) * sizeof(float);
+  auto buf = Napi::Buffer<uint8_t>::NewOrCopy(env, static_cast<uint8_t*>(owned->data_ptr()), bytes,
+                                              [](Napi::Env, uint8_t*, torch::Tensor* hint) { delete hint; }, owned);
+  Napi::Array shape = Napi::Array::New(env, owned->dim());
+  for (int64_t i = 0; i < owned->dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(owned->size(i))));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("data", buf);
+  o.Set("shape", shape);
+  return o;
+}
+
+// ------------------------------------------------------------------------------------------- workers
+
+// An AsyncWorker whose Execute runs `work` with every exception captured, resolving a Promise in OnOK.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env, const char* name) : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  virtual void Work() = 0;
+  virtual Napi::Value Result(Napi::Env env) = 0;
+
+  void Execute() override {
+    if (!guarded(failure_, [&] { Work(); })) SetError(failure_.message);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Failure f;
+    Napi::Value v;
+    try {
+      v = Result(env);
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+      return;
+    }
+    deferred_.Resolve(v);
+  }
+  void OnError(const Napi::Error&) override { deferred_.Reject(make_error(Env(), failure_).Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Failure failure_;
+};
+
+// ------------------------------------------------------------------------------------------- Backbone
+
+class BackboneWrap : public Napi::ObjectWrap<BackboneWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeBackbone",
+                       {InstanceMethod<&BackboneWrap::Forward>("forward"),
+                        InstanceMethod<&BackboneWrap::Info>("info"),
+                        InstanceMethod<&BackboneWrap::Dispose>("dispose")});
+  }
+
+  explicit BackboneWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BackboneWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      throw_error(info.Env(), "ERR_TH_ARG", "NativeBackbone cannot be constructed directly; use loadBackbone()");
+    }
+    model_ = *info[0].As<Napi::External<std::shared_ptr<th::Backbone>>>().Data();
+    external_bytes_ = model_->parameter_bytes();
+    adjust(info.Env(), external_bytes_);
+  }
+
+  ~BackboneWrap() override { release(Env()); }
+
+  static Napi::Value Create(Napi::Env env, std::shared_ptr<th::Backbone> model) {
+    std::shared_ptr<th::Backbone> holder = std::move(model);
+    auto ext = Napi::External<std::shared_ptr<th::Backbone>>::New(env, &holder);
+    return env.GetInstanceData<AddonData>()->backbone_ctor.New({ext});
+  }
+
+ private:
+  // V8 only sees the JS wrapper; telling it about the weights makes the GC collect dropped models promptly.
+  // Adjusted in steps below 512 MiB as node-llama-cpp does, since large single adjustments can trip V8 heuristics.
+  static void adjust(Napi::Env env, int64_t bytes) {
+    const int64_t step = int64_t(1) << 29;
+    while (bytes != 0) {
+      const int64_t d = bytes > 0 ? std::min(bytes, step) : std::max(bytes, -step);
+      Napi::MemoryManagement::AdjustExternalMemory(env, d);
+      bytes -= d;
+    }
+  }
+
+  void release(Napi::Env env) {
+    if (!model_) return;
+    model_.reset();  // in-flight workers keep their own reference; the weights go when the last one finishes
+    adjust(env, -external_bytes_);
+    external_bytes_ = 0;
+  }
+
+  std::shared_ptr<th::Backbone> live(Napi::Env env) const {
+    if (!model_) throw_error(env, "ERR_TH_DISPOSED", "this model was disposed; load it again to use it");
+    return model_;
+  }
+
+  // forward(ids, shape, mask | null, maskShape | null, layers: number[], logits: boolean) -> Promise<{hidden, logits}>
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto model = live(env);
+    if (info.Length() < 6) throw_error(env, "ERR_TH_ARG", "forward(ids, shape, mask, maskShape, layers, logits)");
+    th::ForwardRequest req;
+    req.input_ids = tokens_from_js(info[0], info[1], "input_ids");
+    if (!info[2].IsNull() && !info[2].IsUndefined()) req.attention_mask = tokens_from_js(info[2], info[3], "attention_mask");
+    if (!info[4].IsArray()) throw_error(env, "ERR_TH_ARG", "layers must be an array of integers");
+    Napi::Array layers = info[4].As<Napi::Array>();
+    for (uint32_t i = 0; i < layers.Length(); ++i) {
+      Napi::Value l = layers.Get(i);
+      if (!l.IsNumber()) throw_error(env, "ERR_TH_ARG", "layers must be an array of integers");
+      double d = l.As<Napi::Number>().DoubleValue();
+      if (d != static_cast<double>(static_cast<int64_t>(d))) throw_error(env, "ERR_TH_ARG", "layer indices must be integers, got " + std::to_string(d));
+      req.layers.push_back(static_cast<int64_t>(d));
+    }
+    req.logits = info[5].ToBoolean().Value();
+
+    class Worker : public PromiseWorker {
+     public:
+      Worker(Napi::Env env, std::shared_ptr<th::Backbone> m, th::ForwardRequest r)
+          : PromiseWorker(env, "th:forward"), model_(std::move(m)), req_(std::move(r)) {}
+      void Work() override {
+        res_ = model_->forward(req_);
+        // Convert on the worker thread so the main thread only wraps memory.
+        for (auto& h : res_.hidden_states) h.second = h.second.to(torch::kCPU, torch::kFloat32).contiguous();
+        if (res_.logits.defined()) res_.logits = res_.logits.to(torch::kCPU, torch::kFloat32).contiguous();
+      }
+      Napi::Value Result(Napi::Env env) override {
+        Napi::Object o = Napi::Object::New(env);
+        Napi::Array hidden = Napi::Array::New(env, res_.hidden_states.size());
+        for (size_t i = 0; i < res_.hidden_states.size(); ++i) {
+          Napi::Object h = tensor_to_js(env, res_.hidden_states[i].second);
+          h.Set("layer", Napi::Number::New(env, static_cast<double>(res_.hidden_states[i].first)));
+          hidden.Set(static_cast<uint32_t>(i), h);
+        }
+        o.Set("hidden", hidden);
+        o.Set("logits", res_.logits.defined() ? tensor_to_js(env, res_.logits) : env.Null());
+        return o;
+      }
+
+     private:
+      std::shared_ptr<th::Backbone> model_;
+      th::ForwardRequest req_;
+      th::ForwardResult res_;
+    };
+    auto* w = new Worker(env, std::move(model), std::move(req));
+    w->Queue();
+    return w->Promise();
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto model = live(env);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("config", model->config_json());
+    o.Set("tokenizer", model->tokenizer_json());
+    o.Set("tokenizerConfig", model->tokenizer_config_json());
+    o.Set("device", model->device().str());
+    o.Set("dtype", th::dtype_name(model->dtype()));
+    o.Set("numLayers", Napi::Number::New(env, static_cast<double>(model->num_layers())));
+    o.Set("parameterBytes", Napi::Number::New(env, static_cast<double>(model->parameter_bytes())));
+    o.Set("blocksRun", Napi::Number::New(env, static_cast<double>(model->blocks_run())));
+    return o;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release(info.Env());
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<th::Backbone> model_;
+  int64_t external_bytes_ = 0;
+};
+
+Napi::Value LoadBackbone(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "ERR_TH_ARG", "loadBackbone(path, options): path must be a string");
+  th::LoadOptions opts;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    if (o.Has("device") && o.Get("device").IsString()) opts.device = o.Get("device").As<Napi::String>();
+    if (o.Has("dtype") && o.Get("dtype").IsString()) opts.dtype = o.Get("dtype").As<Napi::String>();
+  }
+  class Worker : public PromiseWorker {
+   public:
+    Worker(Napi::Env env, std::string p, th::LoadOptions o) : PromiseWorker(env, "th:load"), path_(std::move(p)), opts_(std::move(o)) {}
+    void Work() override { model_ = th::load_backbone(path_, opts_); }
+    Napi::Value Result(Napi::Env env) override { return BackboneWrap::Create(env, std::move(model_)); }
+
+   private:
+    std::string path_;
+    th::LoadOptions opts_;
+    std::shared_ptr<th::Backbone> model_;
+  };
+  auto* w = new Worker(env, info[0].As<Napi::String>(), opts);
+  w->Queue();
+  return w->Promise();
+}
+
+// ------------------------------------------------------------------------------------------- TorchScript oracle
+
+// The archive's own forward, run by torch::jit. Used by the parity tests and the benchmark as the reference.
+class TorchScriptWrap : public Napi::ObjectWrap<TorchScriptWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeTorchScript", {InstanceMethod<&TorchScriptWrap::Forward>("forward"),
+                                                  InstanceMethod<&TorchScriptWrap::Dispose>("dispose")});
+  }
+  explicit TorchScriptWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TorchScriptWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw_error(info.Env(), "ERR_TH_ARG", "use loadTorchScript()");
+    module_ = *info[0].As<Napi::External<std::shared_ptr<th::TorchScriptModel>>>().Data();
+  }
+  static Napi::Value Create(Napi::Env env, std::shared_ptr<th::TorchScriptModel> m) {
+    auto ext = Napi::External<std::shared_ptr<th::TorchScriptModel>>::New(env, &m);
+    return env.GetInstanceData<AddonData>()->torchscript_ctor.New({ext});
+  }
+
+ private:
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!module_) throw_error(env, "ERR_TH_DISPOSED", "this TorchScript module was disposed");
+    torch::Tensor ids = tokens_from_js(info[0], info[1], "input_ids");
+    torch::Tensor mask = tokens_from_js(info[2], info[3], "attention_mask");
+    class Worker : public PromiseWorker {
+     public:
+      Worker(Napi::Env env, std::shared_ptr<th::TorchScriptModel> m, torch::Tensor i, torch::Tensor k)
+          : PromiseWorker(env, "th:torchscript"), m_(std::move(m)), ids_(std::move(i)), mask_(std::move(k)) {}
+      void Work() override {
+        std::lock_guard<std::mutex> lock(m_mutex());
+        out_ = m_->forward(ids_, mask_);
+      }
+      Napi::Value Result(Napi::Env env) override {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("logits", tensor_to_js(env, out_.logits));
+        Napi::Array hs = Napi::Array::New(env, out_.hidden_states.size());
+        for (size_t i = 0; i < out_.hidden_states.size(); ++i) hs.Set(static_cast<uint32_t>(i), tensor_to_js(env, out_.hidden_states[i]));
+        o.Set("hidden", hs);
+        return o;
+      }
+      static std::mutex& m_mutex() {
+        static std::mutex m;
+        return m;
+      }
+
+     private:
+      std::shared_ptr<th::TorchScriptModel> m_;
+      torch::Tensor ids_, mask_;
+      th::TorchScriptModel::Output out_;
+    };
+    auto* w = new Worker(env, module_, ids, mask);
+    w->Queue();
+    return w->Promise();
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    module_.reset();
+    return info.Env().Undefined();
+  }
+  std::shared_ptr<th::TorchScriptModel> module_;
+};
+
+Napi::Value LoadTorchScript(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "ERR_TH_ARG", "loadTorchScript(path): path must be a string");
+  class Worker : public PromiseWorker {
+   public:
+    Worker(Napi::Env env, std::string p) : PromiseWorker(env, "th:load-torchscript"), path_(std::move(p)) {}
+    void Work() override { m_ = std::make_shared<th::TorchScriptModel>(path_); }
+    Napi::Value Result(Napi::Env env) override { return TorchScriptWrap::Create(env, std::move(m_)); }
+
+   private:
+    std::string path_;
+    std::shared_ptr<th::TorchScriptModel> m_;
+  };
+  auto* w = new Worker(env, info[0].As<Napi::String>());
+  w->Queue();
+  return w->Promise();
+}
+
+// ------------------------------------------------------------------------------------------- runtime
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw_error(env, "ERR_TH_ARG", "setNumThreads(n): n must be a number");
+  const int n = info[0].As<Napi::Number>().Int32Value();
+  sync_call(env, [&] { th::set_num_threads(n); return 0; });
+  return env.Undefined();
+}
+
+Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("torchVersion", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                            std::to_string(TORCH_VERSION_PATCH));
+  o.Set("cudaAvailable", Napi::Boolean::New(env, torch::cuda::is_available()));
+  o.Set("cudaDeviceCount", Napi::Number::New(env, static_cast<double>(torch::cuda::is_available() ? torch::cuda::device_count() : 0)));
+  o.Set("numThreads", Napi::Number::New(env, th::num_threads()));
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  th::init_threads();
+  auto* data = new AddonData();
+  data->backbone_ctor = Napi::Persistent(BackboneWrap::Define(env));
+  data->torchscript_ctor = Napi::Persistent(TorchScriptWrap::Define(env));
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("loadBackbone", Napi::Function::New<LoadBackbone>(env, "loadBackbone"));
+  exports.Set("loadTorchScript", Napi::Function::New<LoadTorchScript>(env, "loadTorchScript"));
+  exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(transformer_heads, Init)

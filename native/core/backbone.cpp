@@ -1,0 +1,186 @@
+#include "backbone.h"
+
+#include <torch/version.h>
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+#include "device.h"
+#include "errors.h"
+
+namespace th {
+namespace {
+
+std::string shape_str(c10::IntArrayRef s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+}  // namespace
+
+Backbone::Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype)
+    : config_(std::move(ck.config)),
+      device_(device),
+      dtype_(dtype),
+      tensors_(std::move(ck.tensors)),
+      config_json_(std::move(ck.config_json)),
+      tokenizer_json_(std::move(ck.tokenizer_json)),
+      tokenizer_config_json_(std::move(ck.tokenizer_config_json)) {
+  if (dtype_ == torch::kFloat16 && device_.is_cpu()) {
+    // CPU half matmuls are missing or very slow in older libtorch; refuse early rather than fail mid-forward.
+    throw DeviceError("dtype 'float16' is not supported on the CPU; use 'float32' or 'bfloat16' there, float16 on CUDA");
+  }
+}
+
+torch::Tensor Backbone::take(const std::string& name, std::vector<int64_t> shape) {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) {
+    throw ConfigError("checkpoint has no tensor '" + name + "' (expected for model_type " + config_.model_type +
+                      " with this config.json)");
+  }
+  const torch::Tensor& t = it->second;
+  if (t.sizes() != c10::IntArrayRef(shape)) {
+    throw ConfigError("checkpoint tensor '" + name + "' has shape " + shape_str(t.sizes()) + " but config.json implies " +
+                      shape_str(shape));
+  }
+  torch::Tensor out = t.to(device_, t.is_floating_point() ? dtype_ : t.scalar_type()).contiguous();
+  kept_.push_back(out);
+  return out;
+}
+
+void Backbone::finish_loading() {
+  std::set<const void*> seen;
+  parameter_bytes_ = 0;
+  for (const auto& t : kept_) {
+    const void* p = t.storage().data();
+    if (seen.insert(p).second) parameter_bytes_ += static_cast<int64_t>(t.storage().nbytes());
+  }
+  kept_.clear();
+  tensors_.clear();
+}
+
+int64_t Backbone::normalize_layer(int64_t layer) const {
+  const int64_t n = config_.num_layers + 1;  // L+1 hidden states
+  if (layer < -n || layer >= n) {
+    throw ValueError("layer index " + std::to_string(layer) + " is out of range: this model has " +
+                     std::to_string(config_.num_layers) + " layers, so hidden-state indices go from " +
+                     std::to_string(-n) + " to " + std::to_string(n - 1));
+  }
+  return layer < 0 ? layer + n : layer;
+}
+
+torch::Tensor positions_from_mask(const torch::Tensor& mask) {
+  return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1);
+}
+
+void Backbone::check_inputs(const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& positions) const {
+  if (ids.dim() != 2) throw ShapeError("input_ids must have shape [batch, seq], got " + shape_str(ids.sizes()));
+  if (ids.size(0) == 0 || ids.size(1) == 0) throw ShapeError("input_ids is empty: shape " + shape_str(ids.sizes()));
+  if (mask.sizes() != ids.sizes()) {
+    throw ShapeError("attention_mask shape " + shape_str(mask.sizes()) + " does not match input_ids shape " +
+                     shape_str(ids.sizes()));
+  }
+  const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+  if (lo < 0 || hi >= config_.vocab_size) {
+    throw ShapeError("input_ids holds token id " + std::to_string(lo < 0 ? lo : hi) + " outside the vocabulary [0, " +
+                     std::to_string(config_.vocab_size) + ")");
+  }
+  if (!(mask.eq(0) | mask.eq(1)).all().item<bool>()) throw ShapeError("attention_mask may only hold 0 and 1");
+  if (config_.arch == Arch::GPT2) {
+    const int64_t maxpos = positions.max().item<int64_t>();
+    if (maxpos >= config_.max_position_embeddings) {
+      throw ShapeError("sequence needs position " + std::to_string(maxpos) + " but this GPT-2 model has only " +
+                       std::to_string(config_.max_position_embeddings) + " learned positions (n_positions)");
+    }
+  }
+}
+
+ForwardResult Backbone::forward(const ForwardRequest& req) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  torch::NoGradGuard no_grad;
+
+  torch::Tensor ids = req.input_ids.to(torch::kCPU, torch::kLong);
+  torch::Tensor mask = req.attention_mask.defined() ? req.attention_mask.to(torch::kCPU, torch::kLong)
+                                                   : torch::ones_like(ids);
+  torch::Tensor pos = ids.dim() == 2 && mask.sizes() == ids.sizes() ? positions_from_mask(mask) : torch::Tensor();
+  check_inputs(ids, mask, pos);
+
+  std::vector<int64_t> norm;
+  norm.reserve(req.layers.size());
+  int64_t stop = req.logits ? config_.num_layers : -1;
+  for (int64_t l : req.layers) {
+    norm.push_back(normalize_layer(l));
+    stop = std::max(stop, norm.back());
+  }
+  if (stop < 0) throw ValueError("nothing to compute: ask for at least one layer or for the logits");
+
+  ids = ids.to(device_);
+  mask = mask.to(device_);
+  pos = pos.to(device_);
+  const int64_t B = ids.size(0), T = ids.size(1);
+
+  AttentionContext ctx;
+  {
+    auto idx = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(device_));
+    auto i = idx.view({T, 1}), j = idx.view({1, T});
+    // The diagonal stays visible even at padded queries, so no softmax row is all -inf (NaN): a padded query
+    // attends to itself only. Real queries are unaffected because their own key is never padding.
+    auto causal = (j <= i).view({1, 1, T, T});
+    ctx.keep = causal & (mask.view({B, 1, 1, T}).ne(0) | (i == j).view({1, 1, T, T}));
+    if (config_.sliding_window > 0) ctx.keep_window = ctx.keep & (j > i - config_.sliding_window).view({1, 1, T, T});
+  }
+  prepare(ctx, pos);
+
+  std::vector<torch::Tensor> captured(config_.num_layers + 1);
+  std::vector<bool> wanted(config_.num_layers + 1, false);
+  for (int64_t n : norm) wanted[n] = true;
+
+  torch::Tensor x = embed(ids, pos);
+  const int64_t run_blocks = std::min(stop, config_.num_layers);
+  for (int64_t b = 0; b < run_blocks; ++b) {
+    if (wanted[b]) captured[b] = x;
+    x = block(b, x, ctx);
+    ++blocks_run_;
+  }
+  ForwardResult out;
+  torch::Tensor final;
+  if (stop == config_.num_layers) {
+    final = final_norm(x);
+    captured[config_.num_layers] = final;
+  } else if (wanted[stop]) {
+    captured[stop] = x;
+  }
+  for (size_t k = 0; k < norm.size(); ++k) out.hidden_states.emplace_back(req.layers[k], captured[norm[k]]);
+  if (req.logits) out.logits = lm_head(final);
+  return out;
+}
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& keep,
+                        double scale) {
+#if TORCH_VERSION_MAJOR >= 2
+  // SDPA picks a fused kernel where one applies (flash / memory-efficient on CUDA). Its default scale is
+  // 1/sqrt(head_dim); other scales are folded into q so the code also works on 2.0, which has no `scale` argument.
+  const double def = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  const torch::Tensor qs = std::abs(scale - def) < 1e-12 ? q : q * (scale / def);
+  return at::scaled_dot_product_attention(qs, k, v, keep);
+#else
+  auto w = torch::matmul(q, k.transpose(-1, -2)) * scale;
+  w = w.masked_fill(keep.logical_not(), -std::numeric_limits<float>::infinity());
+  w = torch::softmax(w, -1, torch::kFloat32).to(v.scalar_type());
+  return torch::matmul(w, v);
+#endif
+}
+
+std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptions& options) {
+  const torch::Device device = parse_device(options.device);
+  const torch::ScalarType dtype = parse_dtype(options.dtype);
+  Checkpoint ck = load_torchscript_checkpoint(path);
+  if (ck.config.arch == Arch::GPT2) return make_gpt2(std::move(ck), device, dtype);
+  return make_llama(std::move(ck), device, dtype);
+}
+
+}  // namespace th

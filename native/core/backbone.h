@@ -1,0 +1,121 @@
+// Native GPT-2 and Llama-family backbones built from a checkpoint's Hugging Face tensors.
+//
+// Hidden-state indexing follows Hugging Face `output_hidden_states` (and so the Python transformer-heads library):
+// index 0 is the embedding output, i (1..L-1) the raw output of block i, L (= -1) the final-norm output.
+// A forward runs the blocks only up to the deepest index asked for.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "checkpoint.h"
+#include "config.h"
+
+namespace th {
+
+struct LoadOptions {
+  std::string device = "cpu";
+  std::string dtype = "float32";
+};
+
+struct ForwardRequest {
+  torch::Tensor input_ids;       // int64 [B, T]
+  torch::Tensor attention_mask;  // int64 [B, T] of 0/1; undefined = all ones
+  std::vector<int64_t> layers;   // hidden-state indices, Python-style negatives allowed
+  bool logits = false;
+};
+
+struct ForwardResult {
+  // One entry per requested layer, in request order, keyed by the index exactly as requested.
+  std::vector<std::pair<int64_t, torch::Tensor>> hidden_states;
+  torch::Tensor logits;  // [B, T, V] when asked for
+};
+
+// What the blocks of one forward share: the attention masks and (Llama) the rotary tables.
+struct AttentionContext {
+  torch::Tensor keep;         // bool [B, 1, T, T]: true where query i may attend to key j
+  torch::Tensor keep_window;  // same with the sliding window applied (undefined when no layer uses one)
+  torch::Tensor cos, sin;     // [B, T, rotary_dim] in the model dtype (Llama family)
+};
+
+class Backbone {
+ public:
+  virtual ~Backbone() = default;
+  Backbone(const Backbone&) = delete;
+  Backbone& operator=(const Backbone&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const std::string& config_json() const { return config_json_; }
+  const std::string& tokenizer_json() const { return tokenizer_json_; }
+  const std::string& tokenizer_config_json() const { return tokenizer_config_json_; }
+  torch::Device device() const { return device_; }
+  torch::ScalarType dtype() const { return dtype_; }
+  int64_t num_layers() const { return config_.num_layers; }
+  // Bytes held by the model's weights (shared tensors counted once).
+  int64_t parameter_bytes() const { return parameter_bytes_; }
+  // Transformer blocks executed since load; lets tests see that early exit really skips blocks.
+  uint64_t blocks_run() const { return blocks_run_.load(); }
+
+  // Maps a Python-style index (-1 = last) to 0..L; throws ValueError when out of range.
+  int64_t normalize_layer(int64_t layer) const;
+
+  // Thread-safe: one forward at a time per model. Runs without autograd.
+  ForwardResult forward(const ForwardRequest& request);
+
+ protected:
+  Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
+
+  // Takes a tensor by name out of the checkpoint, moved to the model's device and dtype, checking its shape.
+  torch::Tensor take(const std::string& name, std::vector<int64_t> shape);
+  bool has(const std::string& name) const { return tensors_.count(name) > 0; }
+  void finish_loading();  // drops unused checkpoint tensors and measures the weights
+
+  virtual torch::Tensor embed(const torch::Tensor& ids, const torch::Tensor& positions) = 0;
+  virtual void prepare(AttentionContext& ctx, const torch::Tensor& positions) = 0;
+  virtual torch::Tensor block(int64_t index, const torch::Tensor& x, const AttentionContext& ctx) = 0;
+  virtual torch::Tensor final_norm(const torch::Tensor& x) = 0;
+  virtual torch::Tensor lm_head(const torch::Tensor& x) = 0;
+
+  ModelConfig config_;
+  torch::Device device_;
+  torch::ScalarType dtype_;
+
+ private:
+  void check_inputs(const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& positions) const;
+
+  std::map<std::string, torch::Tensor> tensors_;
+  std::vector<torch::Tensor> kept_;
+  std::string config_json_, tokenizer_json_, tokenizer_config_json_;
+  int64_t parameter_bytes_ = 0;
+  std::atomic<uint64_t> blocks_run_{0};
+  std::mutex mutex_;
+};
+
+struct Linear {
+  torch::Tensor weight;  // [out, in]
+  torch::Tensor bias;    // [out] or undefined
+  torch::Tensor operator()(const torch::Tensor& x) const { return torch::linear(x, weight, bias); }
+};
+
+// Scaled dot-product attention over q [B, nh, T, hd], k/v [B, nh, T, hd] with a boolean keep-mask.
+// Softmax runs in float32, as Hugging Face's eager Llama attention does.
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& keep,
+                        double scale);
+
+// HF generation's positions: cumsum(mask) - 1, and 1 at padding.
+torch::Tensor positions_from_mask(const torch::Tensor& mask);
+
+std::unique_ptr<Backbone> make_gpt2(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
+std::unique_ptr<Backbone> make_llama(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
+
+// Loads a TorchScript archive (see scripts/export_torchscript.py) into a native backbone.
+std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptions& options);
+
+}  // namespace th
