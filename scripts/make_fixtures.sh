@@ -18,7 +18,7 @@ fixture() {  # name, export args...
   echo "fixture $out/$name.pt"
 }
 
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$sig" ]]; then rm -f "$out"/tiny-*.pt; fi
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$sig" ]]; then rm -f "$out"/tiny-*.pt "$out"/small-*.pt; fi
 fixture tiny-gpt2           --tiny gpt2  --layers 4 --hidden 64 --heads 4 --vocab 101 --max-pos 64 --seed 1
 fixture tiny-llama          --tiny llama --layers 4 --hidden 64 --heads 4 --kv-heads 2 --vocab 101 --seed 2
 fixture tiny-llama-linear   --tiny llama --layers 2 --hidden 32 --heads 2 --vocab 67 --tie --seed 3 \
@@ -41,6 +41,8 @@ torch.jit.save(m, f"{out}/no-config.pt")
 torch.jit.save(m, f"{out}/bert-config.pt", _extra_files={"config.json": json.dumps({"model_type": "bert", "vocab_size": 10})})
 PY
 fi
+# Big enough (about 25 MB) that loading and a forward take visible time: the event-loop tests use it.
+fixture small-gpt2       --tiny gpt2  --layers 6 --hidden 256 --heads 8 --vocab 5000 --max-pos 256 --init-std 0.02 --seed 8
 echo "$sig" > "$stamp"
 
 if [[ "${1:-}" == "--bench" && ! -f "$out/gpt2-small-random.pt" ]]; then

@@ -1,0 +1,79 @@
+// Loads the compiled addon and types its raw surface. Nothing else in ts/ touches the binding untyped.
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { TransformerHeadsError } from './errors.js';
+
+/** @internal A tensor as it crosses the boundary: float32 bytes plus a shape. */
+export interface RawTensor {
+  data: Uint8Array;
+  shape: number[];
+}
+
+/** @internal */
+export interface NativeBackbone {
+  forward(
+    ids: Int32Array | BigInt64Array,
+    shape: number[],
+    mask: Int32Array | BigInt64Array | null,
+    maskShape: number[] | null,
+    layers: number[],
+    logits: boolean,
+  ): Promise<{ hidden: Array<RawTensor & { layer: number }>; logits: RawTensor | null }>;
+  info(): {
+    config: string;
+    tokenizer: string;
+    tokenizerConfig: string;
+    device: string;
+    dtype: string;
+    numLayers: number;
+    parameterBytes: number;
+    blocksRun: number;
+  };
+  dispose(): void;
+}
+
+/** @internal */
+export interface NativeTorchScript {
+  forward(ids: Int32Array, shape: number[], mask: Int32Array, maskShape: number[]): Promise<{ logits: RawTensor; hidden: RawTensor[] }>;
+  dispose(): void;
+}
+
+/** @internal */
+export interface NativeBinding {
+  loadBackbone(path: string, options: { device: string; dtype: string }): Promise<NativeBackbone>;
+  loadTorchScript(path: string): Promise<NativeTorchScript>;
+  setNumThreads(n: number): void;
+  runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
+}
+
+const require = createRequire(import.meta.url);
+const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+let cached: NativeBinding | undefined;
+
+/**
+ * The addon: `TRANSFORMER_HEADS_BINDING` (a path to a .node file) if set, else node-gyp-build's search
+ * (prebuilds/ first, then build/Release).
+ * @internal
+ */
+export function binding(): NativeBinding {
+  if (cached) return cached;
+  const override = process.env.TRANSFORMER_HEADS_BINDING;
+  try {
+    cached = override ? (require(resolve(override)) as NativeBinding) : (require('node-gyp-build')(packageRoot) as NativeBinding);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new TransformerHeadsError(
+      `The transformer-heads native addon could not be loaded: ${msg}\n` +
+        'Possible solutions:\n' +
+        '  - build it: `bash scripts/setup.sh` (Debian/Ubuntu: installs libtorch-dev and builds), or `npm run build:native`\n' +
+        '  - with your own libtorch: `LIBTORCH=/path/to/libtorch npm run build:native`\n' +
+        '  - "cannot open shared object file": the libtorch the addon was built against has moved; rebuild it\n' +
+        '  - a specific binary: set TRANSFORMER_HEADS_BINDING=/path/to/transformer_heads.node',
+      'ERR_TH_NATIVE',
+      { cause: e },
+    );
+  }
+  return cached;
+}
