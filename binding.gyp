@@ -1,0 +1,34 @@
+{
+  # Builds the same addon as CMakeLists.txt (cmake-js) with node-gyp. libtorch is located by scripts/libtorch.mjs,
+  # in the same order as the CMake build: LIBTORCH, Torch_DIR, the PyTorch Python package, the system.
+  "targets": [
+    {
+      "target_name": "transformer_heads",
+      "sources": [
+        "native/addon/addon.cc",
+        "native/core/backbone.cpp",
+        "native/core/checkpoint.cpp",
+        "native/core/config.cpp",
+        "native/core/device.cpp",
+        "native/core/gpt2.cpp",
+        "native/core/llama.cpp"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "native/core",
+        "<!@(node scripts/libtorch.mjs include)"
+      ],
+      "libraries": ["<!@(node scripts/libtorch.mjs libs)"],
+      "ldflags": ["<!@(node scripts/libtorch.mjs ldflags)"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++1y", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fvisibility=hidden", "-Wno-deprecated-declarations", "<!@(node scripts/libtorch.mjs cflags)"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "GCC_ENABLE_CPP_RTTI": "YES",
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "OTHER_LDFLAGS": ["<!@(node scripts/libtorch.mjs ldflags)"]
+      }
+    }
+  ]
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: setup, fixtures, C++ core tests (ctest), then the TypeScript/end-to-end tests (vitest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/make_fixtures.sh
+ctest --test-dir build --output-on-failure
+npx vitest run
