@@ -56,7 +56,7 @@ void Backbone::finish_loading() {
   std::set<const void*> seen;
   parameter_bytes_ = 0;
   for (const auto& t : kept_) {
-    const void* p = t.storage().data();
+    const void* p = t.storage().unsafeGetStorageImpl();
     if (seen.insert(p).second) parameter_bytes_ += static_cast<int64_t>(t.storage().nbytes());
   }
   kept_.clear();
