@@ -11,6 +11,7 @@
         "native/core/config.cpp",
         "native/core/device.cpp",
         "native/core/gpt2.cpp",
+        "native/core/heads.cpp",
         "native/core/llama.cpp"
       ],
       "include_dirs": [

@@ -9,7 +9,7 @@ out=fixtures
 mkdir -p "$out"
 py=$(bash scripts/find_torch_python.sh) || { echo "make_fixtures: no python3 with torch found (apt install python3-torch)" >&2; exit 1; }
 stamp="$out/.stamp"
-sig=$(cat scripts/export_torchscript.py scripts/make_fixtures.sh | sha256sum | cut -c1-16)
+sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/make_fixtures.sh | sha256sum | cut -c1-16)
 
 fixture() {  # name, export args...
   local name=$1; shift
@@ -40,6 +40,10 @@ m = torch.jit.script(torch.nn.Linear(2, 2))
 torch.jit.save(m, f"{out}/no-config.pt")
 torch.jit.save(m, f"{out}/bert-config.pt", _extra_files={"config.json": json.dumps({"model_type": "bert", "vocab_size": 10})})
 PY
+fi
+# Heads: reference losses and gradients (scripts/make_head_fixtures.py).
+if [[ ! -f "$out/heads-gpt2/expected.safetensors" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then
+  "$py" scripts/make_head_fixtures.py "$out" && echo "fixture $out/heads-{gpt2,llama}"
 fi
 # Big enough (about 25 MB) that loading and a forward take visible time: the event-loop tests use it.
 fixture small-gpt2       --tiny gpt2  --layers 6 --hidden 256 --heads 8 --vocab 5000 --max-pos 256 --init-std 0.02 --seed 8

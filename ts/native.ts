@@ -40,8 +40,34 @@ export interface NativeTorchScript {
   dispose(): void;
 }
 
+type Ids = Int32Array | BigInt64Array;
+type LabelTensor = { name: string; data: Float32Array | Int32Array | BigInt64Array; shape: number[] };
+type HiddenTensor = { layer: number; data: Float32Array; shape: number[] };
+type NativeOutput = { loss: number; lossByHead: Array<[string, number]>; adaptedLossByHead: Array<[string, number]>; preds: Array<RawTensor & { name: string }> };
+
+/** @internal */
+export interface NativeHeaded {
+  forward(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], preds: boolean, hidden: HiddenTensor[] | null): Promise<NativeOutput>;
+  trainStep(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], scale: number, hidden: HiddenTensor[] | null): Promise<NativeOutput>;
+  optimizerStep(lr: number): Promise<number>;
+  configureOptimizer(o: { lr: number; weightDecay?: number; beta1?: number; beta2?: number; eps?: number; maxGradNorm?: number }): void;
+  saveOptimizer(path: string): Promise<void>;
+  loadOptimizer(path: string): Promise<void>;
+  hookedHidden(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null): Promise<Array<RawTensor & { layer: string }>>;
+  headState(name: string): Array<RawTensor & { key: string }>;
+  headGrads(name: string): Array<RawTensor & { key: string }>;
+  backboneGradNorm(): number;
+  loadHeadState(name: string, tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
+  info(): ReturnType<NativeBackbone['info']> & { trainableParameters: number; totalParameters: number; backboneNeedsGrad: boolean; hookedLayers: number[] };
+  dispose(): void;
+}
+
 /** @internal */
 export interface NativeBinding {
+  loadHeaded(
+    path: string,
+    options: { device: string; dtype: string; heads: string; freezeBase: boolean; onlyInference: boolean; adaptiveLoss: boolean; seed: number },
+  ): Promise<NativeHeaded>;
   loadBackbone(path: string, options: { device: string; dtype: string }): Promise<NativeBackbone>;
   loadTorchScript(path: string): Promise<NativeTorchScript>;
   setNumThreads(n: number): void;

@@ -12,12 +12,14 @@
 #include "checkpoint.h"
 #include "device.h"
 #include "errors.h"
+#include "heads.h"
 
 namespace {
 
 struct AddonData {
   Napi::FunctionReference backbone_ctor;
   Napi::FunctionReference torchscript_ctor;
+  Napi::FunctionReference headed_ctor;
 };
 
 // ------------------------------------------------------------------------------------------- errors
@@ -71,7 +73,8 @@ auto sync_call(Napi::Env env, Fn&& fn) -> decltype(fn()) {
 
 // input_ids / attention_mask cross as (Int32Array | BigInt64Array, shape [B, T]). Copied here, on the main thread,
 // so the worker never touches JS memory that the caller could change or free meanwhile.
-torch::Tensor tokens_from_js(const Napi::Value& data, const Napi::Value& shape_v, const char* what) {
+torch::Tensor tensor_from_js(const Napi::Value& data, const Napi::Value& shape_v, const std::string& what_s, bool allow_float) {
+  const char* what = what_s.c_str();
   Napi::Env env = data.Env();
   if (!shape_v.IsArray()) throw_error(env, "ERR_TH_ARG", std::string(what) + ": shape must be an array [batch, seq]");
   Napi::Array shape_a = shape_v.As<Napi::Array>();
@@ -98,8 +101,43 @@ torch::Tensor tokens_from_js(const Napi::Value& data, const Napi::Value& shape_v
   } else if (ta.TypedArrayType() == napi_bigint64_array) {
     auto a = ta.As<Napi::TypedArrayOf<int64_t>>();
     out = torch::from_blob(a.Data(), shape, torch::kLong).clone();
+  } else if (allow_float && ta.TypedArrayType() == napi_float32_array) {
+    auto a = ta.As<Napi::Float32Array>();
+    out = torch::from_blob(a.Data(), shape, torch::kFloat32).clone();
+  } else if (allow_float && ta.TypedArrayType() == napi_float64_array) {
+    auto a = ta.As<Napi::Float64Array>();
+    out = torch::from_blob(a.Data(), shape, torch::kFloat64).to(torch::kFloat32);
   } else {
-    throw_error(env, "ERR_TH_ARG", std::string(what) + " must be an Int32Array or BigInt64Array");
+    throw_error(env, "ERR_TH_ARG", std::string(what) + (allow_float ? " must be a Float32Array, Float64Array, Int32Array or BigInt64Array"
+                                                                      : " must be an Int32Array or BigInt64Array"));
+  }
+  return out;
+}
+
+torch::Tensor tokens_from_js(const Napi::Value& data, const Napi::Value& shape_v, const char* what) {
+  return tensor_from_js(data, shape_v, what, /*allow_float=*/false);
+}
+
+// [{ <key>: string|number, data, shape }] -> (key, tensor) pairs, for labels, cached hidden states and head weights.
+template <typename Key>
+std::vector<std::pair<Key, torch::Tensor>> tensor_list_from_js(const Napi::Value& v, const char* key, const char* what) {
+  Napi::Env env = v.Env();
+  std::vector<std::pair<Key, torch::Tensor>> out;
+  if (v.IsNull() || v.IsUndefined()) return out;
+  if (!v.IsArray()) throw_error(env, "ERR_TH_ARG", std::string(what) + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject()) throw_error(env, "ERR_TH_ARG", std::string(what) + " entries must be objects");
+    Napi::Object o = e.As<Napi::Object>();
+    Key k;
+    if constexpr (std::is_same_v<Key, std::string>) {
+      k = o.Get(key).ToString().Utf8Value();
+    } else {
+      k = static_cast<Key>(o.Get(key).ToNumber().Int64Value());
+    }
+    std::string label = std::string(what) + " '" + o.Get(key).ToString().Utf8Value() + "'";
+    out.emplace_back(k, tensor_from_js(o.Get("data"), o.Get("shape"), label, /*allow_float=*/true));
   }
   return out;
 }
@@ -385,6 +423,329 @@ Napi::Value LoadTorchScript(const Napi::CallbackInfo& info) {
   return w->Promise();
 }
 
+
+// ------------------------------------------------------------------------------------------- HeadedModel
+
+Napi::Array named_tensors_to_js(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& ts, const char* key) {
+  Napi::Array a = Napi::Array::New(env, ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    Napi::Object o = tensor_to_js(env, ts[i].second);
+    o.Set(key, ts[i].first);
+    a.Set(static_cast<uint32_t>(i), o);
+  }
+  return a;
+}
+
+Napi::Array scalars_to_js(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& ts) {
+  Napi::Array a = Napi::Array::New(env, ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, ts[i].first);
+    pair.Set(1u, Napi::Number::New(env, ts[i].second.item<double>()));
+    a.Set(static_cast<uint32_t>(i), pair);
+  }
+  return a;
+}
+
+// The arguments every batch-taking call shares: ids, shape, mask, maskShape, labels, hidden.
+struct BatchArgs {
+  torch::Tensor ids, mask;
+  th::Labels labels;
+  std::optional<th::HiddenMap> hidden;
+};
+
+BatchArgs batch_from_js(const Napi::CallbackInfo& info, size_t labels_at, size_t hidden_at) {
+  BatchArgs b;
+  b.ids = tokens_from_js(info[0], info[1], "input_ids");
+  if (!info[2].IsNull() && !info[2].IsUndefined()) b.mask = tokens_from_js(info[2], info[3], "attention_mask");
+  if (labels_at < info.Length()) {
+    for (auto& [k, t] : tensor_list_from_js<std::string>(info[labels_at], "name", "labels")) b.labels[k] = t;
+  }
+  if (hidden_at < info.Length() && info[hidden_at].IsArray()) {
+    b.hidden.emplace();
+    for (auto& [k, t] : tensor_list_from_js<int64_t>(info[hidden_at], "layer", "hidden states")) (*b.hidden)[k] = t;
+  }
+  return b;
+}
+
+class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeHeadedModel",
+                       {InstanceMethod<&HeadedWrap::Forward>("forward"),
+                        InstanceMethod<&HeadedWrap::TrainStep>("trainStep"),
+                        InstanceMethod<&HeadedWrap::OptimizerStep>("optimizerStep"),
+                        InstanceMethod<&HeadedWrap::ConfigureOptimizer>("configureOptimizer"),
+                        InstanceMethod<&HeadedWrap::SaveOptimizer>("saveOptimizer"),
+                        InstanceMethod<&HeadedWrap::LoadOptimizer>("loadOptimizer"),
+                        InstanceMethod<&HeadedWrap::HookedHidden>("hookedHidden"),
+                        InstanceMethod<&HeadedWrap::HeadState>("headState"),
+                        InstanceMethod<&HeadedWrap::LoadHeadState>("loadHeadState"),
+                        InstanceMethod<&HeadedWrap::HeadGrads>("headGrads"),
+                        InstanceMethod<&HeadedWrap::BackboneGradNorm>("backboneGradNorm"),
+                        InstanceMethod<&HeadedWrap::Info>("info"),
+                        InstanceMethod<&HeadedWrap::Dispose>("dispose")});
+  }
+
+  explicit HeadedWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<HeadedWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw_error(info.Env(), "ERR_TH_ARG", "use loadHeaded()");
+    model_ = *info[0].As<Napi::External<std::shared_ptr<th::HeadedModel>>>().Data();
+    external_bytes_ = model_->backbone().parameter_bytes();
+    adjust(info.Env(), external_bytes_);
+  }
+  ~HeadedWrap() override { release(Env()); }
+
+  static Napi::Value Create(Napi::Env env, std::shared_ptr<th::HeadedModel> m) {
+    auto ext = Napi::External<std::shared_ptr<th::HeadedModel>>::New(env, &m);
+    return env.GetInstanceData<AddonData>()->headed_ctor.New({ext});
+  }
+
+ private:
+  static void adjust(Napi::Env env, int64_t bytes) {
+    const int64_t step = int64_t(1) << 29;
+    while (bytes != 0) {
+      const int64_t d = bytes > 0 ? std::min(bytes, step) : std::max(bytes, -step);
+      Napi::MemoryManagement::AdjustExternalMemory(env, d);
+      bytes -= d;
+    }
+  }
+  void release(Napi::Env env) {
+    if (!model_) return;
+    model_.reset();
+    adjust(env, -external_bytes_);
+    external_bytes_ = 0;
+  }
+  std::shared_ptr<th::HeadedModel> live(Napi::Env env) const {
+    if (!model_) throw_error(env, "ERR_TH_DISPOSED", "this model was disposed; load it again to use it");
+    return model_;
+  }
+
+  // A worker that runs `fn(model)` and converts the result with `to_js`.
+  template <typename R, typename Fn, typename ToJs>
+  Napi::Value queue(Napi::Env env, const char* name, Fn fn, ToJs to_js) {
+    class Worker : public PromiseWorker {
+     public:
+      Worker(Napi::Env env, const char* name, Fn f, ToJs t) : PromiseWorker(env, name), fn_(std::move(f)), to_js_(std::move(t)) {}
+      void Work() override { result_ = fn_(); }
+      Napi::Value Result(Napi::Env env) override { return to_js_(env, result_); }
+
+     private:
+      Fn fn_;
+      ToJs to_js_;
+      R result_{};
+    };
+    auto* w = new Worker(env, name, std::move(fn), std::move(to_js));
+    w->Queue();
+    return w->Promise();
+  }
+
+  static Napi::Object output_to_js(Napi::Env env, const th::HeadedOutput& o) {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("loss", Napi::Number::New(env, o.loss.item<double>()));
+    r.Set("lossByHead", scalars_to_js(env, o.loss_by_head));
+    r.Set("adaptedLossByHead", scalars_to_js(env, o.adapted_loss_by_head));
+    r.Set("preds", named_tensors_to_js(env, o.preds_by_head, "name"));
+    return r;
+  }
+
+  // forward(ids, shape, mask, maskShape, labels, wantPreds, hidden)
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    BatchArgs b = batch_from_js(info, 4, 6);
+    const bool preds = info[5].ToBoolean().Value();
+    return queue<th::HeadedOutput>(
+        env, "th:headed-forward",
+        [m, b = std::move(b), preds]() {
+          auto o = m->forward(b.ids, b.mask, b.labels, preds, b.hidden ? &*b.hidden : nullptr);
+          for (auto& [k, t] : o.preds_by_head) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
+          return o;
+        },
+        [](Napi::Env env, const th::HeadedOutput& o) { return output_to_js(env, o); });
+  }
+
+  // trainStep(ids, shape, mask, maskShape, labels, scale, hidden)
+  Napi::Value TrainStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    BatchArgs b = batch_from_js(info, 4, 6);
+    const double scale = info[5].IsNumber() ? info[5].As<Napi::Number>().DoubleValue() : 1.0;
+    return queue<th::HeadedOutput>(
+        env, "th:train-step", [m, b = std::move(b), scale]() { return m->train_step(b.ids, b.mask, b.labels, scale, b.hidden ? &*b.hidden : nullptr); },
+        [](Napi::Env env, const th::HeadedOutput& o) { return output_to_js(env, o); });
+  }
+
+  Napi::Value OptimizerStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    if (info.Length() < 1 || !info[0].IsNumber()) throw_error(env, "ERR_TH_ARG", "optimizerStep(lr): lr must be a number");
+    const double lr = info[0].As<Napi::Number>().DoubleValue();
+    return queue<double>(
+        env, "th:optimizer-step", [m, lr]() { return m->optimizer_step(lr); },
+        [](Napi::Env env, double norm) { return Napi::Number::New(env, norm); });
+  }
+
+  Napi::Value ConfigureOptimizer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    if (info.Length() < 1 || !info[0].IsObject()) throw_error(env, "ERR_TH_ARG", "configureOptimizer(options) needs an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    th::OptimizerOptions opt;
+    auto num = [&](const char* k, double& v) {
+      if (o.Has(k) && o.Get(k).IsNumber()) v = o.Get(k).As<Napi::Number>().DoubleValue();
+    };
+    num("lr", opt.lr);
+    num("weightDecay", opt.weight_decay);
+    num("beta1", opt.beta1);
+    num("beta2", opt.beta2);
+    num("eps", opt.eps);
+    num("maxGradNorm", opt.max_grad_norm);
+    sync_call(env, [&] { m->configure_optimizer(opt); return 0; });
+    return env.Undefined();
+  }
+
+  Napi::Value SaveOptimizer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    std::string path = info[0].ToString().Utf8Value();
+    return queue<int>(
+        env, "th:save-optimizer", [m, path]() { m->save_optimizer(path); return 0; },
+        [](Napi::Env env, int) { return env.Undefined(); });
+  }
+
+  Napi::Value LoadOptimizer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    std::string path = info[0].ToString().Utf8Value();
+    return queue<int>(
+        env, "th:load-optimizer", [m, path]() { m->load_optimizer(path); return 0; },
+        [](Napi::Env env, int) { return env.Undefined(); });
+  }
+
+  Napi::Value HookedHidden(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    BatchArgs b = batch_from_js(info, 99, 99);
+    using Named = std::vector<std::pair<std::string, torch::Tensor>>;
+    return queue<Named>(
+        env, "th:hooked-hidden",
+        [m, b = std::move(b)]() {
+          Named out;
+          for (auto& [l, t] : m->hooked_hidden(b.ids, b.mask)) out.emplace_back(std::to_string(l), t.to(torch::kCPU, torch::kFloat32).contiguous());
+          return out;
+        },
+        [](Napi::Env env, const Named& n) { return named_tensors_to_js(env, n, "layer"); });
+  }
+
+  Napi::Value HeadState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    const std::string name = info[0].ToString().Utf8Value();
+    auto st = sync_call(env, [&] {
+      auto s = m->head_state(name);
+      for (auto& [k, t] : s) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
+      return s;
+    });
+    return named_tensors_to_js(env, st, "key");
+  }
+
+  Napi::Value HeadGrads(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    const std::string name = info[0].ToString().Utf8Value();
+    auto st = sync_call(env, [&] {
+      auto s = m->head_grads(name);
+      for (auto& [k, t] : s) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
+      return s;
+    });
+    return named_tensors_to_js(env, st, "key");
+  }
+
+  Napi::Value BackboneGradNorm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    return Napi::Number::New(env, sync_call(env, [&] { return m->backbone_grad_norm(); }));
+  }
+
+  Napi::Value LoadHeadState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    const std::string name = info[0].ToString().Utf8Value();
+    std::map<std::string, torch::Tensor> st;
+    for (auto& [k, t] : tensor_list_from_js<std::string>(info[1], "key", "head tensors")) st[k] = t;
+    sync_call(env, [&] { m->load_head_state(name, st); return 0; });
+    return env.Undefined();
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    th::Backbone& bb = m->backbone();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("config", bb.config_json());
+    o.Set("tokenizer", bb.tokenizer_json());
+    o.Set("tokenizerConfig", bb.tokenizer_config_json());
+    o.Set("device", bb.device().str());
+    o.Set("dtype", th::dtype_name(bb.dtype()));
+    o.Set("numLayers", Napi::Number::New(env, static_cast<double>(bb.num_layers())));
+    o.Set("parameterBytes", Napi::Number::New(env, static_cast<double>(bb.parameter_bytes())));
+    o.Set("blocksRun", Napi::Number::New(env, static_cast<double>(bb.blocks_run())));
+    o.Set("trainableParameters", Napi::Number::New(env, static_cast<double>(m->trainable_parameters())));
+    o.Set("totalParameters", Napi::Number::New(env, static_cast<double>(m->total_parameters())));
+    o.Set("backboneNeedsGrad", Napi::Boolean::New(env, m->backbone_needs_grad()));
+    auto hooks = m->hooked_layers();
+    Napi::Array h = Napi::Array::New(env, hooks.size());
+    for (size_t i = 0; i < hooks.size(); ++i) h.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(hooks[i])));
+    o.Set("hookedLayers", h);
+    return o;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release(info.Env());
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<th::HeadedModel> model_;
+  int64_t external_bytes_ = 0;
+};
+
+Napi::Value LoadHeaded(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) throw_error(env, "ERR_TH_ARG", "loadHeaded(path, options)");
+  Napi::Object o = info[1].As<Napi::Object>();
+  th::LoadOptions lo;
+  if (o.Get("device").IsString()) lo.device = o.Get("device").As<Napi::String>();
+  if (o.Get("dtype").IsString()) lo.dtype = o.Get("dtype").As<Napi::String>();
+  if (!o.Get("heads").IsString()) throw_error(env, "ERR_TH_ARG", "loadHeaded: options.heads must be a JSON string");
+  std::string heads = o.Get("heads").As<Napi::String>();
+  th::HeadedOptions ho;
+  ho.freeze_base = o.Get("freezeBase").ToBoolean().Value();
+  ho.only_inference = o.Get("onlyInference").ToBoolean().Value();
+  ho.adaptive_loss = o.Get("adaptiveLoss").ToBoolean().Value();
+  if (o.Get("seed").IsNumber()) ho.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().Int64Value());
+  std::string path = info[0].As<Napi::String>();
+  class Worker : public PromiseWorker {
+   public:
+    Worker(Napi::Env env, std::string p, th::LoadOptions l, std::string h, th::HeadedOptions o)
+        : PromiseWorker(env, "th:load-headed"), path_(std::move(p)), lo_(std::move(l)), heads_(std::move(h)), ho_(o) {}
+    void Work() override {
+      auto configs = th::parse_head_configs(heads_);
+      m_ = std::make_shared<th::HeadedModel>(th::load_backbone(path_, lo_), std::move(configs), ho_);
+    }
+    Napi::Value Result(Napi::Env env) override { return HeadedWrap::Create(env, std::move(m_)); }
+
+   private:
+    std::string path_;
+    th::LoadOptions lo_;
+    std::string heads_;
+    th::HeadedOptions ho_;
+    std::shared_ptr<th::HeadedModel> m_;
+  };
+  auto* w = new Worker(env, path, lo, heads, ho);
+  w->Queue();
+  return w->Promise();
+}
+
 // ------------------------------------------------------------------------------------------- runtime
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
@@ -411,8 +772,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->backbone_ctor = Napi::Persistent(BackboneWrap::Define(env));
   data->torchscript_ctor = Napi::Persistent(TorchScriptWrap::Define(env));
+  data->headed_ctor = Napi::Persistent(HeadedWrap::Define(env));
   env.SetInstanceData<AddonData>(data);
   exports.Set("loadBackbone", Napi::Function::New<LoadBackbone>(env, "loadBackbone"));
+  exports.Set("loadHeaded", Napi::Function::New<LoadHeaded>(env, "loadHeaded"));
   exports.Set("loadTorchScript", Napi::Function::New<LoadTorchScript>(env, "loadTorchScript"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));

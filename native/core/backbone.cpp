@@ -36,7 +36,7 @@ Backbone::Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtyp
   }
 }
 
-torch::Tensor Backbone::take(const std::string& name, std::vector<int64_t> shape) {
+torch::Tensor Backbone::take(const std::string& name, std::vector<int64_t> shape, bool transpose) {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) {
     throw ConfigError("checkpoint has no tensor '" + name + "' (expected for model_type " + config_.model_type +
@@ -47,19 +47,25 @@ torch::Tensor Backbone::take(const std::string& name, std::vector<int64_t> shape
     throw ConfigError("checkpoint tensor '" + name + "' has shape " + shape_str(t.sizes()) + " but config.json implies " +
                       shape_str(shape));
   }
-  torch::Tensor out = t.to(device_, t.is_floating_point() ? dtype_ : t.scalar_type()).contiguous();
-  kept_.push_back(out);
+  torch::Tensor out = t.to(device_, t.is_floating_point() ? dtype_ : t.scalar_type());
+  out = (transpose ? out.t() : out).contiguous();
+  // A fresh leaf: never an alias of the archive's own parameter, so requires_grad can be set on it.
+  out = out.detach();
+  params_.emplace_back(name, out);
   return out;
+}
+
+void Backbone::set_requires_grad(bool on) {
+  for (auto& p : params_) p.second.requires_grad_(on);
 }
 
 void Backbone::finish_loading() {
   std::set<const void*> seen;
   parameter_bytes_ = 0;
-  for (const auto& t : kept_) {
-    const void* p = t.storage().unsafeGetStorageImpl();
-    if (seen.insert(p).second) parameter_bytes_ += static_cast<int64_t>(t.storage().nbytes());
+  for (const auto& p : params_) {
+    const void* key = p.second.storage().unsafeGetStorageImpl();
+    if (seen.insert(key).second) parameter_bytes_ += static_cast<int64_t>(p.second.storage().nbytes());
   }
-  kept_.clear();
   tensors_.clear();
 }
 
@@ -99,15 +105,57 @@ void Backbone::check_inputs(const torch::Tensor& ids, const torch::Tensor& mask,
   }
 }
 
+std::pair<torch::Tensor, torch::Tensor> Backbone::prepare_inputs(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) const {
+  torch::Tensor ids = input_ids.to(torch::kCPU, torch::kLong);
+  torch::Tensor mask = attention_mask.defined() ? attention_mask.to(torch::kCPU, torch::kLong) : torch::ones_like(ids);
+  torch::Tensor pos = ids.dim() == 2 && mask.sizes() == ids.sizes() ? positions_from_mask(mask) : torch::Tensor();
+  check_inputs(ids, mask, pos);
+  return {ids.to(device_), mask.to(device_)};
+}
+
+std::vector<torch::Tensor> Backbone::run(const torch::Tensor& ids, const torch::Tensor& mask, int64_t stop,
+                                         const std::vector<bool>& wanted) {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  const torch::Tensor pos = positions_from_mask(mask);
+  AttentionContext ctx;
+  {
+    auto idx = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(device_));
+    auto i = idx.view({T, 1}), j = idx.view({1, T});
+    // As Hugging Face: query i sees real keys j <= i (and inside the sliding window). A query that would see no key
+    // at all (a left-padding position) sees itself instead, so no softmax row is all -inf (NaN); Hugging Face gives
+    // such rows arbitrary finite values too. Right-padding positions keep HF's values, which matters because the
+    // Python library reads the last position of right-padded rows when ignore_pads is off.
+    auto causal = (j <= i).view({1, 1, T, T});
+    auto diag = (i == j).view({1, 1, T, T});
+    auto visible = causal & mask.view({B, 1, 1, T}).ne(0);
+    ctx.keep = visible | (diag & visible.any(-1, /*keepdim=*/true).logical_not());
+    if (config_.sliding_window > 0) {
+      auto win = visible & (j > i - config_.sliding_window).view({1, 1, T, T});
+      ctx.keep_window = win | (diag & win.any(-1, /*keepdim=*/true).logical_not());
+    }
+  }
+  prepare(ctx, pos);
+
+  std::vector<torch::Tensor> captured(config_.num_layers + 1);
+  torch::Tensor x = embed(ids, pos);
+  const int64_t run_blocks = std::min(stop, config_.num_layers);
+  for (int64_t b = 0; b < run_blocks; ++b) {
+    if (wanted[b]) captured[b] = x;
+    x = block(b, x, ctx);
+    ++blocks_run_;
+  }
+  if (stop == config_.num_layers) {
+    captured[stop] = final_norm(x);
+  } else if (wanted[stop]) {
+    captured[stop] = x;
+  }
+  return captured;
+}
+
 ForwardResult Backbone::forward(const ForwardRequest& req) {
   std::lock_guard<std::mutex> lock(mutex_);
   torch::NoGradGuard no_grad;
-
-  torch::Tensor ids = req.input_ids.to(torch::kCPU, torch::kLong);
-  torch::Tensor mask = req.attention_mask.defined() ? req.attention_mask.to(torch::kCPU, torch::kLong)
-                                                   : torch::ones_like(ids);
-  torch::Tensor pos = ids.dim() == 2 && mask.sizes() == ids.sizes() ? positions_from_mask(mask) : torch::Tensor();
-  check_inputs(ids, mask, pos);
+  auto [ids, mask] = prepare_inputs(req.input_ids, req.attention_mask);
 
   std::vector<int64_t> norm;
   norm.reserve(req.layers.size());
@@ -117,45 +165,13 @@ ForwardResult Backbone::forward(const ForwardRequest& req) {
     stop = std::max(stop, norm.back());
   }
   if (stop < 0) throw ValueError("nothing to compute: ask for at least one layer or for the logits");
-
-  ids = ids.to(device_);
-  mask = mask.to(device_);
-  pos = pos.to(device_);
-  const int64_t B = ids.size(0), T = ids.size(1);
-
-  AttentionContext ctx;
-  {
-    auto idx = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(device_));
-    auto i = idx.view({T, 1}), j = idx.view({1, T});
-    // The diagonal stays visible even at padded queries, so no softmax row is all -inf (NaN): a padded query
-    // attends to itself only. Real queries are unaffected because their own key is never padding.
-    auto causal = (j <= i).view({1, 1, T, T});
-    ctx.keep = causal & (mask.view({B, 1, 1, T}).ne(0) | (i == j).view({1, 1, T, T}));
-    if (config_.sliding_window > 0) ctx.keep_window = ctx.keep & (j > i - config_.sliding_window).view({1, 1, T, T});
-  }
-  prepare(ctx, pos);
-
-  std::vector<torch::Tensor> captured(config_.num_layers + 1);
   std::vector<bool> wanted(config_.num_layers + 1, false);
   for (int64_t n : norm) wanted[n] = true;
 
-  torch::Tensor x = embed(ids, pos);
-  const int64_t run_blocks = std::min(stop, config_.num_layers);
-  for (int64_t b = 0; b < run_blocks; ++b) {
-    if (wanted[b]) captured[b] = x;
-    x = block(b, x, ctx);
-    ++blocks_run_;
-  }
+  std::vector<torch::Tensor> captured = run(ids, mask, stop, wanted);
   ForwardResult out;
-  torch::Tensor final;
-  if (stop == config_.num_layers) {
-    final = final_norm(x);
-    captured[config_.num_layers] = final;
-  } else if (wanted[stop]) {
-    captured[stop] = x;
-  }
   for (size_t k = 0; k < norm.size(); ++k) out.hidden_states.emplace_back(req.layers[k], captured[norm[k]]);
-  if (req.logits) out.logits = lm_head(final);
+  if (req.logits) out.logits = lm_head(captured[config_.num_layers]);
   return out;
 }
 

@@ -69,11 +69,25 @@ class Backbone {
   // Thread-safe: one forward at a time per model. Runs without autograd.
   ForwardResult forward(const ForwardRequest& request);
 
+  // Checks ids/mask (int64 [B, T] on the CPU; mask may be undefined = all ones) and returns them on the model's device.
+  std::pair<torch::Tensor, torch::Tensor> prepare_inputs(const torch::Tensor& ids, const torch::Tensor& mask) const;
+  // Runs embeddings and blocks up to hidden-state index `stop` (0..L) and returns the states flagged in `wanted`
+  // (size L+1; others undefined). Not locked and under the caller's grad mode: for HeadedModel, which owns the lock.
+  std::vector<torch::Tensor> run(const torch::Tensor& ids, const torch::Tensor& mask, int64_t stop, const std::vector<bool>& wanted);
+  // The output projection (tied to the embeddings when the config says so); bias-free, [V, H].
+  virtual torch::Tensor lm_head_weight() const = 0;
+  // Weights by Hugging Face name (without the base-model prefix); shared tensors appear once. GPT-2 Conv1D weights
+  // are listed in the [out, in] layout they are used in.
+  const std::vector<std::pair<std::string, torch::Tensor>>& named_parameters() const { return params_; }
+  // Enables or disables gradients for every backbone weight (full finetuning vs frozen).
+  void set_requires_grad(bool on);
+
  protected:
   Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
 
-  // Takes a tensor by name out of the checkpoint, moved to the model's device and dtype, checking its shape.
-  torch::Tensor take(const std::string& name, std::vector<int64_t> shape);
+  // Takes a tensor by name out of the checkpoint, moved to the model's device and dtype, checking its shape;
+  // `transpose` stores a 2-D tensor as its contiguous transpose (GPT-2 Conv1D [in, out] -> [out, in]).
+  torch::Tensor take(const std::string& name, std::vector<int64_t> shape, bool transpose = false);
   bool has(const std::string& name) const { return tensors_.count(name) > 0; }
   void finish_loading();  // drops unused checkpoint tensors and measures the weights
 
@@ -91,7 +105,7 @@ class Backbone {
   void check_inputs(const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& positions) const;
 
   std::map<std::string, torch::Tensor> tensors_;
-  std::vector<torch::Tensor> kept_;
+  std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::string config_json_, tokenizer_json_, tokenizer_config_json_;
   int64_t parameter_bytes_ = 0;
   std::atomic<uint64_t> blocks_run_{0};

@@ -68,10 +68,15 @@ class Gpt2 final : public Backbone {
 
   torch::Tensor lm_head(const torch::Tensor& x) override { return torch::linear(x, lm_head_); }
 
+ public:
+  torch::Tensor lm_head_weight() const override { return lm_head_; }
+
+ protected:
+
  private:
   Linear conv1d(const std::string& prefix, int64_t in, int64_t out) {
     Linear l;
-    l.weight = take(prefix + ".weight", {in, out}).t().contiguous();
+    l.weight = take(prefix + ".weight", {in, out}, /*transpose=*/true);
     l.bias = take(prefix + ".bias", {out});
     return l;
   }

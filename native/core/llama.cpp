@@ -102,6 +102,11 @@ class Llama final : public Backbone {
 
   torch::Tensor lm_head(const torch::Tensor& x) override { return torch::linear(x, lm_head_); }
 
+ public:
+  torch::Tensor lm_head_weight() const override { return lm_head_; }
+
+ protected:
+
  private:
   Linear linear(const std::string& prefix, int64_t in, int64_t out, bool bias) {
     Linear l;
