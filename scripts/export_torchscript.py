@@ -427,6 +427,7 @@ def export_tiny(a: argparse.Namespace) -> None:
     model.eval()
     scripted = torch.jit.script(model)
     extra = {"config.json": json.dumps(cfg, indent=2)}
+    extra.update(tokenizer_files(a.tokenizer_dir))
     save_archive(scripted, a.out, extra)
     if a.dump_reference:
         ids, mask = reference_batch(cfg["vocab_size"], a.seed)
@@ -439,6 +440,21 @@ def export_tiny(a: argparse.Namespace) -> None:
     print(json.dumps({"out": a.out, "model_type": cfg["model_type"],
                       "parameters": sum(p.numel() for p in model.parameters()),
                       "bytes": os.path.getsize(a.out)}))
+
+
+def tokenizer_files(d: Optional[str]) -> Dict[str, str]:
+    """tokenizer.json / tokenizer_config.json from a folder (e.g. made by scripts/gpt2_tokenizer.mjs)."""
+    out: Dict[str, str] = {}
+    if not d:
+        return out
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        p = os.path.join(d, f)
+        if os.path.exists(p):
+            with open(p, encoding="utf-8") as fh:
+                out[f] = fh.read()
+    if "tokenizer.json" not in out:
+        raise SystemExit(f"--tokenizer-dir {d} has no tokenizer.json")
+    return out
 
 
 def save_archive(module: torch.jit.ScriptModule, out: str, extra: Dict[str, str]) -> None:
@@ -521,6 +537,7 @@ def main() -> None:
     p.add_argument("--tie", action="store_true", help="tie lm_head to the embeddings (Llama family)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init-std", type=float, default=0.2)
+    p.add_argument("--tokenizer-dir", default=None, help="folder with tokenizer.json (+ tokenizer_config.json) to embed")
     p.add_argument("--dump-reference", default=None, help="write the eager outputs on a fixed padded batch here")
     a = p.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

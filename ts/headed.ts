@@ -220,6 +220,23 @@ export class HeadedModel {
     return this.#enqueue(() => nativeCall(() => native.loadOptimizer(path)));
   }
 
+  /** @internal every trainable tensor (heads, and the backbone when not frozen), for exact resume */
+  async saveTrainableState(path: string): Promise<void> {
+    const native = this.#live();
+    return this.#enqueue(() => nativeCall(() => native.saveTrainable(path)));
+  }
+
+  /** @internal */
+  async loadTrainableState(path: string): Promise<void> {
+    const native = this.#live();
+    return this.#enqueue(() => nativeCall(() => native.loadTrainable(path)));
+  }
+
+  /** @internal whether training must run the backbone with autograd (so cached activations cannot stand in) */
+  get backboneNeedsGrad(): boolean {
+    return this.#live().info().backboneNeedsGrad;
+  }
+
   /** Hidden states at the hooked layers (what the heads read), without autograd. */
   async hookedHiddenStates(batch: Batch): Promise<Map<number, Tensor>> {
     const ids = packTokens(batch.input_ids, 'input_ids');

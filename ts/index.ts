@@ -10,3 +10,9 @@ export { headConfigsJson, resolveHeadConfig, resolveHeadConfigs } from './heads.
 export type { HeadConfig, LossFunction, OutputActivation, ResolvedHeadConfig } from './heads.js';
 export { decodeSafetensors, encodeSafetensors, readSafetensors } from './safetensors.js';
 export type { NamedTensor } from './safetensors.js';
+export { DataCollatorWithPadding, Dataset, permutation } from './data.js';
+export type { CollatedBatch, Column, Example } from './data.js';
+export { loadTokenizer, Tokenizer } from './tokenizer.js';
+export { accuracy, argmaxRows, macroF1, meanSquaredError, r2Score } from './metrics.js';
+export { activationCacheBlocker, learningRateAt, Trainer } from './trainer.js';
+export type { EvalPredictions, LogEntry, LrSchedulerType, TrainerCallbacks, TrainerData, TrainingArguments, TrainOutput } from './trainer.js';

@@ -53,6 +53,8 @@ export interface NativeHeaded {
   configureOptimizer(o: { lr: number; weightDecay?: number; beta1?: number; beta2?: number; eps?: number; maxGradNorm?: number }): void;
   saveOptimizer(path: string): Promise<void>;
   loadOptimizer(path: string): Promise<void>;
+  saveTrainable(path: string): Promise<void>;
+  loadTrainable(path: string): Promise<void>;
   hookedHidden(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null): Promise<Array<RawTensor & { layer: string }>>;
   headState(name: string): Array<RawTensor & { key: string }>;
   headGrads(name: string): Array<RawTensor & { key: string }>;

@@ -478,6 +478,8 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
                         InstanceMethod<&HeadedWrap::ConfigureOptimizer>("configureOptimizer"),
                         InstanceMethod<&HeadedWrap::SaveOptimizer>("saveOptimizer"),
                         InstanceMethod<&HeadedWrap::LoadOptimizer>("loadOptimizer"),
+                        InstanceMethod<&HeadedWrap::SaveTrainable>("saveTrainable"),
+                        InstanceMethod<&HeadedWrap::LoadTrainable>("loadTrainable"),
                         InstanceMethod<&HeadedWrap::HookedHidden>("hookedHidden"),
                         InstanceMethod<&HeadedWrap::HeadState>("headState"),
                         InstanceMethod<&HeadedWrap::LoadHeadState>("loadHeadState"),
@@ -619,6 +621,24 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
     std::string path = info[0].ToString().Utf8Value();
     return queue<int>(
         env, "th:load-optimizer", [m, path]() { m->load_optimizer(path); return 0; },
+        [](Napi::Env env, int) { return env.Undefined(); });
+  }
+
+  Napi::Value SaveTrainable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    std::string path = info[0].ToString().Utf8Value();
+    return queue<int>(
+        env, "th:save-trainable", [m, path]() { m->save_trainable(path); return 0; },
+        [](Napi::Env env, int) { return env.Undefined(); });
+  }
+
+  Napi::Value LoadTrainable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    std::string path = info[0].ToString().Utf8Value();
+    return queue<int>(
+        env, "th:load-trainable", [m, path]() { m->load_trainable(path); return 0; },
         [](Napi::Env env, int) { return env.Undefined(); });
   }
 

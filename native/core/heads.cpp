@@ -469,6 +469,33 @@ void HeadedModel::save_optimizer(const std::string& path) {
   torch::save(*optimizer_, path);
 }
 
+void HeadedModel::save_trainable(const std::string& path) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<torch::Tensor> ts;
+  for (auto& t : trainable_tensors()) ts.push_back(t.detach().cpu());
+  torch::save(ts, path);
+}
+
+void HeadedModel::load_trainable(const std::string& path) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<torch::Tensor> saved;
+  try {
+    torch::load(saved, path);
+  } catch (const c10::Error& e) {
+    throw FileError("trainable weights '" + path + "' could not be loaded: " + torch_message(e));
+  }
+  auto mine = trainable_tensors();
+  if (saved.size() != mine.size()) {
+    throw ConfigError("'" + path + "' holds " + std::to_string(saved.size()) + " tensors but this model trains " +
+                      std::to_string(mine.size()) + ": it was saved from a different model or head set");
+  }
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (saved[i].sizes() != mine[i].sizes()) throw ConfigError("'" + path + "' does not match this model's trainable tensors");
+    mine[i].copy_(saved[i]);
+  }
+}
+
 void HeadedModel::load_optimizer(const std::string& path) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!optimizer_) throw ValueError("the optimizer is not configured");

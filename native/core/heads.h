@@ -110,6 +110,9 @@ class HeadedModel {
   double optimizer_step(double lr);
   void configure_optimizer(const OptimizerOptions& options);
   void save_optimizer(const std::string& path);
+  // Every trainable tensor (heads, and backbone weights when not frozen), in a fixed order: exact resume of training.
+  void save_trainable(const std::string& path);
+  void load_trainable(const std::string& path);
   void load_optimizer(const std::string& path);
   // Hidden states at the hooked layers without autograd (to fill the activation cache).
   HiddenMap hooked_hidden(const torch::Tensor& ids, const torch::Tensor& mask);
