@@ -28,3 +28,32 @@ export function majorityBaseline(labels) {
   for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
   return Math.max(...counts.values()) / labels.length;
 }
+
+/**
+ * SpamAssassin emails tokenized for a model: input_ids, attention_mask, spam (0/1), and `link_seen`: per token, 1 once
+ * a token containing `marker` ('http' by default: a link) has appeared at or before it. That is a fact about earlier
+ * tokens, so a probe can read it only where attention has mixed the context in.
+ */
+export function tokenizedSpam(tokenizer, { examples = 2000, maxTokens = 64, seed = 0, marker = 'http' } = {}) {
+  const all = spamAssassin();
+  const order = [...all.keys()];
+  let s = seed + 1;
+  for (let i = order.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    const j = s % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order.slice(0, Math.min(examples, all.length)).map((k) => {
+    const { text, label } = all[k];
+    const ids = tokenizer.encode(text).ids.slice(0, maxTokens);
+    let seen = 0;
+    const link = ids.map((id) => (seen = seen || (tokenizer.decode([id]).includes(marker) ? 1 : 0)));
+    return { input_ids: ids, attention_mask: ids.map(() => 1), spam: label, link_seen: link };
+  });
+}
+
+export const defaultModel = new URL('../fixtures/random-gpt2-bpe.pt', import.meta.url).pathname;
+
+export function report(obj) {
+  console.log(JSON.stringify(obj));
+}

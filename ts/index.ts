@@ -17,3 +17,4 @@ export { accuracy, argmaxRows, macroF1, meanSquaredError, r2Score } from './metr
 export { activationCacheBlocker, learningRateAt, Trainer } from './trainer.js';
 export type { EvalPredictions, LogEntry, LrSchedulerType, TrainerCallbacks, TrainerData, TrainingArguments, TrainOutput } from './trainer.js';
 export { readModelConfig } from './archive.js';
+export { evaluateHeadWise, getTopNPreds } from './evaluate.js';

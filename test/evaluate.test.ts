@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+
+import { DataCollatorWithPadding, Dataset, evaluateHeadWise, getTopNPreds, loadHeaded, loadTokenizer, loadTorchScript } from '../ts/index.js';
+import { fixture } from './helpers.js';
+
+describe('evaluation helpers', () => {
+  it('getTopNPreds: the top tokens of the lm_head at the last position, as the TorchScript module ranks them', async () => {
+    const path = fixture('random-gpt2-bpe.pt');
+    const tok = await loadTokenizer(path);
+    const model = await loadHeaded(path, { heads: [{ name: 'lm_head', inSize: 256, isCausalLm: true }] });
+    const text = 'The quick brown fox jumps over the lazy';
+    const top = await getTopNPreds(5, model, text, tok);
+    const jit = await loadTorchScript(path);
+    const ids = tok.encode(text).ids;
+    const { logits } = await jit.forward({ input_ids: [ids] });
+    const V = logits.shape[2]!;
+    const last = logits.data.subarray((ids.length - 1) * V, ids.length * V);
+    const want = Array.from(last.keys()).sort((a, b) => last[b]! - last[a]!).slice(0, 5).map((i) => tok.decode([i]));
+    expect(top.lm_head).toEqual(want);
+    model.dispose();
+    jit.dispose();
+  });
+
+  it('evaluateHeadWise averages the per-batch losses', async () => {
+    const model = await loadHeaded(fixture('tiny-gpt2.pt'), { heads: [{ name: 'c', inSize: 64, numOutputs: 3, predForSequence: true }] });
+    const rows = Array.from({ length: 5 }, (_, i) => ({ input_ids: [i + 1, i + 2, i + 3], c: i % 3 }));
+    const collator = new DataCollatorWithPadding({ input_ids: 100 });
+    const res = await evaluateHeadWise(model, new Dataset(rows), collator, 2);
+    const manual = [];
+    for (const b of [rows.slice(0, 2), rows.slice(2, 4), rows.slice(4)]) manual.push((await model.forward(collator.collate(b) as never)).lossByHead.c!);
+    expect(res.lossByHead.c).toBeCloseTo((manual[0]! + manual[1]! + manual[2]!) / 3, 6);
+    expect(res.loss).toBeCloseTo(res.lossByHead.c!, 6);
+    model.dispose();
+  });
+});
