@@ -5,7 +5,7 @@ import { DataCollatorWithPadding, permutation, type CollatedBatch, type Dataset,
 import { invalidArg, TransformerHeadsError } from './errors.js';
 import type { HeadedBatch, HeadedModel } from './headed.js';
 import type { ResolvedHeadConfig } from './heads.js';
-import { accuracy, argmaxRows, macroF1, meanSquaredError, r2Score } from './metrics.js';
+import { accuracy, macroF1, meanSquaredError, r2Score } from './metrics.js';
 import { atomicWrite } from './safetensors.js';
 import type { Tensor } from './tensor.js';
 
@@ -78,7 +78,10 @@ export interface TrainerCallbacks {
   onStepEnd?(state: { step: number; epoch: number; loss: number; learningRate: number }): void | Promise<void>;
 }
 
-/** What computeMetrics receives: per head, the predictions at the positions that carry a loss, and their labels. */
+/**
+ * What computeMetrics receives: per head, the predictions at the positions that carry a loss (the arg-max class for
+ * cross_entropy heads, the raw outputs otherwise, numOutputs values per position) and their labels.
+ */
 export interface EvalPredictions {
   heads: Record<string, { predictions: Float32Array; labels: Float32Array; numOutputs: number; config: ResolvedHeadConfig }>;
 }
@@ -349,14 +352,14 @@ export class Trainer {
     for (const h of this.model.heads) {
       const c = collected[h.name];
       if (!c || c.labels.length === 0) continue;
-      const C = h.isRegression ? 1 : h.numOutputs ?? 1;
+      const C = h.lossFct === 'cross_entropy' || h.isRegression ? 1 : h.numOutputs ?? 1;
       const preds = Float32Array.from(c.preds);
       const labels = Float32Array.from(c.labels);
       forUser.heads[h.name] = { predictions: preds, labels, numOutputs: C, config: h };
       if (h.lossFct === 'cross_entropy') {
-        const cls = argmaxRows(preds, C);
-        metrics[`eval_${h.name}_accuracy`] = accuracy(cls, labels);
-        metrics[`eval_${h.name}_f1_macro`] = macroF1(cls, labels);
+        metrics[`eval_${h.name}_accuracy`] = accuracy(preds, labels);
+        // macro-F1 over a vocabulary says little and costs a pass per class: classification heads only
+        if (!h.isCausalLm) metrics[`eval_${h.name}_f1_macro`] = macroF1(preds, labels);
       } else if (h.lossFct === 'bce' || h.lossFct === 'bce_with_logits') {
         const thr = h.lossFct === 'bce' ? 0.5 : 0;
         metrics[`eval_${h.name}_accuracy`] = accuracy(preds.map((p) => (p > thr ? 1 : 0)), labels);
@@ -486,8 +489,17 @@ function selectForMetrics(
     for (let t = 0; t < T; t++) if (ids.data[b * T + t] === pad) { first = t; break; }
     return (((first - 1) % T) + T) % T;
   };
+  // Classification heads keep the arg-max class only: a causal-LM head's rows are vocabulary-sized.
+  const classify = h.lossFct === 'cross_entropy';
   const push = (b: number, t: number, label: number) => {
-    for (let c = 0; c < C; c++) out.preds.push(preds.data[(b * T + t) * C + c]!);
+    const o = (b * T + t) * C;
+    if (classify) {
+      let best = 0;
+      for (let c = 1; c < C; c++) if (preds.data[o + c]! > preds.data[o + best]!) best = c;
+      out.preds.push(best);
+    } else {
+      for (let c = 0; c < C; c++) out.preds.push(preds.data[o + c]!);
+    }
     out.labels.push(label);
   };
   if (h.predForSequence) {

@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// Training-step benchmarks on the GPT-2-small-shaped model (12 layers, 768 hidden, random weights), batch 8 x 128
+// tokens, measured in one run:
+//   - a linear-probe step at layer 6 with a frozen backbone: early exit, no autograd through the backbone;
+//   - the same step the way the Python library runs it: the frozen backbone's full forward (output_hidden_states,
+//     all 12 blocks) before the head (baseline);
+//   - Trainer epochs with the activation cache: epoch 1 (computes and caches the hidden states) vs epoch 2 (cache);
+//   - a full-finetuning step (backbone trains: forward + backward through all blocks + AdamW over 124M weights).
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const modelPath = resolve(root, 'fixtures/gpt2-small-random.pt');
+if (!existsSync(modelPath)) execFileSync('bash', [resolve(root, 'scripts/make_fixtures.sh'), '--bench'], { stdio: 'inherit' });
+const th = await import(resolve(root, 'dist/index.js'));
+const info = th.runtimeInfo();
+const B = 8;
+const T = 128;
+let s = 7;
+const ids = () => Array.from({ length: B }, () => Array.from({ length: T }, () => (s = (s * 1103515245 + 12345) % 2 ** 31) % 50000));
+const batch = { input_ids: ids(), probe: Array.from({ length: B }, (_, i) => i % 2) };
+const probe = { name: 'probe', inSize: 768, numOutputs: 2, layerHook: 6, predForSequence: true };
+
+function line(variant, ms, extra = {}) {
+  const r = { bench: 'training', variant, model: 'gpt2-small-shaped (random weights)', batch: B, seq: T, tokens_per_s: Math.round((B * T) / (ms / 1000)), ms_per_step: Number(ms.toFixed(1)), threads: info.numThreads, device: 'cpu', torch: info.torchVersion, ...extra };
+  console.log(JSON.stringify(r));
+  return r;
+}
+
+async function timeSteps(model, n) {
+  model.configureOptimizer({ lr: 1e-3 });
+  const step = async () => {
+    await model.trainStep(batch);
+    await model.optimizerStep(1e-3);
+  };
+  await step(); // warm-up
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await step();
+    times.push(performance.now() - t0);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(n / 2)];
+}
+
+let m = await th.loadHeaded(modelPath, { heads: [probe] });
+const early = line('probe step, layer 6, frozen backbone with early exit', await timeSteps(m, 5), { blocks_per_step: 6 });
+m.dispose();
+// The Python library always asks the trunk for every hidden state: a head at -1 without a loss forces the same
+// full forward here.
+m = await th.loadHeaded(modelPath, { heads: [probe, { name: 'full', inSize: 768, numOutputs: 1, lossFct: null, trainable: false }] });
+const full = line('baseline: same step with the full 12-block forward (as the Python library runs it)', await timeSteps(m, 5), { blocks_per_step: 12 });
+m.dispose();
+
+// Activation cache: 8 batches per epoch.
+m = await th.loadHeaded(modelPath, { heads: [probe] });
+const rows = Array.from({ length: 64 }, (_, i) => ({ input_ids: ids()[0], probe: i % 2 }));
+const stamps = [];
+const trainer = new th.Trainer(m, { outputDir: resolve(root, 'bench/out'), numTrainEpochs: 2, perDeviceTrainBatchSize: 8, learningRate: 1e-3, disableProgressBar: true, activationCache: true }, {
+  trainDataset: new th.Dataset(rows),
+  dataCollator: new th.DataCollatorWithPadding({ input_ids: 50256, attention_mask: 0 }),
+  callbacks: { onStepEnd: () => void stamps.push(performance.now()) },
+});
+const t0 = performance.now();
+await trainer.train();
+const e1 = (stamps[7] - t0) / 8;
+const e2 = (stamps[15] - stamps[7]) / 8;
+line('Trainer epoch 1 (computes and caches layer-6 states)', e1);
+const cached = line('Trainer epoch 2 (from the activation cache)', e2);
+m.dispose();
+
+m = await th.loadHeaded(modelPath, { heads: [probe], freezeBaseModel: false });
+const ft = line('full-finetuning step (all 124M weights train)', await timeSteps(m, 2));
+m.dispose();
+console.log(
+  JSON.stringify({
+    bench: 'training-summary',
+    early_exit_probe_vs_python_style_full_forward: Number((early.tokens_per_s / full.tokens_per_s).toFixed(2)),
+    activation_cache_epoch2_vs_epoch1: Number((e1 / e2).toFixed(1)),
+    cached_epoch_vs_python_style_step: Number((cached.tokens_per_s / full.tokens_per_s).toFixed(1)),
+    full_finetune_tokens_per_s: ft.tokens_per_s,
+  }),
+);
