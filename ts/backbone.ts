@@ -1,5 +1,6 @@
 import { parseModelConfig, type ModelConfig } from './config.js';
 import { invalidArg, nativeCall, TransformerHeadsError } from './errors.js';
+import { NativeHandle } from './handle.js';
 import { binding, type NativeBackbone, type NativeTorchScript } from './native.js';
 import { fromRaw, packTokens, type Batch, type PackedTokens, type Tensor } from './tensor.js';
 
@@ -42,7 +43,7 @@ function packBatch(batch: Batch): { ids: PackedTokens; mask: PackedTokens | null
  * A pretrained transformer trunk (GPT-2 or Llama family) running natively in libtorch.
  * Calls on one model run one at a time, in order, off the event loop.
  */
-export class Backbone {
+export class Backbone extends NativeHandle<NativeBackbone> {
   /** The model's config.json, parsed. */
   readonly config: ModelConfig;
   /** The path it was loaded from. */
@@ -52,12 +53,10 @@ export class Backbone {
   /** tokenizer.json / tokenizer_config.json text stored with the model, or null. */
   readonly tokenizerJson: string | null;
   readonly tokenizerConfigJson: string | null;
-  #native: NativeBackbone | null;
-  #queue: Promise<unknown> = Promise.resolve();
 
   /** @internal use loadBackbone() */
   constructor(native: NativeBackbone, path: string) {
-    this.#native = native;
+    super(native);
     this.path = path;
     const info = native.info();
     this.config = parseModelConfig(info.config);
@@ -74,17 +73,14 @@ export class Backbone {
 
   /** Bytes held by the weights (tied tensors counted once). */
   get memoryBytes(): number {
-    return this.#live().info().parameterBytes;
+    return this._live().info().parameterBytes;
   }
 
   /** Counters for inspection: `blocksRun` is the number of transformer blocks executed since load. */
   get stats(): { blocksRun: number } {
-    return { blocksRun: this.#live().info().blocksRun };
+    return { blocksRun: this._live().info().blocksRun };
   }
 
-  get disposed(): boolean {
-    return this.#native === null;
-  }
 
   /**
    * Hidden states at the requested layers, keyed by the index as given.
@@ -108,8 +104,8 @@ export class Backbone {
     if (!Array.isArray(layers)) invalidArg('layers', 'an array of integers', layers);
     for (const l of layers) if (!Number.isInteger(l)) invalidArg('layers', 'integer layer indices', l);
     const { ids, mask } = packBatch(batch);
-    const native = this.#live();
-    return this.#enqueue(async () => {
+    const native = this._live();
+    return this._enqueue(async () => {
       const out = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, layers, options.logits ?? false));
       const hiddenStates = new Map<number, Tensor>();
       for (const h of out.hidden) hiddenStates.set(h.layer, fromRaw(h));
@@ -117,33 +113,8 @@ export class Backbone {
     });
   }
 
-  /**
-   * Frees the weights once the calls already made have finished; further calls throw ERR_TH_DISPOSED.
-   * Without dispose() the garbage collector frees them too, but later: V8 cannot see how large they are.
-   */
-  dispose(): void {
-    const native = this.#native;
-    if (!native) return;
-    this.#native = null;
-    void this.#queue.then(() => native.dispose());
-  }
 
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
 
-  #live(): NativeBackbone {
-    if (!this.#native) throw new TransformerHeadsError('this model was disposed; load it again to use it', 'ERR_TH_DISPOSED');
-    return this.#native;
-  }
-
-  // One operation at a time per model, queued here rather than on a native mutex so waiting calls do not hold
-  // libuv threadpool threads.
-  #enqueue<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(fn, fn);
-    this.#queue = run.catch(() => undefined);
-    return run;
-  }
 }
 
 /** Loads a TorchScript archive made by scripts/export_torchscript.py. Runs off the event loop. */

@@ -5,6 +5,7 @@ import type { Device, Dtype } from './backbone.js';
 import { parseModelConfig, type ModelConfig } from './config.js';
 import { invalidArg, nativeCall, TransformerHeadsError } from './errors.js';
 import { fromSnakeCase, headConfigsJson, resolveHeadConfigs, toSnakeCase, type HeadConfig, type ResolvedHeadConfig } from './heads.js';
+import { NativeHandle } from './handle.js';
 import { binding, type NativeHeaded, type RawTensor } from './native.js';
 import { atomicWrite, encodeSafetensors, readSafetensors, type NamedTensor } from './safetensors.js';
 import { fromRaw, packTokens, type Batch, type PackedTokens, type Tensor, type TokenInput } from './tensor.js';
@@ -117,7 +118,7 @@ const pairsToRecord = (p: Array<[string, number]>) => Object.fromEntries(p);
  * A backbone with heads: forward with losses, training steps, saving and loading in the Python library's format.
  * Calls run one at a time, in order, off the event loop.
  */
-export class HeadedModel {
+export class HeadedModel extends NativeHandle<NativeHeaded> {
   readonly config: ModelConfig;
   readonly heads: readonly ResolvedHeadConfig[];
   readonly modelPath: string;
@@ -129,12 +130,10 @@ export class HeadedModel {
   readonly hookedLayers: readonly number[];
   readonly freezeBaseModel: boolean;
   readonly onlyInference: boolean;
-  #native: NativeHeaded | null;
-  #queue: Promise<unknown> = Promise.resolve();
 
   /** @internal use loadHeaded() */
   constructor(native: NativeHeaded, modelPath: string, heads: HeadConfig[], opts: { freezeBaseModel: boolean; onlyInference: boolean }) {
-    this.#native = native;
+    super(native);
     const info = native.info();
     this.config = parseModelConfig(info.config);
     this.heads = resolveHeadConfigs(heads, this.config);
@@ -148,34 +147,31 @@ export class HeadedModel {
     this.onlyInference = opts.onlyInference;
   }
 
-  get disposed(): boolean {
-    return this.#native === null;
-  }
 
   /** Number of weights that train (heads, and the backbone unless frozen). */
   trainableParameters(): number {
-    return this.#live().info().trainableParameters;
+    return this._live().info().trainableParameters;
   }
 
   totalParameters(): number {
-    return this.#live().info().totalParameters;
+    return this._live().info().totalParameters;
   }
 
   /** Bytes of the backbone's weights. */
   get memoryBytes(): number {
-    return this.#live().info().parameterBytes;
+    return this._live().info().parameterBytes;
   }
 
   /** Transformer blocks run since load (early exit makes this smaller than batches x layers). */
   get blocksRun(): number {
-    return this.#live().info().blocksRun;
+    return this._live().info().blocksRun;
   }
 
   /** Losses and, with returnPreds, every head's predictions. No autograd; adaptive-loss statistics untouched. */
   async forward(batch: HeadedBatch, options: { returnPreds?: boolean } = {}): Promise<HeadedOutput> {
     const { ids, mask, labels } = this.#pack(batch);
-    const native = this.#live();
-    return this.#enqueue(async () => {
+    const native = this._live();
+    return this._enqueue(async () => {
       const o = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, options.returnPreds ?? false, null));
       return this.#output(o, options.returnPreds ?? false);
     });
@@ -188,8 +184,8 @@ export class HeadedModel {
   async trainStep(batch: HeadedBatch, options: { scale?: number; hidden?: Map<number, Tensor> } = {}): Promise<Omit<HeadedOutput, 'predsByHead'>> {
     const { ids, mask, labels } = this.#pack(batch);
     const hidden = options.hidden ? [...options.hidden].map(([layer, t]) => ({ layer, data: t.data, shape: t.shape })) : null;
-    const native = this.#live();
-    return this.#enqueue(async () => {
+    const native = this._live();
+    return this._enqueue(async () => {
       const o = await nativeCall(() => native.trainStep(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, options.scale ?? 1, hidden));
       const { predsByHead: _, ...rest } = this.#output(o, false);
       return rest;
@@ -199,50 +195,45 @@ export class HeadedModel {
   /** Sets up AdamW (weight decay on weight matrices only) over every trainable tensor. */
   configureOptimizer(settings: OptimizerSettings): void {
     if (typeof settings?.lr !== 'number' || !(settings.lr > 0)) invalidArg('lr', 'a positive number', settings?.lr);
-    this.#live().configureOptimizer(settings);
+    this._live().configureOptimizer(settings);
   }
 
   /** Clips gradients, steps AdamW at learning rate `lr`, clears gradients; resolves with the gradient norm before clipping. */
   async optimizerStep(lr: number): Promise<number> {
-    const native = this.#live();
-    return this.#enqueue(() => nativeCall(() => native.optimizerStep(lr)));
+    return this._call((n) => n.optimizerStep(lr));
   }
 
   /** @internal */
   async saveOptimizerState(path: string): Promise<void> {
-    const native = this.#live();
-    return this.#enqueue(() => nativeCall(() => native.saveOptimizer(path)));
+    return this._call((n) => n.saveOptimizer(path));
   }
 
   /** @internal */
   async loadOptimizerState(path: string): Promise<void> {
-    const native = this.#live();
-    return this.#enqueue(() => nativeCall(() => native.loadOptimizer(path)));
+    return this._call((n) => n.loadOptimizer(path));
   }
 
   /** @internal every trainable tensor (heads, and the backbone when not frozen), for exact resume */
   async saveTrainableState(path: string): Promise<void> {
-    const native = this.#live();
-    return this.#enqueue(() => nativeCall(() => native.saveTrainable(path)));
+    return this._call((n) => n.saveTrainable(path));
   }
 
   /** @internal */
   async loadTrainableState(path: string): Promise<void> {
-    const native = this.#live();
-    return this.#enqueue(() => nativeCall(() => native.loadTrainable(path)));
+    return this._call((n) => n.loadTrainable(path));
   }
 
   /** @internal whether training must run the backbone with autograd (so cached activations cannot stand in) */
   get backboneNeedsGrad(): boolean {
-    return this.#live().info().backboneNeedsGrad;
+    return this._live().info().backboneNeedsGrad;
   }
 
   /** Hidden states at the hooked layers (what the heads read), without autograd. */
   async hookedHiddenStates(batch: Batch): Promise<Map<number, Tensor>> {
     const ids = packTokens(batch.input_ids, 'input_ids');
     const mask = batch.attention_mask === undefined ? null : packTokens(batch.attention_mask, 'attention_mask');
-    const native = this.#live();
-    return this.#enqueue(async () => {
+    const native = this._live();
+    return this._enqueue(async () => {
       const out = await nativeCall(() => native.hookedHidden(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null));
       return new Map(out.map((t) => [Number(t.layer), fromRaw(t)]));
     });
@@ -250,22 +241,22 @@ export class HeadedModel {
 
   /** A snapshot of one head's weights (keys lins.K.weight|bias, [out, in]). */
   headWeights(name: string): NamedTensor[] {
-    return this.#live().headState(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
+    return this._live().headState(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
   /** Gradients accumulated on one head since the last optimizer step (empty when it has none). */
   headGradients(name: string): NamedTensor[] {
-    return this.#live().headGrads(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
+    return this._live().headGrads(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
   /** L2 norm of the gradients accumulated on the backbone's weights (0 when frozen or blocked). */
   backboneGradNorm(): number {
-    return this.#live().backboneGradNorm();
+    return this._live().backboneGradNorm();
   }
 
   /** Replaces one head's weights (strict: every key, right shapes). */
   loadHeadWeights(name: string, tensors: NamedTensor[]): void {
-    this.#live().loadHeadState(name, tensors);
+    this._live().loadHeadState(name, tensors);
   }
 
   /**
@@ -282,17 +273,6 @@ export class HeadedModel {
     await atomicWrite(join(dir, 'head_configs.json'), headConfigsJson([...this.heads]));
   }
 
-  /** Frees the weights once the calls already made have finished. */
-  dispose(): void {
-    const native = this.#native;
-    if (!native) return;
-    this.#native = null;
-    void this.#queue.then(() => native.dispose());
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
 
   #pack(batch: HeadedBatch): { ids: PackedTokens; mask: PackedTokens | null; labels: PackedLabel[] } {
     if (typeof batch !== 'object' || batch === null) invalidArg('batch', 'an object with input_ids', batch);
@@ -321,16 +301,7 @@ export class HeadedModel {
     };
   }
 
-  #live(): NativeHeaded {
-    if (!this.#native) throw new TransformerHeadsError('this model was disposed; load it again to use it', 'ERR_TH_DISPOSED');
-    return this.#native;
-  }
 
-  #enqueue<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(fn, fn);
-    this.#queue = run.catch(() => undefined);
-    return run;
-  }
 }
 
 /** Reads head_configs.json (the Python library's format) from a folder. */

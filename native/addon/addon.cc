@@ -157,6 +157,17 @@ Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& t) {
   return o;
 }
 
+// V8 only sees the JS wrappers; telling it about the weights makes the GC collect dropped models promptly.
+// Adjusted in steps below 512 MiB as node-llama-cpp does, since large single adjustments can trip V8 heuristics.
+void adjust(Napi::Env env, int64_t bytes) {
+  const int64_t step = int64_t(1) << 29;
+  while (bytes != 0) {
+    const int64_t d = bytes > 0 ? std::min(bytes, step) : std::max(bytes, -step);
+    Napi::MemoryManagement::AdjustExternalMemory(env, d);
+    bytes -= d;
+  }
+}
+
 // ------------------------------------------------------------------------------------------- workers
 
 // An AsyncWorker whose Execute runs `work` with every exception captured, resolving a Promise in OnOK.
@@ -220,16 +231,6 @@ class BackboneWrap : public Napi::ObjectWrap<BackboneWrap> {
   }
 
  private:
-  // V8 only sees the JS wrapper; telling it about the weights makes the GC collect dropped models promptly.
-  // Adjusted in steps below 512 MiB as node-llama-cpp does, since large single adjustments can trip V8 heuristics.
-  static void adjust(Napi::Env env, int64_t bytes) {
-    const int64_t step = int64_t(1) << 29;
-    while (bytes != 0) {
-      const int64_t d = bytes > 0 ? std::min(bytes, step) : std::max(bytes, -step);
-      Napi::MemoryManagement::AdjustExternalMemory(env, d);
-      bytes -= d;
-    }
-  }
 
   void release(Napi::Env env) {
     if (!model_) return;
@@ -476,10 +477,10 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
                         InstanceMethod<&HeadedWrap::TrainStep>("trainStep"),
                         InstanceMethod<&HeadedWrap::OptimizerStep>("optimizerStep"),
                         InstanceMethod<&HeadedWrap::ConfigureOptimizer>("configureOptimizer"),
-                        InstanceMethod<&HeadedWrap::SaveOptimizer>("saveOptimizer"),
-                        InstanceMethod<&HeadedWrap::LoadOptimizer>("loadOptimizer"),
-                        InstanceMethod<&HeadedWrap::SaveTrainable>("saveTrainable"),
-                        InstanceMethod<&HeadedWrap::LoadTrainable>("loadTrainable"),
+                        InstanceMethod<&HeadedWrap::PathCall<&th::HeadedModel::save_optimizer>>("saveOptimizer"),
+                        InstanceMethod<&HeadedWrap::PathCall<&th::HeadedModel::load_optimizer>>("loadOptimizer"),
+                        InstanceMethod<&HeadedWrap::PathCall<&th::HeadedModel::save_trainable>>("saveTrainable"),
+                        InstanceMethod<&HeadedWrap::PathCall<&th::HeadedModel::load_trainable>>("loadTrainable"),
                         InstanceMethod<&HeadedWrap::HookedHidden>("hookedHidden"),
                         InstanceMethod<&HeadedWrap::HeadState>("headState"),
                         InstanceMethod<&HeadedWrap::LoadHeadState>("loadHeadState"),
@@ -503,14 +504,6 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
   }
 
  private:
-  static void adjust(Napi::Env env, int64_t bytes) {
-    const int64_t step = int64_t(1) << 29;
-    while (bytes != 0) {
-      const int64_t d = bytes > 0 ? std::min(bytes, step) : std::max(bytes, -step);
-      Napi::MemoryManagement::AdjustExternalMemory(env, d);
-      bytes -= d;
-    }
-  }
   void release(Napi::Env env) {
     if (!model_) return;
     model_.reset();
@@ -606,40 +599,15 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
     return env.Undefined();
   }
 
-  Napi::Value SaveOptimizer(const Napi::CallbackInfo& info) {
+  // saveOptimizer / loadOptimizer / saveTrainable / loadTrainable: a file path in, nothing out, off the event loop.
+  template <void (th::HeadedModel::*Op)(const std::string&)>
+  Napi::Value PathCall(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto m = live(env);
-    std::string path = info[0].ToString().Utf8Value();
+    if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "ERR_TH_ARG", "expected a file path");
+    std::string path = info[0].As<Napi::String>();
     return queue<int>(
-        env, "th:save-optimizer", [m, path]() { m->save_optimizer(path); return 0; },
-        [](Napi::Env env, int) { return env.Undefined(); });
-  }
-
-  Napi::Value LoadOptimizer(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto m = live(env);
-    std::string path = info[0].ToString().Utf8Value();
-    return queue<int>(
-        env, "th:load-optimizer", [m, path]() { m->load_optimizer(path); return 0; },
-        [](Napi::Env env, int) { return env.Undefined(); });
-  }
-
-  Napi::Value SaveTrainable(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto m = live(env);
-    std::string path = info[0].ToString().Utf8Value();
-    return queue<int>(
-        env, "th:save-trainable", [m, path]() { m->save_trainable(path); return 0; },
-        [](Napi::Env env, int) { return env.Undefined(); });
-  }
-
-  Napi::Value LoadTrainable(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto m = live(env);
-    std::string path = info[0].ToString().Utf8Value();
-    return queue<int>(
-        env, "th:load-trainable", [m, path]() { m->load_trainable(path); return 0; },
-        [](Napi::Env env, int) { return env.Undefined(); });
+        env, "th:file", [m, path]() { ((*m).*Op)(path); return 0; }, [](Napi::Env env, int) { return env.Undefined(); });
   }
 
   Napi::Value HookedHidden(const Napi::CallbackInfo& info) {

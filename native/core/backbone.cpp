@@ -8,19 +8,9 @@
 
 #include "device.h"
 #include "errors.h"
+#include "format.h"
 
 namespace th {
-namespace {
-
-std::string shape_str(c10::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << "]";
-  return o.str();
-}
-
-}  // namespace
 
 Backbone::Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype)
     : config_(std::move(ck.config)),

@@ -8,19 +8,12 @@
 
 #include "device.h"
 #include "errors.h"
+#include "format.h"
 
 namespace th {
 namespace {
 
 using json = nlohmann::json;
-
-std::string shape_str(c10::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << "]";
-  return o.str();
-}
 
 Activation parse_activation(const std::string& head, const std::string& s) {
   if (s == "linear") return Activation::Linear;
