@@ -19,7 +19,7 @@ const { values: opt } = parseArgs({
     batch: { type: 'string', default: '8' },
     seq: { type: 'string', default: '128' },
     threads: { type: 'string' },
-    device: { type: 'string', default: 'cpu' },
+    device: { type: 'string', default: process.env.TH_BENCH_DEVICE ?? 'cpu' },
   },
 });
 const iters = Number(opt.iters);

@@ -16,6 +16,7 @@ const modelPath = resolve(root, 'fixtures/gpt2-small-random.pt');
 if (!existsSync(modelPath)) execFileSync('bash', [resolve(root, 'scripts/make_fixtures.sh'), '--bench'], { stdio: 'inherit' });
 const th = await import(resolve(root, 'dist/index.js'));
 const info = th.runtimeInfo();
+const device = process.env.TH_BENCH_DEVICE ?? 'cpu';
 const B = 8;
 const T = 128;
 let s = 7;
@@ -24,7 +25,7 @@ const batch = { input_ids: ids(), probe: Array.from({ length: B }, (_, i) => i %
 const probe = { name: 'probe', inSize: 768, numOutputs: 2, layerHook: 6, predForSequence: true };
 
 function line(variant, ms, extra = {}) {
-  const r = { bench: 'training', variant, model: 'gpt2-small-shaped (random weights)', batch: B, seq: T, tokens_per_s: Math.round((B * T) / (ms / 1000)), ms_per_step: Number(ms.toFixed(1)), threads: info.numThreads, device: 'cpu', torch: info.torchVersion, ...extra };
+  const r = { bench: 'training', variant, model: 'gpt2-small-shaped (random weights)', batch: B, seq: T, tokens_per_s: Math.round((B * T) / (ms / 1000)), ms_per_step: Number(ms.toFixed(1)), threads: info.numThreads, device, torch: info.torchVersion, ...extra };
   console.log(JSON.stringify(r));
   return r;
 }
@@ -45,17 +46,17 @@ async function timeSteps(model, n) {
   return times.sort((a, b) => a - b)[Math.floor(n / 2)];
 }
 
-let m = await th.loadHeaded(modelPath, { heads: [probe] });
+let m = await th.loadHeaded(modelPath, { heads: [probe], device });
 const early = line('probe step, layer 6, frozen backbone with early exit', await timeSteps(m, 5), { blocks_per_step: 6 });
 m.dispose();
 // The Python library always asks the trunk for every hidden state: a head at -1 without a loss forces the same
 // full forward here.
-m = await th.loadHeaded(modelPath, { heads: [probe, { name: 'full', inSize: 768, numOutputs: 1, lossFct: null, trainable: false }] });
+m = await th.loadHeaded(modelPath, { heads: [probe, { name: 'full', inSize: 768, numOutputs: 1, lossFct: null, trainable: false }], device });
 const full = line('baseline: same step with the full 12-block forward (as the Python library runs it)', await timeSteps(m, 5), { blocks_per_step: 12 });
 m.dispose();
 
 // Activation cache: 8 batches per epoch.
-m = await th.loadHeaded(modelPath, { heads: [probe] });
+m = await th.loadHeaded(modelPath, { heads: [probe], device });
 const rows = Array.from({ length: 64 }, (_, i) => ({ input_ids: ids()[0], probe: i % 2 }));
 const stamps = [];
 const trainer = new th.Trainer(m, { outputDir: resolve(root, 'bench/out'), numTrainEpochs: 2, perDeviceTrainBatchSize: 8, learningRate: 1e-3, disableProgressBar: true, activationCache: true }, {
@@ -71,7 +72,7 @@ line('Trainer epoch 1 (computes and caches layer-6 states)', e1);
 const cached = line('Trainer epoch 2 (from the activation cache)', e2);
 m.dispose();
 
-m = await th.loadHeaded(modelPath, { heads: [probe], freezeBaseModel: false });
+m = await th.loadHeaded(modelPath, { heads: [probe], freezeBaseModel: false, device });
 const ft = line('full-finetuning step (all 124M weights train)', await timeSteps(m, 2));
 m.dispose();
 console.log(
