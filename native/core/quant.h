@@ -1,0 +1,52 @@
+// Weight quantization as bitsandbytes does it (reference/formats.md section 3): blockwise 4-bit NF4 / FP4 with fp32
+// absmax per block (first element in the high nibble), optional double quantization of the absmax (mean offset,
+// blocks of 256, the 8-bit signed dynamic map), and 8-bit row-wise absmax.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace th {
+
+enum class QuantType { NF4, FP4 };
+
+// The 16 code values, indexed by the 4-bit code.
+torch::Tensor code_table(QuantType type);
+// bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): 256 sorted values.
+torch::Tensor dynamic_map();
+
+struct Quant4 {
+  QuantType type = QuantType::NF4;
+  int64_t blocksize = 64;
+  std::vector<int64_t> shape;  // of the original weight, [out, in]
+  torch::Tensor packed;        // uint8 [(numel + 1) / 2]: byte j = code[2j] << 4 | code[2j + 1]
+  torch::Tensor absmax;        // fp32 [nblocks] (empty with double quantization)
+  bool nested = false;         // double quantization
+  torch::Tensor qabsmax;       // uint8 [nblocks]: dynamic-map codes of absmax - offset
+  torch::Tensor absmax2;       // fp32 [ceil(nblocks / 256)]
+  double offset = 0.0;
+  int64_t bytes() const;
+};
+
+// Quantizes a 2-D float weight (any device). Throws ValueError for a bad blocksize.
+Quant4 quantize_4bit(const torch::Tensor& w, QuantType type, int64_t blocksize = 64, bool double_quant = false);
+// The 4-bit codes (unpacked, uint8, one per element) and per-block absmax actually used (after double quantization).
+torch::Tensor unpack_codes(const Quant4& q);
+torch::Tensor block_absmax(const Quant4& q);
+torch::Tensor dequantize_4bit(const Quant4& q, torch::ScalarType dtype);
+
+// 8-bit blockwise quantization with the dynamic map (used for the double-quantized absmax): nearest code, ties low.
+std::pair<torch::Tensor, torch::Tensor> quantize_blockwise_8bit(const torch::Tensor& x, int64_t blocksize);
+
+struct Quant8 {
+  std::vector<int64_t> shape;
+  torch::Tensor q;      // int8 [out, in]
+  torch::Tensor scale;  // fp32 [out]: absmax of each row
+  int64_t bytes() const { return q.numel() + scale.numel() * 4; }
+};
+Quant8 quantize_8bit(const torch::Tensor& w);
+torch::Tensor dequantize_8bit(const Quant8& q, torch::ScalarType dtype);
+
+}  // namespace th
