@@ -12,7 +12,8 @@
         "native/core/device.cpp",
         "native/core/gpt2.cpp",
         "native/core/heads.cpp",
-        "native/core/llama.cpp"
+        "native/core/llama.cpp",
+        "native/core/quant.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -9,7 +9,7 @@ out=fixtures
 mkdir -p "$out"
 py=$(bash scripts/find_torch_python.sh) || { echo "make_fixtures: no python3 with torch found (apt install python3-torch)" >&2; exit 1; }
 stamp="$out/.stamp"
-sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/make_quant_fixtures.py scripts/gpt2_tokenizer.mjs scripts/make_fixtures.sh | sha256sum | cut -c1-16)
+sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/make_quant_fixtures.py scripts/make_lora_fixtures.py scripts/gpt2_tokenizer.mjs scripts/make_fixtures.sh | sha256sum | cut -c1-16)
 
 fixture() {  # name, export args...
   local name=$1; shift
@@ -44,6 +44,10 @@ fi
 # Heads: reference losses and gradients (scripts/make_head_fixtures.py).
 if [[ ! -f "$out/heads-gpt2/expected.safetensors" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then
   "$py" scripts/make_head_fixtures.py "$out" && echo "fixture $out/heads-{gpt2,llama}"
+fi
+# LoRA adapters in PEFT's layout with reference outputs and gradients (scripts/make_lora_fixtures.py).
+if [[ ! -f "$out/lora-llama/expected.safetensors" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then
+  "$py" scripts/make_lora_fixtures.py "$out" && echo "fixture $out/lora-{gpt2,llama}"
 fi
 # 4-bit quantization reference (scripts/make_quant_fixtures.py).
 if [[ ! -f "$out/quant-ref.safetensors" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then

@@ -31,8 +31,72 @@ export interface LoadHeadedOptions {
   adaptiveLoss?: boolean;
   /** Seed of the new heads' initial weights. Defaults to 42. */
   seed?: number;
-  /** 4/8-bit quantized backbones are not supported yet. */
-  quantization?: unknown;
+  /**
+   * Quantize the backbone's block projections (bitsandbytes NF4 / FP4 blockwise 4-bit, or 8-bit row-wise); heads,
+   * norms, embeddings and the LM head stay dense. Needs a frozen backbone (or LoRA, see createHeadedQLoRA).
+   */
+  quantization?: QuantizationConfig;
+}
+
+export interface QuantizationConfig {
+  /** 4 or 8. */
+  bits: 4 | 8;
+  /** 4-bit code: 'nf4' (default) or 'fp4'. */
+  quantType?: 'nf4' | 'fp4';
+  /** Elements per absmax block (power of two, 32..4096). Defaults to 64. */
+  blocksize?: number;
+  /** Quantize the absmax values too (8-bit, blocks of 256): about 4.13 instead of 4.5 bits per weight. Defaults to false. */
+  doubleQuant?: boolean;
+  /** Dtype the dequantized weights multiply in. Defaults to 'float32'. */
+  computeDtype?: Dtype;
+}
+
+export interface LoraConfig {
+  /** Rank. Defaults to 8. */
+  r?: number;
+  /** Scaling numerator: scaling = alpha / r (alpha / sqrt(r) with useRslora). Defaults to 8. */
+  alpha?: number;
+  /** Dropout on the adapter input while training. Defaults to 0. */
+  dropout?: number;
+  /** Which biases train with the adapters: 'none' (default), 'all', 'lora_only'. */
+  bias?: 'none' | 'all' | 'lora_only';
+  /** Module names or name suffixes; defaults to every projection of the blocks (GPT-2 c_attn/c_proj/c_fc, Llama q/k/v/o/gate/up/down). */
+  targetModules?: string[];
+  useRslora?: boolean;
+}
+
+export type ResolvedLoraConfig = Required<LoraConfig>;
+
+/** @internal */
+export function defaultTargetModules(modelType: string): string[] {
+  return modelType === 'gpt2' ? ['c_attn', 'c_proj', 'c_fc'] : ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+}
+
+function checkQuantization(q: QuantizationConfig): Required<QuantizationConfig> {
+  if (typeof q !== 'object' || q === null) invalidArg('quantization', 'an object { bits: 4 | 8, ... }', q);
+  if (q.bits !== 4 && q.bits !== 8) throw new TransformerHeadsError(`quantization.bits must be 4 or 8, got ${JSON.stringify(q.bits)}`, 'ERR_TH_CONFIG');
+  const blocksize = q.blocksize ?? 64;
+  if (!Number.isInteger(blocksize) || blocksize < 32 || blocksize > 4096 || (blocksize & (blocksize - 1)) !== 0) {
+    throw new TransformerHeadsError(`quantization.blocksize must be a power of two from 32 to 4096, got ${blocksize}`, 'ERR_TH_CONFIG');
+  }
+  const quantType = q.quantType ?? 'nf4';
+  if (quantType !== 'nf4' && quantType !== 'fp4') throw new TransformerHeadsError(`quantization.quantType must be 'nf4' or 'fp4', got '${quantType}'`, 'ERR_TH_CONFIG');
+  return { bits: q.bits, quantType, blocksize, doubleQuant: q.doubleQuant ?? false, computeDtype: q.computeDtype ?? 'float32' };
+}
+
+function checkLora(l: LoraConfig, modelType: string | null): ResolvedLoraConfig {
+  if (typeof l !== 'object' || l === null) invalidArg('lora', 'an object { r, alpha, ... }', l);
+  const r = l.r ?? 8;
+  if (!Number.isInteger(r) || r <= 0) throw new TransformerHeadsError(`lora.r must be a positive integer, got ${JSON.stringify(r)}`, 'ERR_TH_CONFIG');
+  const alpha = l.alpha ?? 8;
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new TransformerHeadsError(`lora.alpha must be a number, got ${JSON.stringify(alpha)}`, 'ERR_TH_CONFIG');
+  const dropout = l.dropout ?? 0;
+  if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1) throw new TransformerHeadsError(`lora.dropout must be in [0, 1), got ${JSON.stringify(dropout)}`, 'ERR_TH_CONFIG');
+  const bias = l.bias ?? 'none';
+  if (!['none', 'all', 'lora_only'].includes(bias)) throw new TransformerHeadsError(`lora.bias must be 'none', 'all' or 'lora_only', got '${bias}'`, 'ERR_TH_CONFIG');
+  const targetModules = l.targetModules ?? (modelType ? defaultTargetModules(modelType) : []);
+  if (!Array.isArray(targetModules) || targetModules.some((t) => typeof t !== 'string' || !t)) invalidArg('lora.targetModules', 'an array of module names', targetModules);
+  return { r, alpha, dropout, bias, targetModules, useRslora: l.useRslora ?? false };
 }
 
 export interface HeadedOutput {
@@ -130,10 +194,23 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
   readonly hookedLayers: readonly number[];
   readonly freezeBaseModel: boolean;
   readonly onlyInference: boolean;
+  /** The quantization of the backbone's projections, or null. */
+  readonly quantization: Required<QuantizationConfig> | null;
+  /** The name written as base_model_name_or_path in adapter_config.json. */
+  readonly baseModelNameOrPath: string;
+  #lora: ResolvedLoraConfig | null;
 
   /** @internal use loadHeaded() */
-  constructor(native: NativeHeaded, modelPath: string, heads: HeadConfig[], opts: { freezeBaseModel: boolean; onlyInference: boolean }) {
+  constructor(
+    native: NativeHeaded,
+    modelPath: string,
+    heads: HeadConfig[],
+    opts: { freezeBaseModel: boolean; onlyInference: boolean; quantization?: Required<QuantizationConfig> | null; lora?: ResolvedLoraConfig | null; baseModelNameOrPath?: string },
+  ) {
     super(native);
+    this.quantization = opts.quantization ?? null;
+    this.#lora = opts.lora ?? null;
+    this.baseModelNameOrPath = opts.baseModelNameOrPath ?? modelPath;
     const info = native.info();
     this.config = parseModelConfig(info.config);
     this.heads = resolveHeadConfigs(heads, this.config);
@@ -147,6 +224,38 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
     this.onlyInference = opts.onlyInference;
   }
 
+
+  /** The LoRA configuration, or null (none, or merged by mergeAndUnload). */
+  get lora(): ResolvedLoraConfig | null {
+    return this.#lora;
+  }
+
+  /**
+   * Bytes of weight memory by kind: dense backbone weights, quantized projections (codes and absmax), LoRA
+   * adapters, heads; and the bits per weight of the quantized projections.
+   */
+  memoryFootprint(): { dense: number; quantized: number; lora: number; heads: number; total: number; quantizedBitsPerParameter: number | null } {
+    const info = this._live().info();
+    const m = info.memory;
+    return {
+      ...m,
+      total: m.dense + m.quantized + m.lora + m.heads,
+      quantizedBitsPerParameter: info.quantizedParameters > 0 ? (8 * m.quantized) / info.quantizedParameters : null,
+    };
+  }
+
+  /** LoRA tensors by PEFT name (without "base_model.model."). */
+  loraWeights(): NamedTensor[] {
+    return this._live().loraState().map((t) => ({ key: t.key, ...fromRaw(t) }));
+  }
+
+  /** Folds the LoRA adapters into the projections (4-bit ones become dense) and removes them; returns this model. */
+  mergeAndUnload(): this {
+    if (!this.#lora) throw new TransformerHeadsError('this model has no LoRA adapters to merge', 'ERR_TH_CONFIG');
+    this._live().mergeLora();
+    this.#lora = null;
+    return this;
+  }
 
   /** Number of weights that train (heads, and the backbone unless frozen). */
   trainableParameters(): number {
@@ -254,6 +363,11 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
     return this._live().backboneGradNorm();
   }
 
+  /** Replaces the LoRA weights (strict: every adapter tensor, right shapes). Keys as loraWeights() gives them. */
+  loadLoraWeights(tensors: NamedTensor[]): void {
+    this._live().loadLoraState(tensors);
+  }
+
   /** Replaces one head's weights (strict: every key, right shapes). */
   loadHeadWeights(name: string, tensors: NamedTensor[]): void {
     this._live().loadHeadState(name, tensors);
@@ -266,6 +380,12 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
   async save(dir: string): Promise<void> {
     if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
     await mkdir(dir, { recursive: true });
+    if (this.#lora) {
+      // PEFT's layout: adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors {"format": "pt"}.
+      const tensors = this.loraWeights().map((t) => ({ ...t, key: `base_model.model.${t.key}` }));
+      await atomicWrite(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
+      await atomicWrite(join(dir, 'adapter_config.json'), adapterConfigJson(this.#lora, this.baseModelNameOrPath, this.config.modelType === 'gpt2' && !this.quantization));
+    }
     for (const h of this.heads) {
       if (h.name === 'lm_head') continue;
       await atomicWrite(join(dir, `${h.name}.safetensors`), encodeSafetensors(this.headWeights(h.name)));
@@ -335,12 +455,26 @@ export async function loadHeaded(modelPath: string, options: LoadHeadedOptions):
   if ((options.heads === undefined) === (options.headFolder === undefined)) {
     throw new TransformerHeadsError('give exactly one of heads and headFolder', 'ERR_TH_CONFIG');
   }
+  const heads = options.heads ?? (await readHeadConfigs(options.headFolder!));
+  return buildHeaded(modelPath, heads, options, {});
+}
+
+async function buildHeaded(
+  modelPath: string,
+  heads: HeadConfig[],
+  options: LoadHeadedOptions,
+  extra: { lora?: LoraConfig; fullyTrainedHeads?: boolean; baseModelNameOrPath?: string },
+): Promise<HeadedModel> {
   const freezeBaseModel = options.freezeBaseModel ?? true;
   const onlyInference = options.onlyInference ?? false;
-  if (options.quantization !== undefined) {
-    throw new TransformerHeadsError('quantized backbones (quantization) are not supported yet', 'ERR_TH_CONFIG');
+  const quantization = options.quantization === undefined ? null : checkQuantization(options.quantization);
+  if (quantization && !freezeBaseModel && !extra.lora && !onlyInference) {
+    throw new TransformerHeadsError(
+      'a quantized backbone cannot be fully finetuned (freezeBaseModel: false), as in the Python library; freeze it, or train LoRA adapters on it with createHeadedQLoRA',
+      'ERR_TH_CONFIG',
+    );
   }
-  const heads = options.heads ?? (await readHeadConfigs(options.headFolder!));
+  const lora = extra.lora ? checkLora(extra.lora, null) : null;
   const resolved = resolveHeadConfigs(heads); // model-independent checks first: clearer errors, no load wasted
   const native = await nativeCall(() =>
     binding().loadHeaded(modelPath, {
@@ -351,9 +485,20 @@ export async function loadHeaded(modelPath: string, options: LoadHeadedOptions):
       onlyInference,
       adaptiveLoss: options.adaptiveLoss ?? false,
       seed: options.seed ?? 42,
+      ...(quantization ? { quantization } : {}),
+      ...(lora ? { lora: { ...lora, targetModules: lora.targetModules.length ? lora.targetModules : undefined, seed: options.seed ?? 42 } } : {}),
+      ...(extra.fullyTrainedHeads !== undefined ? { fullyTrainedHeads: extra.fullyTrainedHeads } : {}),
     }),
   );
-  const model = new HeadedModel(native, modelPath, heads, { freezeBaseModel, onlyInference });
+  const info = native.info();
+  const modelType = parseModelConfig(info.config).modelType;
+  const model = new HeadedModel(native, modelPath, heads, {
+    freezeBaseModel: freezeBaseModel || lora !== null,
+    onlyInference,
+    quantization,
+    lora: lora ? { ...lora, targetModules: lora.targetModules.length ? lora.targetModules : defaultTargetModules(modelType) } : null,
+    baseModelNameOrPath: extra.baseModelNameOrPath,
+  });
   if (options.headFolder) {
     try {
       for (const h of model.heads) {
@@ -364,6 +509,120 @@ export async function loadHeaded(modelPath: string, options: LoadHeadedOptions):
       model.dispose();
       throw e instanceof TransformerHeadsError ? e : new TransformerHeadsError((e as Error).message, 'ERR_TH_CONFIG', { cause: e });
     }
+  }
+  return model;
+}
+
+// Python's float repr for the config numbers PEFT writes (0.0, 16, 0.05).
+function pyNum(x: number, float: boolean): string {
+  return float && Number.isInteger(x) ? x.toFixed(1) : String(x);
+}
+
+/** adapter_config.json as PEFT 0.8 writes it: every LoraConfig field, sorted keys, indent 2, inference_mode true. */
+export function adapterConfigJson(l: ResolvedLoraConfig, base: string, fanInFanOut: boolean): string {
+  const cfg: Record<string, unknown> = {
+    alpha_pattern: {},
+    auto_mapping: null,
+    base_model_name_or_path: base,
+    bias: l.bias,
+    fan_in_fan_out: fanInFanOut,
+    inference_mode: true,
+    init_lora_weights: true,
+    layers_pattern: null,
+    layers_to_transform: null,
+    loftq_config: {},
+    lora_alpha: l.alpha,
+    lora_dropout: l.dropout,
+    megatron_config: null,
+    megatron_core: 'megatron.core',
+    modules_to_save: null,
+    peft_type: 'LORA',
+    r: l.r,
+    rank_pattern: {},
+    revision: null,
+    target_modules: [...l.targetModules].sort(),
+    task_type: 'CAUSAL_LM',
+    use_rslora: l.useRslora,
+  };
+  return JSON.stringify(cfg, null, 2).replace(/"lora_dropout": (\S+?),/, (_, v) => `"lora_dropout": ${pyNum(Number(v), true)},`);
+}
+
+export interface CreateHeadedQLoRAOptions extends Omit<LoadHeadedOptions, 'headFolder' | 'freezeBaseModel'> {
+  heads: HeadConfig[];
+  lora: LoraConfig;
+  /** Train the (trainable) heads with the adapters. Defaults to true. */
+  fullyTrainedHeads?: boolean;
+  /** Recompute blocks in the backward pass to save memory: not supported yet. */
+  gradientCheckpointing?: boolean;
+  /** base_model_name_or_path written in adapter_config.json. Defaults to the model path. */
+  baseModelNameOrPath?: string;
+}
+
+/**
+ * A (optionally 4/8-bit quantized) backbone with LoRA adapters on its projections and new heads: the Python
+ * library's create_headed_qlora. Only the adapters, the chosen biases and the heads train.
+ */
+export async function createHeadedQLoRA(modelPath: string, options: CreateHeadedQLoRAOptions): Promise<HeadedModel> {
+  if (typeof modelPath !== 'string' || !modelPath) invalidArg('modelPath', 'a non-empty string', modelPath);
+  if (typeof options !== 'object' || options === null || !options.lora) invalidArg('options', 'an object with heads and lora', options);
+  if (options.gradientCheckpointing) {
+    throw new TransformerHeadsError('gradientCheckpointing is not supported yet; shorten the sequences or the batch instead', 'ERR_TH_CONFIG');
+  }
+  return buildHeaded(modelPath, options.heads, { ...options, freezeBaseModel: true }, {
+    lora: options.lora,
+    fullyTrainedHeads: options.fullyTrainedHeads ?? true,
+    baseModelNameOrPath: options.baseModelNameOrPath,
+  });
+}
+
+export interface LoadLoraWithHeadsOptions extends Omit<LoadHeadedOptions, 'heads' | 'headFolder' | 'freezeBaseModel'> {
+  /** The base model; defaults to base_model_name_or_path from adapter_config.json. */
+  modelPath?: string;
+  fullyTrainedHeads?: boolean;
+}
+
+/**
+ * Loads a folder written by save() on a LoRA model (or by the Python library / PEFT): adapter_config.json,
+ * adapter_model.safetensors, head_configs.json and the head files. Unknown adapter_config keys are ignored.
+ */
+export async function loadLoraWithHeads(dir: string, options: LoadLoraWithHeadsOptions = {}): Promise<HeadedModel> {
+  if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(await readFile(join(dir, 'adapter_config.json'), 'utf8'));
+  } catch (e) {
+    throw new TransformerHeadsError(`no readable adapter_config.json in '${dir}': ${(e as Error).message}`, 'ERR_TH_FILE', { cause: e });
+  }
+  if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') throw new TransformerHeadsError(`adapter type ${String(cfg.peft_type)} is not LoRA`, 'ERR_TH_CONFIG');
+  const modelPath = options.modelPath ?? (typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : '');
+  if (!modelPath) throw new TransformerHeadsError(`adapter_config.json in '${dir}' names no base model; pass modelPath`, 'ERR_TH_CONFIG');
+  const tm = cfg.target_modules;
+  if (typeof tm === 'string') {
+    throw new TransformerHeadsError('target_modules given as a regular expression is not supported; list the module names', 'ERR_TH_CONFIG');
+  }
+  const lora: LoraConfig = {
+    r: Number(cfg.r ?? 8),
+    alpha: Number(cfg.lora_alpha ?? 8),
+    dropout: Number(cfg.lora_dropout ?? 0),
+    bias: (cfg.bias as LoraConfig['bias']) ?? 'none',
+    useRslora: Boolean(cfg.use_rslora ?? false),
+    ...(Array.isArray(tm) ? { targetModules: tm.map(String) } : {}),
+  };
+  const heads = await readHeadConfigs(dir);
+  const model = await buildHeaded(modelPath, heads, { ...options, freezeBaseModel: true, headFolder: dir }, {
+    lora,
+    fullyTrainedHeads: options.fullyTrainedHeads ?? true,
+    baseModelNameOrPath: modelPath,
+  });
+  try {
+    const tensors = await readSafetensors(join(dir, 'adapter_model.safetensors'));
+    const lora2 = tensors
+      .filter((t) => t.key.includes('lora_'))
+      .map((t) => ({ ...t, key: t.key.replace(/^base_model\.model\./, '').replace(/\.lora_([AB])\.[^.]+\.weight$/, '.lora_$1.weight') }));
+    model.loadLoraWeights(lora2);
+  } catch (e) {
+    model.dispose();
+    throw e;
   }
   return model;
 }

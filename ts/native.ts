@@ -59,8 +59,19 @@ export interface NativeHeaded {
   headState(name: string): Array<RawTensor & { key: string }>;
   headGrads(name: string): Array<RawTensor & { key: string }>;
   backboneGradNorm(): number;
+  loraState(): Array<RawTensor & { key: string }>;
+  loadLoraState(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
+  mergeLora(): void;
   loadHeadState(name: string, tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
-  info(): ReturnType<NativeBackbone['info']> & { trainableParameters: number; totalParameters: number; backboneNeedsGrad: boolean; hookedLayers: number[] };
+  info(): ReturnType<NativeBackbone['info']> & {
+    trainableParameters: number;
+    totalParameters: number;
+    backboneNeedsGrad: boolean;
+    hookedLayers: number[];
+    memory: { dense: number; quantized: number; lora: number; heads: number };
+    quantized: boolean;
+    quantizedParameters: number;
+  };
   dispose(): void;
 }
 
@@ -68,7 +79,18 @@ export interface NativeHeaded {
 export interface NativeBinding {
   loadHeaded(
     path: string,
-    options: { device: string; dtype: string; heads: string; freezeBase: boolean; onlyInference: boolean; adaptiveLoss: boolean; seed: number },
+    options: {
+      device: string;
+      dtype: string;
+      heads: string;
+      freezeBase: boolean;
+      onlyInference: boolean;
+      adaptiveLoss: boolean;
+      seed: number;
+      quantization?: object;
+      lora?: object;
+      fullyTrainedHeads?: boolean;
+    },
   ): Promise<NativeHeaded>;
   loadBackbone(path: string, options: { device: string; dtype: string }): Promise<NativeBackbone>;
   loadTorchScript(path: string): Promise<NativeTorchScript>;

@@ -29,9 +29,9 @@ export async function atomicWrite(path: string, data: Uint8Array | string): Prom
  * Serialises float32 tensors as safetensors: u64 header length, compact JSON header (no __metadata__, as
  * safetensors.torch.save_file writes for head files), padded with spaces to 8 bytes, then the data in key order.
  */
-export function encodeSafetensors(tensors: NamedTensor[]): Uint8Array {
+export function encodeSafetensors(tensors: NamedTensor[], metadata?: Record<string, string>): Uint8Array {
   const sorted = [...tensors].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const header: Record<string, unknown> = {};
+  const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let offset = 0;
   for (const t of sorted) {
     const n = t.shape.reduce((a, b) => a * b, 1);

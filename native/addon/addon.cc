@@ -485,6 +485,9 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
                         InstanceMethod<&HeadedWrap::HeadState>("headState"),
                         InstanceMethod<&HeadedWrap::LoadHeadState>("loadHeadState"),
                         InstanceMethod<&HeadedWrap::HeadGrads>("headGrads"),
+                        InstanceMethod<&HeadedWrap::LoraState>("loraState"),
+                        InstanceMethod<&HeadedWrap::LoadLoraState>("loadLoraState"),
+                        InstanceMethod<&HeadedWrap::MergeLora>("mergeLora"),
                         InstanceMethod<&HeadedWrap::BackboneGradNorm>("backboneGradNorm"),
                         InstanceMethod<&HeadedWrap::Info>("info"),
                         InstanceMethod<&HeadedWrap::Dispose>("dispose")});
@@ -649,6 +652,33 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
     return named_tensors_to_js(env, st, "key");
   }
 
+  Napi::Value LoraState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    auto st = sync_call(env, [&] {
+      auto s = m->lora_state();
+      for (auto& [k, t] : s) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
+      return s;
+    });
+    return named_tensors_to_js(env, st, "key");
+  }
+
+  Napi::Value LoadLoraState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    std::map<std::string, torch::Tensor> st;
+    for (auto& [k, t] : tensor_list_from_js<std::string>(info[0], "key", "adapter tensors")) st[k] = t;
+    sync_call(env, [&] { m->load_lora_state(st); return 0; });
+    return env.Undefined();
+  }
+
+  Napi::Value MergeLora(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    sync_call(env, [&] { m->merge_lora(); return 0; });
+    return env.Undefined();
+  }
+
   Napi::Value BackboneGradNorm(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto m = live(env);
@@ -681,6 +711,17 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
     o.Set("trainableParameters", Napi::Number::New(env, static_cast<double>(m->trainable_parameters())));
     o.Set("totalParameters", Napi::Number::New(env, static_cast<double>(m->total_parameters())));
     o.Set("backboneNeedsGrad", Napi::Boolean::New(env, m->backbone_needs_grad()));
+    auto fp = bb.footprint();
+    Napi::Object mem = Napi::Object::New(env);
+    mem.Set("dense", Napi::Number::New(env, static_cast<double>(fp.dense)));
+    mem.Set("quantized", Napi::Number::New(env, static_cast<double>(fp.quantized)));
+    mem.Set("lora", Napi::Number::New(env, static_cast<double>(fp.lora)));
+    mem.Set("heads", Napi::Number::New(env, static_cast<double>(m->head_bytes())));
+    o.Set("memory", mem);
+    o.Set("quantized", Napi::Boolean::New(env, bb.is_quantized()));
+    int64_t qparams = 0;
+    for (th::Linear* l : bb.linears()) if (l->quantized()) qparams += l->in * l->out;
+    o.Set("quantizedParameters", Napi::Number::New(env, static_cast<double>(qparams)));
     auto hooks = m->hooked_layers();
     Napi::Array h = Napi::Array::New(env, hooks.size());
     for (size_t i = 0; i < hooks.size(); ++i) h.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(hooks[i])));
@@ -711,6 +752,39 @@ Napi::Value LoadHeaded(const Napi::CallbackInfo& info) {
   ho.only_inference = o.Get("onlyInference").ToBoolean().Value();
   ho.adaptive_loss = o.Get("adaptiveLoss").ToBoolean().Value();
   if (o.Get("seed").IsNumber()) ho.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().Int64Value());
+  auto num = [](const Napi::Object& obj, const char* k, double fallback) {
+    Napi::Value v = obj.Get(k);
+    return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+  };
+  if (o.Get("quantization").IsObject()) {
+    Napi::Object q = o.Get("quantization").As<Napi::Object>();
+    th::QuantOptions qo;
+    qo.bits = static_cast<int>(num(q, "bits", 4));
+    const std::string qt = q.Get("quantType").IsString() ? q.Get("quantType").As<Napi::String>().Utf8Value() : "nf4";
+    if (qt != "nf4" && qt != "fp4") throw_error(env, "ERR_TH_CONFIG", "quantType must be 'nf4' or 'fp4', got '" + qt + "'");
+    qo.type = qt == "nf4" ? th::QuantType::NF4 : th::QuantType::FP4;
+    qo.blocksize = static_cast<int64_t>(num(q, "blocksize", 64));
+    qo.double_quant = q.Get("doubleQuant").ToBoolean().Value();
+    const std::string cd = q.Get("computeDtype").IsString() ? q.Get("computeDtype").As<Napi::String>().Utf8Value() : "float32";
+    qo.compute_dtype = sync_call(env, [&] { return th::parse_dtype(cd); });
+    ho.quant = qo;
+  }
+  if (o.Get("lora").IsObject()) {
+    Napi::Object l = o.Get("lora").As<Napi::Object>();
+    th::LoraOptions lo2;
+    lo2.r = static_cast<int64_t>(num(l, "r", 8));
+    lo2.alpha = num(l, "alpha", 8);
+    lo2.dropout = num(l, "dropout", 0.0);
+    lo2.rslora = l.Get("useRslora").ToBoolean().Value();
+    lo2.seed = static_cast<uint64_t>(num(l, "seed", 0));
+    if (l.Get("targetModules").IsArray()) {
+      Napi::Array t = l.Get("targetModules").As<Napi::Array>();
+      for (uint32_t i = 0; i < t.Length(); ++i) lo2.targets.push_back(t.Get(i).ToString().Utf8Value());
+    }
+    if (l.Get("bias").IsString()) ho.lora_bias = l.Get("bias").As<Napi::String>().Utf8Value();
+    ho.lora = lo2;
+  }
+  if (o.Get("fullyTrainedHeads").IsBoolean()) ho.fully_trained_heads = o.Get("fullyTrainedHeads").As<Napi::Boolean>().Value();
   std::string path = info[0].As<Napi::String>();
   class Worker : public PromiseWorker {
    public:

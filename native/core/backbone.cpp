@@ -50,13 +50,138 @@ void Backbone::set_requires_grad(bool on) {
 }
 
 void Backbone::finish_loading() {
+  tensors_.clear();
+  measure();
+}
+
+Backbone::Footprint Backbone::footprint() {
+  Footprint f;
   std::set<const void*> seen;
-  parameter_bytes_ = 0;
   for (const auto& p : params_) {
     const void* key = p.second.storage().unsafeGetStorageImpl();
-    if (seen.insert(key).second) parameter_bytes_ += static_cast<int64_t>(p.second.storage().nbytes());
+    if (seen.insert(key).second) f.dense += static_cast<int64_t>(p.second.storage().nbytes());
   }
-  tensors_.clear();
+  for (Linear* l : linears()) {
+    if (l->q4) f.quantized += l->q4->bytes();
+    if (l->q8) f.quantized += l->q8->bytes();
+    if (l->lora_a.defined()) f.lora += (l->lora_a.numel() + l->lora_b.numel()) * l->lora_a.element_size();
+  }
+  return f;
+}
+
+void Backbone::measure() {
+  Footprint f = footprint();
+  parameter_bytes_ = f.dense + f.quantized + f.lora;
+}
+
+torch::Tensor Linear::dense(torch::ScalarType dtype) const {
+  if (q4) return dequantize_4bit(*q4, dtype);
+  if (q8) return dequantize_8bit(*q8, dtype);
+  return weight.to(dtype);
+}
+
+torch::Tensor Linear::operator()(const torch::Tensor& x) const {
+  torch::Tensor y;
+  if (quantized()) {
+    // bitsandbytes' Linear4bit: x in the compute dtype against the dequantized weight, result back in x's dtype.
+    auto b = bias.defined() ? bias.to(compute_dtype) : bias;
+    y = torch::linear(x.to(compute_dtype), dense(compute_dtype), b).to(x.scalar_type());
+  } else {
+    y = torch::linear(x, weight, bias);
+  }
+  if (lora_a.defined()) {
+    torch::Tensor h = x.to(lora_a.scalar_type());
+    if (dropout > 0 && torch::GradMode::is_enabled()) h = torch::dropout(h, dropout, /*train=*/true);
+    y = y + (torch::linear(torch::linear(h, lora_a), lora_b) * scaling).to(y.scalar_type());
+  }
+  return y;
+}
+
+void Backbone::quantize(const QuantOptions& o) {
+  if (o.bits != 4 && o.bits != 8) throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(o.bits));
+  if (quantized_) throw ConfigError("the model is already quantized");
+  torch::NoGradGuard no_grad;
+  for (Linear* l : linears()) {
+    torch::Tensor w = l->weight;
+    if (o.bits == 4) l->q4 = std::make_shared<Quant4>(quantize_4bit(w, o.type, o.blocksize, o.double_quant));
+    else l->q8 = std::make_shared<Quant8>(quantize_8bit(w));
+    l->compute_dtype = o.compute_dtype;
+    l->weight = torch::Tensor();
+    for (auto it = params_.begin(); it != params_.end(); ++it) {
+      if (it->second.is_same(w)) {
+        params_.erase(it);
+        break;
+      }
+    }
+  }
+  quantized_ = true;
+  measure();
+}
+
+std::vector<std::string> Backbone::add_lora(const LoraOptions& o) {
+  if (o.r <= 0) throw ConfigError("LoRA rank r must be positive, got " + std::to_string(o.r));
+  if (o.dropout < 0 || o.dropout >= 1) throw ConfigError("LoRA dropout must be in [0, 1)");
+  auto matches = [&](const std::string& name) {
+    if (o.targets.empty()) return true;
+    for (const auto& t : o.targets) {
+      if (name == t || (name.size() > t.size() && name.compare(name.size() - t.size() - 1, t.size() + 1, "." + t) == 0)) return true;
+    }
+    return false;
+  };
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  std::vector<std::string> wrapped;
+  torch::NoGradGuard no_grad;
+  for (Linear* l : linears()) {
+    if (!matches(l->name)) continue;
+    if (l->lora_a.defined()) throw ConfigError("module '" + l->name + "' already has a LoRA adapter");
+    // PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0, so the adapter starts as a no-op.
+    const double bound = 1.0 / std::sqrt(static_cast<double>(l->in));
+    auto a = at::rand({o.r, l->in}, gen, torch::TensorOptions().dtype(torch::kFloat32)) * (2 * bound) - bound;
+    l->lora_a = a.to(device_).requires_grad_(true);
+    l->lora_b = torch::zeros({l->out, o.r}, torch::TensorOptions().dtype(torch::kFloat32).device(device_)).requires_grad_(true);
+    l->scaling = o.rslora ? o.alpha / std::sqrt(static_cast<double>(o.r)) : o.alpha / static_cast<double>(o.r);
+    l->dropout = o.dropout;
+    wrapped.push_back(l->name);
+  }
+  if (wrapped.empty()) {
+    std::set<std::string> names;
+    for (Linear* l : linears()) names.insert(l->name.substr(l->name.rfind('.') + 1));
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    std::string asked;
+    for (const auto& t : o.targets) asked += (asked.empty() ? "" : ", ") + t;
+    throw ConfigError("LoRA targetModules [" + asked + "] name no module of this " + config_.model_type + " model; available: " + list);
+  }
+  measure();
+  return wrapped;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Backbone::lora_parameters() {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  const std::string prefix = base_prefix();
+  for (Linear* l : linears()) {
+    if (!l->lora_a.defined()) continue;
+    out.emplace_back(prefix + l->name + ".lora_A.weight", l->lora_a);
+    out.emplace_back(prefix + l->name + ".lora_B.weight", l->lora_b);
+  }
+  return out;
+}
+
+void Backbone::merge_lora() {
+  torch::NoGradGuard no_grad;
+  for (Linear* l : linears()) {
+    if (!l->lora_a.defined() && !l->quantized()) continue;
+    torch::Tensor w = l->dense(torch::kFloat32);
+    if (l->lora_a.defined()) w = w + torch::matmul(l->lora_b, l->lora_a) * l->scaling;
+    l->weight = w.to(dtype_).contiguous();
+    l->q4.reset();
+    l->q8.reset();
+    l->lora_a = torch::Tensor();
+    l->lora_b = torch::Tensor();
+    params_.emplace_back(l->name + ".weight", l->weight);
+  }
+  quantized_ = false;
+  measure();
 }
 
 int64_t Backbone::normalize_layer(int64_t layer) const {

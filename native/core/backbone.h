@@ -17,6 +17,7 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "quant.h"
 
 namespace th {
 
@@ -43,6 +44,42 @@ struct AttentionContext {
   torch::Tensor keep;         // bool [B, 1, T, T]: true where query i may attend to key j
   torch::Tensor keep_window;  // same with the sliding window applied (undefined when no layer uses one)
   torch::Tensor cos, sin;     // [B, T, rotary_dim] in the model dtype (Llama family)
+};
+
+// A projection of a transformer block: a dense weight, or a 4-bit / 8-bit quantized one (dequantized blockwise to the
+// compute dtype at each use), plus an optional LoRA adapter: y = base(x) + B(A(dropout(x))) * scaling.
+struct Linear {
+  std::string name;      // Hugging Face module path without the base prefix, e.g. "h.0.attn.c_attn"
+  int64_t in = 0, out = 0;
+  torch::Tensor weight;  // [out, in]; undefined when quantized
+  torch::Tensor bias;    // [out] or undefined
+  std::shared_ptr<Quant4> q4;
+  std::shared_ptr<Quant8> q8;
+  torch::ScalarType compute_dtype = torch::kFloat32;
+  torch::Tensor lora_a, lora_b;  // [r, in], [out, r]
+  double scaling = 0.0, dropout = 0.0;
+
+  torch::Tensor operator()(const torch::Tensor& x) const;
+  // The weight as a dense [out, in] tensor in `dtype` (dequantized when quantized).
+  torch::Tensor dense(torch::ScalarType dtype) const;
+  bool quantized() const { return q4 || q8; }
+};
+
+struct QuantOptions {
+  int bits = 4;  // 4 or 8
+  QuantType type = QuantType::NF4;
+  int64_t blocksize = 64;
+  bool double_quant = false;
+  torch::ScalarType compute_dtype = torch::kFloat32;
+};
+
+struct LoraOptions {
+  int64_t r = 8;
+  double alpha = 8;
+  double dropout = 0.0;
+  bool rslora = false;
+  std::vector<std::string> targets;  // module names or name suffixes; empty = every linear of the blocks
+  uint64_t seed = 0;
 };
 
 class Backbone {
@@ -82,6 +119,25 @@ class Backbone {
   // Enables or disables gradients for every backbone weight (full finetuning vs frozen).
   void set_requires_grad(bool on);
 
+  // The block projections, by Hugging Face module path (without the base prefix).
+  virtual std::vector<Linear*> linears() = 0;
+  // "transformer." (GPT-2) or "model." (Llama family): the base-model prefix of Hugging Face names.
+  std::string base_prefix() const { return config_.arch == Arch::GPT2 ? "transformer." : "model."; }
+  // Replaces every block projection's weight by its 4- or 8-bit form (biases, norms, embeddings stay dense).
+  void quantize(const QuantOptions& options);
+  bool is_quantized() const { return quantized_; }
+  // Adds LoRA adapters (A Kaiming-uniform, B zero) to the matching projections; returns their names.
+  std::vector<std::string> add_lora(const LoraOptions& options);
+  // LoRA tensors by their PEFT names without the "base_model.model." prefix: "<hf path>.lora_A.weight".
+  std::vector<std::pair<std::string, torch::Tensor>> lora_parameters();
+  // Folds the adapters into dense weights (quantized projections become dense) and removes them.
+  void merge_lora();
+  // Bytes by kind: dense weights, quantized weights (codes + scales), LoRA adapters.
+  struct Footprint {
+    int64_t dense = 0, quantized = 0, lora = 0;
+  };
+  Footprint footprint();
+
  protected:
   Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
 
@@ -90,6 +146,7 @@ class Backbone {
   torch::Tensor take(const std::string& name, std::vector<int64_t> shape, bool transpose = false);
   bool has(const std::string& name) const { return tensors_.count(name) > 0; }
   void finish_loading();  // drops unused checkpoint tensors and measures the weights
+  void measure();
 
   virtual torch::Tensor embed(const torch::Tensor& ids, const torch::Tensor& positions) = 0;
   virtual void prepare(AttentionContext& ctx, const torch::Tensor& positions) = 0;
@@ -108,15 +165,11 @@ class Backbone {
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::string config_json_, tokenizer_json_, tokenizer_config_json_;
   int64_t parameter_bytes_ = 0;
+  bool quantized_ = false;
   std::atomic<uint64_t> blocks_run_{0};
   std::mutex mutex_;
 };
 
-struct Linear {
-  torch::Tensor weight;  // [out, in]
-  torch::Tensor bias;    // [out] or undefined
-  torch::Tensor operator()(const torch::Tensor& x) const { return torch::linear(x, weight, bias); }
-};
 
 // Scaled dot-product attention over q [B, nh, T, hd], k/v [B, nh, T, hd] with a boolean keep-mask.
 // Softmax runs in float32, as Hugging Face's eager Llama attention does.

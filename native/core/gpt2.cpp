@@ -70,12 +70,20 @@ class Gpt2 final : public Backbone {
 
  public:
   torch::Tensor lm_head_weight() const override { return lm_head_; }
+  std::vector<Linear*> linears() override {
+    std::vector<Linear*> out;
+    for (auto& b : blocks_) out.insert(out.end(), {&b.c_attn, &b.attn_proj, &b.c_fc, &b.mlp_proj});
+    return out;
+  }
 
  protected:
 
  private:
   Linear conv1d(const std::string& prefix, int64_t in, int64_t out) {
     Linear l;
+    l.name = prefix;
+    l.in = in;
+    l.out = out;
     l.weight = take(prefix + ".weight", {in, out}, /*transpose=*/true);
     l.bias = take(prefix + ".bias", {out});
     return l;

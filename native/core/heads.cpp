@@ -204,6 +204,14 @@ HeadedModel::HeadedModel(std::shared_ptr<Backbone> backbone, std::vector<HeadCon
     }
     heads_.emplace_back(c, c.num_outputs.value_or(1), backbone_->device(), gen);
   }
+  if (options_.quant) {
+    if (!options_.freeze_base && !options_.lora && !options_.only_inference) {
+      throw ConfigError("a quantized backbone cannot be fully finetuned (freezeBaseModel: false); freeze it, or train LoRA "
+                        "adapters on it with createHeadedQLoRA");
+    }
+    backbone_->quantize(*options_.quant);
+  }
+  if (options_.lora) backbone_->add_lora(*options_.lora);
   if (lm_cfg) {
     // Python swaps in the pretrained (possibly tied) LM head as a bare Linear: one layer, hidden -> vocab, no bias.
     if (lm_cfg->num_layers != 1 || lm_cfg->output_bias || (lm_cfg->num_outputs && *lm_cfg->num_outputs != mc.vocab_size)) {
@@ -213,10 +221,29 @@ HeadedModel::HeadedModel(std::shared_ptr<Backbone> backbone, std::vector<HeadCon
     heads_.emplace_back(*lm_cfg, backbone_->lm_head_weight());
   }
 
-  // Which tensors train (Python load_headed / set_requires_grad).
-  backbone_->set_requires_grad(!options_.only_inference && !options_.freeze_base);
+  // Which tensors train (Python load_headed / set_requires_grad: with LoRA only "lora" tensors, the chosen biases and
+  // the trainable heads).
+  const bool train = !options_.only_inference;
+  backbone_->set_requires_grad(train && !options_.freeze_base && !options_.lora);
+  if (options_.lora) {
+    if (options_.lora_bias != "none" && options_.lora_bias != "all" && options_.lora_bias != "lora_only") {
+      throw ConfigError("LoRA bias must be 'none', 'all' or 'lora_only', got '" + options_.lora_bias + "'");
+    }
+    for (auto& [n, t] : backbone_->lora_parameters()) t.requires_grad_(train);
+    for (Linear* l : backbone_->linears()) {
+      const bool wrapped = l->lora_a.defined();
+      if (l->bias.defined() && train && (options_.lora_bias == "all" || (options_.lora_bias == "lora_only" && wrapped))) {
+        l->bias.requires_grad_(true);
+      }
+    }
+    if (train && options_.lora_bias == "all") {
+      for (auto& [n, t] : backbone_->named_parameters()) {
+        if (n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0) t.requires_grad_(true);
+      }
+    }
+  }
   for (auto& h : heads_) {
-    const bool on = !options_.only_inference && h.config().trainable;
+    const bool on = train && h.config().trainable && (!options_.lora || options_.fully_trained_heads);
     if (h.is_lm_head()) {
       if (on) h.named_parameters()[0].second.requires_grad_(true);
     } else {
@@ -234,6 +261,9 @@ std::vector<int64_t> HeadedModel::hooked_layers() const {
 bool HeadedModel::backbone_needs_grad() const {
   for (const auto& [name, t] : backbone_->named_parameters()) {
     if (name != "lm_head.weight" && t.requires_grad()) return true;
+  }
+  for (const auto& [name, t] : backbone_->lora_parameters()) {
+    if (t.requires_grad()) return true;
   }
   return false;
 }
@@ -405,6 +435,7 @@ std::vector<torch::Tensor> HeadedModel::trainable_tensors() const {
     if (t.requires_grad() && seen.insert(t.unsafeGetTensorImpl()).second) out.push_back(t);
   };
   for (const auto& [n, t] : backbone_->named_parameters()) add(t);
+  for (const auto& [n, t] : backbone_->lora_parameters()) add(t);
   for (const auto& h : heads_) for (const auto& [n, t] : h.named_parameters()) add(t);
   return out;
 }
@@ -551,6 +582,49 @@ void HeadedModel::load_head_state(const std::string& name, const std::map<std::s
   h.load(state);
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> HeadedModel::lora_state() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto out = backbone_->lora_parameters();
+  for (auto& [k, t] : out) t = t.detach().clone();
+  return out;
+}
+
+void HeadedModel::load_lora_state(const std::map<std::string, torch::Tensor>& state) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto mine = backbone_->lora_parameters();
+  if (mine.empty()) throw ConfigError("this model has no LoRA adapters to load weights into");
+  std::set<std::string> names;
+  for (auto& [k, t] : mine) names.insert(k);
+  for (auto& [k, t] : state) {
+    if (!names.count(k)) throw ConfigError("adapter tensor '" + k + "' matches no LoRA module of this model (a different model or targetModules?)");
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [k, t] : mine) {
+    auto it = state.find(k);
+    if (it == state.end()) throw ConfigError("the adapter file has no tensor '" + k + "'");
+    if (it->second.sizes() != t.sizes()) {
+      throw ConfigError("adapter tensor '" + k + "' has shape " + shape_str(it->second.sizes()) + " but this model expects " +
+                        shape_str(t.sizes()) + " (an adapter for a model of a different shape or rank?)");
+    }
+    t.copy_(it->second);
+  }
+}
+
+void HeadedModel::merge_lora() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  backbone_->merge_lora();
+  optimizer_.reset();  // its tensors are gone
+}
+
+int64_t HeadedModel::head_bytes() const {
+  int64_t n = 0;
+  for (const auto& h : heads_) {
+    if (h.is_lm_head()) continue;
+    for (const auto& [k, t] : h.named_parameters()) n += t.numel() * t.element_size();
+  }
+  return n;
+}
+
 int64_t HeadedModel::trainable_parameters() const {
   int64_t n = 0;
   for (const auto& t : trainable_tensors()) n += t.numel();
@@ -561,6 +635,11 @@ int64_t HeadedModel::total_parameters() const {
   int64_t n = 0;
   std::set<const void*> seen;
   for (const auto& [k, t] : backbone_->named_parameters()) if (seen.insert(t.unsafeGetTensorImpl()).second) n += t.numel();
+  for (const auto& [k, t] : backbone_->lora_parameters()) if (seen.insert(t.unsafeGetTensorImpl()).second) n += t.numel();
+  for (Linear* l : backbone_->linears()) {
+    if (l->q4) n += l->q4->shape[0] * l->q4->shape[1];
+    if (l->q8) n += l->q8->shape[0] * l->q8->shape[1];
+  }
   for (const auto& h : heads_) for (const auto& [k, t] : h.named_parameters()) if (seen.insert(t.unsafeGetTensorImpl()).second) n += t.numel();
   return n;
 }

@@ -65,6 +65,10 @@ class Head {
 };
 
 struct HeadedOptions {
+  std::optional<QuantOptions> quant;  // 4/8-bit backbone projections
+  std::optional<LoraOptions> lora;    // LoRA adapters on the projections (the base weights then stay frozen)
+  std::string lora_bias = "none";     // none | all | lora_only: which biases train with LoRA (PEFT's `bias`)
+  bool fully_trained_heads = true;    // with LoRA: whether trainable heads train too
   bool freeze_base = true;
   bool only_inference = false;
   bool adaptive_loss = false;
@@ -123,6 +127,12 @@ class HeadedModel {
   std::vector<std::pair<std::string, torch::Tensor>> head_grads(const std::string& name);
   double backbone_grad_norm();
   void load_head_state(const std::string& name, const std::map<std::string, torch::Tensor>& state);
+  // LoRA tensors by PEFT name without "base_model.model." (snapshots), and a strict load of them.
+  std::vector<std::pair<std::string, torch::Tensor>> lora_state();
+  void load_lora_state(const std::map<std::string, torch::Tensor>& state);
+  // Folds LoRA adapters (and 4-bit weights) into dense weights; the model then has no adapters.
+  void merge_lora();
+  int64_t head_bytes() const;
   int64_t trainable_parameters() const;
   int64_t total_parameters() const;
 

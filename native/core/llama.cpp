@@ -104,12 +104,20 @@ class Llama final : public Backbone {
 
  public:
   torch::Tensor lm_head_weight() const override { return lm_head_; }
+  std::vector<Linear*> linears() override {
+    std::vector<Linear*> out;
+    for (auto& b : blocks_) out.insert(out.end(), {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down});
+    return out;
+  }
 
  protected:
 
  private:
   Linear linear(const std::string& prefix, int64_t in, int64_t out, bool bias) {
     Linear l;
+    l.name = prefix;
+    l.in = in;
+    l.out = out;
     l.weight = take(prefix + ".weight", {out, in});
     if (bias) l.bias = take(prefix + ".bias", {out});
     return l;

@@ -17,6 +17,7 @@
 #undef CHECK_THROWS
 #undef CHECK_THROWS_AS
 #undef CHECK_NOTHROW
+#undef CHECK_THROWS_WITH_AS
 #undef REQUIRE
 
 #include <doctest/doctest.h>

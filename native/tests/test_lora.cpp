@@ -1,0 +1,92 @@
+// LoRA forward and gradients against PyTorch autograd on the same weights (scripts/make_lora_fixtures.py), adapters
+// read from PEFT's file layout; B = 0 leaves the model unchanged; merging keeps the outputs.
+#include "doctest_torch.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "backbone.h"
+#include "errors.h"
+#include "heads.h"
+#include "test_helpers.h"
+
+using th_test::fixture;
+
+namespace {
+
+std::unique_ptr<th::HeadedModel> lora_model(const std::string& dir, const std::string& device) {
+  std::ifstream f(fixture(dir + "/adapter_config.json"));
+  auto cfg = nlohmann::json::parse(f);
+  th::HeadedOptions o;
+  th::LoraOptions lo;
+  lo.r = cfg["r"].get<int64_t>();
+  lo.alpha = cfg["lora_alpha"].get<double>();
+  lo.targets = cfg["target_modules"].get<std::vector<std::string>>();
+  o.lora = lo;
+  auto heads = th::parse_head_configs(R"([{"name":"cls","in_size":32,"num_outputs":3,"pred_for_sequence":true,"output_bias":true}])");
+  auto m = std::make_unique<th::HeadedModel>(th::load_backbone(fixture(dir + "/model.pt"), {device, "float32"}), heads, o);
+  std::map<std::string, torch::Tensor> adapter;
+  for (auto& [k, t] : th_test::read_safetensors(fixture(dir + "/adapter_model.safetensors"))) adapter[k.substr(std::string("base_model.model.").size())] = t;
+  m->load_lora_state(adapter);
+  auto head = th_test::read_safetensors(fixture(dir + "/cls.safetensors"));
+  m->load_head_state("cls", {head.begin(), head.end()});
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("LoRA forward and gradients match PyTorch (fp32, unquantized)") {
+  std::vector<std::string> devs{"cpu"};
+  if (torch::cuda::is_available()) devs.push_back("cuda");
+  for (const std::string dir : {"lora-gpt2", "lora-llama"}) {
+    for (const auto& dev : devs) {
+      CAPTURE(dir);
+      CAPTURE(dev);
+      auto m = lora_model(dir, dev);
+      auto batch = th_test::read_safetensors(fixture(dir + "/batch.safetensors"));
+      auto exp = th_test::read_safetensors(fixture(dir + "/expected.safetensors"));
+      th::Labels labels{{"cls", batch.at("cls")}};
+      auto out = m->forward(batch.at("input_ids"), batch.at("attention_mask"), labels, false);
+      CHECK(std::abs(out.loss.item<double>() - exp.at("loss").item<double>()) < 1e-5);
+      auto hidden = m->hooked_hidden(batch.at("input_ids"), batch.at("attention_mask"));
+      CHECK(th_test::max_diff(hidden.at(2), exp.at("hidden_last"), batch.at("attention_mask")) < 1e-4);
+
+      m->train_step(batch.at("input_ids"), batch.at("attention_mask"), labels, 1.0);
+      int n = 0;
+      for (auto& [k, t] : m->backbone().lora_parameters()) {
+        REQUIRE(t.grad().defined());
+        const auto& ref = exp.at("grad.base_model.model." + k);
+        const double d = th_test::max_diff(t.grad(), ref);
+        INFO(k << " maxdiff " << d);
+        CHECK(d < 1e-5 * std::max(1.0, ref.abs().max().item<double>()));
+        ++n;
+      }
+      CHECK(n == (dir == "lora-gpt2" ? 16 : 28));
+      for (auto& [k, g] : m->head_grads("cls")) CHECK(th_test::max_diff(g, exp.at("grad.cls." + k)) < 1e-5);
+      CHECK(m->backbone_grad_norm() == 0.0);  // base weights frozen: only the adapters and the head get gradients
+    }
+  }
+}
+
+TEST_CASE("merging folds the adapters into the weights with the same outputs") {
+  auto m = lora_model("lora-llama", "cpu");
+  auto batch = th_test::read_safetensors(fixture("lora-llama/batch.safetensors"));
+  auto before = m->hooked_hidden(batch.at("input_ids"), batch.at("attention_mask")).at(2);
+  m->merge_lora();
+  CHECK(m->backbone().lora_parameters().empty());
+  auto after = m->hooked_hidden(batch.at("input_ids"), batch.at("attention_mask")).at(2);
+  CHECK(th_test::max_diff(before, after, batch.at("attention_mask")) < 1e-5);
+}
+
+TEST_CASE("LoRA errors") {
+  auto bb = th::load_backbone(fixture("tiny-llama.pt"), {});
+  th::LoraOptions lo;
+  lo.r = 0;
+  CHECK_THROWS_AS(bb->add_lora(lo), th::ConfigError);
+  lo.r = 4;
+  lo.targets = {"c_attn"};
+  CHECK_THROWS_WITH_AS(bb->add_lora(lo), doctest::Contains("available: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj"), th::ConfigError);
+  th::QuantOptions q;
+  q.bits = 3;
+  CHECK_THROWS_AS(bb->quantize(q), th::ConfigError);
+}
