@@ -29,8 +29,10 @@ export interface LoadHeadedOptions {
   onlyInference?: boolean;
   /** Normalise each head's loss by its running mean and std (Welford, 5 warm-up steps). Defaults to false. */
   adaptiveLoss?: boolean;
-  /** Seed of the new heads' initial weights. Defaults to 42. */
+  /** Seed of the new heads' initial weights (and of new LoRA adapters). Defaults to 42. */
   seed?: number;
+  /** Recompute each block in the backward pass instead of keeping its activations (training only). Defaults to false. */
+  gradientCheckpointing?: boolean;
   /**
    * Quantize the backbone's block projections (bitsandbytes NF4 / FP4 blockwise 4-bit, or 8-bit row-wise); heads,
    * norms, embeddings and the LM head stay dense. Needs a frozen backbone (or LoRA, see createHeadedQLoRA).
@@ -488,6 +490,7 @@ async function buildHeaded(
       ...(quantization ? { quantization } : {}),
       ...(lora ? { lora: { ...lora, targetModules: lora.targetModules.length ? lora.targetModules : undefined, seed: options.seed ?? 42 } } : {}),
       ...(extra.fullyTrainedHeads !== undefined ? { fullyTrainedHeads: extra.fullyTrainedHeads } : {}),
+      gradientCheckpointing: options.gradientCheckpointing ?? false,
     }),
   );
   const info = native.info();
@@ -552,7 +555,7 @@ export interface CreateHeadedQLoRAOptions extends Omit<LoadHeadedOptions, 'headF
   lora: LoraConfig;
   /** Train the (trainable) heads with the adapters. Defaults to true. */
   fullyTrainedHeads?: boolean;
-  /** Recompute blocks in the backward pass to save memory: not supported yet. */
+  /** Recompute each block in the backward pass instead of keeping its activations (long sequences). Defaults to false. */
   gradientCheckpointing?: boolean;
   /** base_model_name_or_path written in adapter_config.json. Defaults to the model path. */
   baseModelNameOrPath?: string;
@@ -565,9 +568,6 @@ export interface CreateHeadedQLoRAOptions extends Omit<LoadHeadedOptions, 'headF
 export async function createHeadedQLoRA(modelPath: string, options: CreateHeadedQLoRAOptions): Promise<HeadedModel> {
   if (typeof modelPath !== 'string' || !modelPath) invalidArg('modelPath', 'a non-empty string', modelPath);
   if (typeof options !== 'object' || options === null || !options.lora) invalidArg('options', 'an object with heads and lora', options);
-  if (options.gradientCheckpointing) {
-    throw new TransformerHeadsError('gradientCheckpointing is not supported yet; shorten the sequences or the batch instead', 'ERR_TH_CONFIG');
-  }
   return buildHeaded(modelPath, options.heads, { ...options, freezeBaseModel: true }, {
     lora: options.lora,
     fullyTrainedHeads: options.fullyTrainedHeads ?? true,

@@ -90,6 +90,7 @@ export interface NativeBinding {
       quantization?: object;
       lora?: object;
       fullyTrainedHeads?: boolean;
+      gradientCheckpointing?: boolean;
     },
   ): Promise<NativeHeaded>;
   loadBackbone(path: string, options: { device: string; dtype: string }): Promise<NativeBackbone>;

@@ -784,6 +784,7 @@ Napi::Value LoadHeaded(const Napi::CallbackInfo& info) {
     if (l.Get("bias").IsString()) ho.lora_bias = l.Get("bias").As<Napi::String>().Utf8Value();
     ho.lora = lo2;
   }
+  ho.gradient_checkpointing = o.Get("gradientCheckpointing").ToBoolean().Value();
   if (o.Get("fullyTrainedHeads").IsBoolean()) ho.fully_trained_heads = o.Get("fullyTrainedHeads").As<Napi::Boolean>().Value();
   std::string path = info[0].As<Napi::String>();
   class Worker : public PromiseWorker {

@@ -11,6 +11,42 @@
 #include "format.h"
 
 namespace th {
+namespace {
+
+// Gradient checkpointing of one block (reentrant, as torch.utils.checkpoint): the forward keeps only the block's
+// input; the backward recomputes the block with autograd and back-propagates through it, which also accumulates
+// the gradients of its trainable weights (LoRA adapters, or all weights when finetuning).
+// Autograd functions take defined tensors only: absent context tensors travel as empty placeholders.
+torch::Tensor placeholder(const torch::Tensor& t, const torch::Tensor& like) { return t.defined() ? t : torch::empty({0}, like.options()); }
+torch::Tensor restore(const torch::Tensor& t) { return t.dim() == 1 && t.numel() == 0 ? torch::Tensor() : t; }
+
+struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, int64_t backbone, int64_t index,
+                               torch::Tensor keep, torch::Tensor keep_window, torch::Tensor cos, torch::Tensor sin) {
+    ctx->saved_data["backbone"] = backbone;
+    ctx->saved_data["index"] = index;
+    ctx->save_for_backward({x, keep, keep_window, cos, sin});
+    AttentionContext c{keep, restore(keep_window), restore(cos), restore(sin)};
+    return reinterpret_cast<Backbone*>(backbone)->run_block(index, x, c);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto* bb = reinterpret_cast<Backbone*>(ctx->saved_data["backbone"].toInt());
+    const int64_t index = ctx->saved_data["index"].toInt();
+    torch::Tensor x = saved[0].detach().requires_grad_(true);
+    AttentionContext c{saved[1], restore(saved[2]), restore(saved[3]), restore(saved[4])};
+    torch::Tensor y;
+    {
+      torch::AutoGradMode on(true);
+      y = bb->run_block(index, x, c);
+    }
+    torch::autograd::backward({y}, {grads[0]});
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
 
 Backbone::Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype)
     : config_(std::move(ck.config)),
@@ -254,9 +290,18 @@ std::vector<torch::Tensor> Backbone::run(const torch::Tensor& ids, const torch::
   std::vector<torch::Tensor> captured(config_.num_layers + 1);
   torch::Tensor x = embed(ids, pos);
   const int64_t run_blocks = std::min(stop, config_.num_layers);
+  const bool checkpoint = checkpointing_ && torch::GradMode::is_enabled();
   for (int64_t b = 0; b < run_blocks; ++b) {
     if (wanted[b]) captured[b] = x;
-    x = block(b, x, ctx);
+    if (checkpoint) {
+      // As Hugging Face's enable_input_require_grads: the recompute needs an input in the graph, even when the
+      // embeddings are frozen, or the adapters of block 0 would get no gradient.
+      if (!x.requires_grad()) x = x.detach().requires_grad_(true);
+      x = CheckpointBlock::apply(x, reinterpret_cast<int64_t>(this), b, ctx.keep, placeholder(ctx.keep_window, ctx.keep),
+                                 placeholder(ctx.cos, x), placeholder(ctx.sin, x));
+    } else {
+      x = block(b, x, ctx);
+    }
     ++blocks_run_;
   }
   if (stop == config_.num_layers) {

@@ -132,6 +132,11 @@ class Backbone {
   std::vector<std::pair<std::string, torch::Tensor>> lora_parameters();
   // Folds the adapters into dense weights (quantized projections become dense) and removes them.
   void merge_lora();
+  // Recompute each block in the backward pass instead of keeping its activations (training with autograd only).
+  void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
+  bool gradient_checkpointing() const { return checkpointing_; }
+  // One block, for the checkpointing recompute.
+  torch::Tensor run_block(int64_t index, const torch::Tensor& x, const AttentionContext& ctx) { return block(index, x, ctx); }
   // Bytes by kind: dense weights, quantized weights (codes + scales), LoRA adapters.
   struct Footprint {
     int64_t dense = 0, quantized = 0, lora = 0;
@@ -166,6 +171,7 @@ class Backbone {
   std::string config_json_, tokenizer_json_, tokenizer_config_json_;
   int64_t parameter_bytes_ = 0;
   bool quantized_ = false;
+  bool checkpointing_ = false;
   std::atomic<uint64_t> blocks_run_{0};
   std::mutex mutex_;
 };

@@ -212,6 +212,13 @@ HeadedModel::HeadedModel(std::shared_ptr<Backbone> backbone, std::vector<HeadCon
     backbone_->quantize(*options_.quant);
   }
   if (options_.lora) backbone_->add_lora(*options_.lora);
+  if (options_.gradient_checkpointing) {
+    // The recompute must see the same dropout masks; without saving the RNG state it would not.
+    if (options_.lora && options_.lora->dropout > 0) {
+      throw ConfigError("gradient checkpointing cannot be combined with LoRA dropout > 0 yet; set lora.dropout to 0");
+    }
+    backbone_->set_gradient_checkpointing(true);
+  }
   if (lm_cfg) {
     // Python swaps in the pretrained (possibly tied) LM head as a bare Linear: one layer, hidden -> vocab, no bias.
     if (lm_cfg->num_layers != 1 || lm_cfg->output_bias || (lm_cfg->num_outputs && *lm_cfg->num_outputs != mc.vocab_size)) {

@@ -69,6 +69,7 @@ struct HeadedOptions {
   std::optional<LoraOptions> lora;    // LoRA adapters on the projections (the base weights then stay frozen)
   std::string lora_bias = "none";     // none | all | lora_only: which biases train with LoRA (PEFT's `bias`)
   bool fully_trained_heads = true;    // with LoRA: whether trainable heads train too
+  bool gradient_checkpointing = false;  // recompute blocks in the backward pass
   bool freeze_base = true;
   bool only_inference = false;
   bool adaptive_loss = false;

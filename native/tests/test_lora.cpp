@@ -14,7 +14,7 @@ using th_test::fixture;
 
 namespace {
 
-std::unique_ptr<th::HeadedModel> lora_model(const std::string& dir, const std::string& device) {
+std::unique_ptr<th::HeadedModel> lora_model(const std::string& dir, const std::string& device, bool checkpointing = false) {
   std::ifstream f(fixture(dir + "/adapter_config.json"));
   auto cfg = nlohmann::json::parse(f);
   th::HeadedOptions o;
@@ -23,6 +23,7 @@ std::unique_ptr<th::HeadedModel> lora_model(const std::string& dir, const std::s
   lo.alpha = cfg["lora_alpha"].get<double>();
   lo.targets = cfg["target_modules"].get<std::vector<std::string>>();
   o.lora = lo;
+  o.gradient_checkpointing = checkpointing;
   auto heads = th::parse_head_configs(R"([{"name":"cls","in_size":32,"num_outputs":3,"pred_for_sequence":true,"output_bias":true}])");
   auto m = std::make_unique<th::HeadedModel>(th::load_backbone(fixture(dir + "/model.pt"), {device, "float32"}), heads, o);
   std::map<std::string, torch::Tensor> adapter;
@@ -40,9 +41,11 @@ TEST_CASE("LoRA forward and gradients match PyTorch (fp32, unquantized)") {
   if (torch::cuda::is_available()) devs.push_back("cuda");
   for (const std::string dir : {"lora-gpt2", "lora-llama"}) {
     for (const auto& dev : devs) {
+     for (bool ckpt : {false, true}) {
       CAPTURE(dir);
       CAPTURE(dev);
-      auto m = lora_model(dir, dev);
+      CAPTURE(ckpt);
+      auto m = lora_model(dir, dev, ckpt);
       auto batch = th_test::read_safetensors(fixture(dir + "/batch.safetensors"));
       auto exp = th_test::read_safetensors(fixture(dir + "/expected.safetensors"));
       th::Labels labels{{"cls", batch.at("cls")}};
@@ -64,6 +67,7 @@ TEST_CASE("LoRA forward and gradients match PyTorch (fp32, unquantized)") {
       CHECK(n == (dir == "lora-gpt2" ? 16 : 28));
       for (auto& [k, g] : m->head_grads("cls")) CHECK(th_test::max_diff(g, exp.at("grad.cls." + k)) < 1e-5);
       CHECK(m->backbone_grad_norm() == 0.0);  // base weights frozen: only the adapters and the head get gradients
+     }
     }
   }
 }
