@@ -46,6 +46,25 @@ struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
   }
 };
 
+// A quantized projection under autograd, as bitsandbytes' MatMul4Bit: only the quantized weight is kept for the
+// backward pass, which dequantizes it again, instead of autograd holding a dense copy of every weight.
+struct QuantLinearFn : public torch::autograd::Function<QuantLinearFn> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor bias, int64_t linear) {
+    ctx->saved_data["linear"] = linear;
+    ctx->saved_data["bias"] = bias.numel() > 0;
+    const auto* l = reinterpret_cast<const Linear*>(linear);
+    return torch::linear(x, l->dense(x.scalar_type()), restore(bias));
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    const auto* l = reinterpret_cast<const Linear*>(ctx->saved_data["linear"].toInt());
+    const torch::Tensor& go = grads[0];
+    torch::Tensor gx = torch::matmul(go, l->dense(go.scalar_type()));
+    torch::Tensor gb = ctx->saved_data["bias"].toBool() ? go.reshape({-1, go.size(-1)}).sum(0) : torch::Tensor();
+    return {gx, gb, torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 Backbone::Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype)
@@ -120,8 +139,14 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
   torch::Tensor y;
   if (quantized()) {
     // bitsandbytes' Linear4bit: x in the compute dtype against the dequantized weight, result back in x's dtype.
+    auto xc = x.to(compute_dtype);
     auto b = bias.defined() ? bias.to(compute_dtype) : bias;
-    y = torch::linear(x.to(compute_dtype), dense(compute_dtype), b).to(x.scalar_type());
+    if (torch::GradMode::is_enabled() && (xc.requires_grad() || (b.defined() && b.requires_grad()))) {
+      y = QuantLinearFn::apply(xc, placeholder(b, xc), reinterpret_cast<int64_t>(this));
+    } else {
+      y = torch::linear(xc, dense(compute_dtype), b);
+    }
+    y = y.to(x.scalar_type());
   } else {
     y = torch::linear(x, weight, bias);
   }

@@ -1,6 +1,8 @@
 #include "quant.h"
 
 #include <cmath>
+#include <map>
+#include <mutex>
 
 #include "errors.h"
 
@@ -29,11 +31,25 @@ torch::Tensor cpu_f32(const double* p, int64_t n) { return torch::from_blob(cons
 }  // namespace
 
 torch::Tensor code_table(QuantType type) {
-  if (type == QuantType::NF4) return cpu_f32(kNF4, 16);
-  return cpu_f32(kFP4Raw, 16) / 12.0;
+  static const torch::Tensor nf4 = cpu_f32(kNF4, 16);
+  static const torch::Tensor fp4 = cpu_f32(kFP4Raw, 16) / 12.0;
+  return type == QuantType::NF4 ? nf4 : fp4;
+}
+
+// Tables per device, built once: dequantization runs at every forward.
+torch::Tensor on_device(const torch::Tensor& cpu, torch::Device d) {
+  if (d.is_cpu()) return cpu;
+  static std::mutex m;
+  static std::map<std::pair<const void*, std::string>, torch::Tensor> cache;
+  std::lock_guard<std::mutex> lock(m);
+  auto key = std::make_pair(static_cast<const void*>(cpu.unsafeGetTensorImpl()), d.str());
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, cpu.to(d)).first;
+  return it->second;
 }
 
 torch::Tensor dynamic_map() {
+  static const torch::Tensor map = [] {
   std::vector<torch::Tensor> parts;
   for (int i = 0; i < 7; ++i) {
     auto b = torch::linspace(0.1, 1.0, (1 << i) + 1, torch::kFloat32);
@@ -45,6 +61,8 @@ torch::Tensor dynamic_map() {
   parts.push_back(torch::zeros({1}, torch::kFloat32));
   parts.push_back(torch::ones({1}, torch::kFloat32));
   return std::get<0>(torch::cat(parts).sort());
+  }();
+  return map;
 }
 
 int64_t Quant4::bytes() const {
@@ -60,7 +78,7 @@ std::pair<torch::Tensor, torch::Tensor> quantize_blockwise_8bit(const torch::Ten
   auto padded = torch::cat({flat, torch::zeros({nb * blocksize - n}, flat.options())}).view({nb, blocksize});
   auto absmax = padded.abs().amax(1);
   auto scaled = (padded / absmax.clamp_min(1e-38).unsqueeze(1)).clamp(-1, 1);
-  auto code = dynamic_map().to(x.device());
+  auto code = on_device(dynamic_map(), x.device());
   // nearest code, ties to the lower index (argmin returns the first minimum)
   auto idx = (scaled.unsqueeze(-1) - code.view({1, 1, -1})).abs().argmin(-1);
   return {idx.reshape({-1}).narrow(0, 0, n).to(torch::kUInt8), absmax};
@@ -115,19 +133,29 @@ torch::Tensor unpack_codes(const Quant4& q) {
 
 torch::Tensor block_absmax(const Quant4& q) {
   if (!q.nested) return q.absmax;
-  auto code = dynamic_map().to(q.qabsmax.device());
-  auto idx = torch::arange(q.qabsmax.numel(), torch::TensorOptions().dtype(torch::kLong).device(q.qabsmax.device())).div(256, "floor");
-  return code.index_select(0, q.qabsmax.to(torch::kLong)) * q.absmax2.index_select(0, idx) + q.offset;
+  auto code = on_device(dynamic_map(), q.qabsmax.device());
+  const int64_t nb = q.qabsmax.numel(), m = q.absmax2.numel();
+  auto scales = code.index_select(0, q.qabsmax.to(torch::kLong));
+  // absmax2 per group of 256 blocks, broadcast without materialising an index per block
+  auto padded = torch::cat({scales, torch::zeros({m * 256 - nb}, scales.options())}).view({m, 256});
+  return (padded * q.absmax2.unsqueeze(1)).reshape({-1}).narrow(0, 0, nb) + q.offset;
 }
 
 torch::Tensor dequantize_4bit(const Quant4& q, torch::ScalarType dtype) {
   const int64_t n = q.shape[0] * q.shape[1];
-  auto table = code_table(q.type).to(q.packed.device());
-  auto values = table.index_select(0, unpack_codes(q).to(torch::kLong));
-  const int64_t nb = block_absmax(q).numel();
+  auto table = on_device(code_table(q.type), q.packed.device());
+  // Look up both nibbles of each byte at once: a [256, 2] table of value pairs.
+  auto pairs = torch::stack({table.repeat_interleave(16), table.repeat({16})}, 1);
+  auto values = pairs.index_select(0, q.packed.to(torch::kLong)).reshape({-1});
   auto absmax = block_absmax(q);
-  auto padded = torch::cat({values, torch::zeros({nb * q.blocksize - n}, values.options())}).view({nb, q.blocksize});
-  return (padded * absmax.unsqueeze(1)).reshape({-1}).narrow(0, 0, n).view(q.shape).to(dtype);
+  const int64_t nb = absmax.numel();
+  if (values.numel() != nb * q.blocksize) {
+    values = values.numel() > nb * q.blocksize ? values.narrow(0, 0, nb * q.blocksize)
+                                                : torch::cat({values, torch::zeros({nb * q.blocksize - values.numel()}, values.options())});
+  }
+  auto w = values.view({nb, q.blocksize}).mul_(absmax.unsqueeze(1)).reshape({-1});
+  if (w.numel() != n) w = w.narrow(0, 0, n);
+  return w.view(q.shape).to(dtype);
 }
 
 Quant8 quantize_8bit(const torch::Tensor& w) {

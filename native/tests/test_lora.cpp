@@ -94,3 +94,39 @@ TEST_CASE("LoRA errors") {
   q.bits = 3;
   CHECK_THROWS_AS(bb->quantize(q), th::ConfigError);
 }
+
+TEST_CASE("LoRA gradients through 4-bit projections equal those through the same weights held dense") {
+  auto exp_batch = th_test::read_safetensors(fixture("lora-llama/batch.safetensors"));
+  std::vector<std::vector<torch::Tensor>> grads;
+  for (bool keep_quantized : {true, false}) {
+    th::HeadedOptions o;
+    th::QuantOptions q;
+    q.double_quant = true;
+    o.quant = q;
+    th::LoraOptions lo;
+    lo.r = 4;
+    lo.alpha = 8;
+    lo.seed = 5;
+    o.lora = lo;
+    auto heads = th::parse_head_configs(R"([{"name":"cls","in_size":32,"num_outputs":3,"pred_for_sequence":true}])");
+    th::HeadedModel m(th::load_backbone(fixture("lora-llama/model.pt"), {}), heads, o);
+    if (!keep_quantized) {
+      for (th::Linear* l : m.backbone().linears()) {
+        l->weight = l->dense(torch::kFloat32);
+        l->q4.reset();
+      }
+    }
+    // non-zero B so that A gets a gradient too
+    for (auto& [k, t] : m.backbone().lora_parameters()) {
+      torch::NoGradGuard ng;
+      if (k.find("lora_B") != std::string::npos) t.copy_(torch::full_like(t, 0.01));
+    }
+    th::Labels labels{{"cls", exp_batch.at("cls")}};
+    m.train_step(exp_batch.at("input_ids"), exp_batch.at("attention_mask"), labels, 1.0);
+    std::vector<torch::Tensor> g;
+    for (auto& [k, t] : m.backbone().lora_parameters()) g.push_back(t.grad().clone());
+    grads.push_back(g);
+  }
+  REQUIRE(grads[0].size() == grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i) CHECK(th_test::max_diff(grads[0][i], grads[1][i]) < 1e-5);
+}
