@@ -2,17 +2,18 @@
 //   - spam:      classification at the last token (cross entropy)
 //   - valence:   regression of the email's mean AFINN-165 word valence (mse), at the last token
 //   - lm_head:   the model's own causal LM head (next-token cross entropy), on the same text
-// The total loss is the weighted sum of the three; each head's metrics are reported.
-//   node examples/joint-multitask.mjs [model.pt] [--examples=N] [--epochs=E]
+// The total loss is the weighted sum of the three; each head's metrics are reported. By default the backbone is
+// 4-bit (NF4 + double quantization) with LoRA adapters (QLoRA); --mode=full finetunes every weight instead.
+//   node examples/joint-multitask.mjs [model.pt] [--examples=N] [--epochs=E] [--mode=qlora|full]
 import { parseArgs } from 'node:util';
 
-import { DataCollatorWithPadding, Dataset, loadHeaded, loadTokenizer, readModelConfig, Trainer } from 'transformer-heads';
+import { createHeadedQLoRA, DataCollatorWithPadding, Dataset, loadHeaded, loadTokenizer, readModelConfig, Trainer } from 'transformer-heads';
 
 import { afinn, defaultModel, majorityBaseline, report, spamAssassin } from './data.mjs';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
-  options: { examples: { type: 'string', default: '800' }, epochs: { type: 'string', default: '2' }, 'max-tokens': { type: 'string', default: '48' } },
+  options: { examples: { type: 'string', default: '800' }, epochs: { type: 'string', default: '2' }, 'max-tokens': { type: 'string', default: '48' }, mode: { type: 'string', default: 'qlora' } },
 });
 const modelPath = positionals[0] ?? defaultModel;
 const config = await readModelConfig(modelPath);
@@ -33,17 +34,18 @@ const rows = new Dataset(spamAssassin())
 const { train, test } = rows.trainTestSplit(0.2, 1);
 
 const H = config.hiddenSize;
-const model = await loadHeaded(modelPath, {
-  heads: [
-    { name: 'spam', inSize: H, numOutputs: 2, predForSequence: true },
-    { name: 'valence', inSize: H, numOutputs: 1, predForSequence: true, isRegression: true, lossFct: 'mse', numLayers: 2, hiddenSize: 64 },
-    { name: 'lm_head', inSize: H, isCausalLm: true, target: 'lm_labels', lossWeight: 0.2 },
-  ],
-  freezeBaseModel: false,
-});
+const heads = [
+  { name: 'spam', inSize: H, numOutputs: 2, predForSequence: true },
+  { name: 'valence', inSize: H, numOutputs: 1, predForSequence: true, isRegression: true, lossFct: 'mse', numLayers: 2, hiddenSize: 64 },
+  { name: 'lm_head', inSize: H, isCausalLm: true, target: 'lm_labels', lossWeight: 0.2 },
+];
+const qlora = opt.mode === 'qlora';
+const model = qlora
+  ? await createHeadedQLoRA(modelPath, { heads, quantization: { bits: 4, quantType: 'nf4', doubleQuant: true }, lora: { r: 16, alpha: 32 } })
+  : await loadHeaded(modelPath, { heads, freezeBaseModel: false });
 const trainer = new Trainer(
   model,
-  { outputDir: 'out/joint-multitask', learningRate: 1e-4, numTrainEpochs: Number(opt.epochs), perDeviceTrainBatchSize: 16, warmupRatio: 0.1, loggingSteps: 20 },
+  { outputDir: 'out/joint-multitask', learningRate: qlora ? 1e-3 : 1e-4, numTrainEpochs: Number(opt.epochs), perDeviceTrainBatchSize: 16, warmupRatio: 0.1, loggingSteps: 20 },
   { trainDataset: train, evalDataset: test, dataCollator: new DataCollatorWithPadding({ input_ids: tokenizer.padTokenId, attention_mask: 0, lm_labels: -100 }) },
 );
 const before = await trainer.evaluate();
@@ -58,7 +60,8 @@ const pick = (m) => ({
   lm_next_token_accuracy: Number(m.eval_lm_head_accuracy.toFixed(4)),
 });
 report({
-  example: 'joint multi-task (spam classification + AFINN valence regression + causal LM), full finetuning',
+  example: `joint multi-task (spam classification + AFINN valence regression + causal LM), ${qlora ? 'QLoRA (NF4+DQ, LoRA r=16)' : 'full finetuning'}`,
+  trainable_parameters: model.trainableParameters(),
   seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
   before: pick(before),
   after: pick(after),
