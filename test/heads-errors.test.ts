@@ -60,7 +60,6 @@ describe('HeadConfig validation', () => {
     await expect(loadHeaded(fixture('tiny-gpt2.pt'), { heads: [{ ...base, inSize: 32 }] })).rejects.toThrow(/in_size 32 does not match the model's hidden size 64/);
     await expect(loadHeaded(fixture('tiny-gpt2.pt'), { heads: [{ ...base, layerHook: 9 }] })).rejects.toThrow(/layer_hook/);
     await expect(loadHeaded(fixture('tiny-gpt2.pt'), { heads: [base], headFolder: '/tmp' })).rejects.toThrow(/exactly one of heads and headFolder/);
-    await expect(loadHeaded(fixture('tiny-gpt2.pt'), { heads: [base], quantization: { bits: 4 } })).rejects.toThrow(/not supported yet/);
   });
 });
 
