@@ -383,6 +383,11 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
     if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
     await mkdir(dir, { recursive: true });
     if (this.#lora) {
+      if (this.#lora.bias !== 'none' && !this.onlyInference) {
+        // The trained biases would have to go into the adapter file too (PEFT does); until they do, refuse rather
+        // than save something that reloads different.
+        throw new TransformerHeadsError(`saving adapters trained with lora.bias '${this.#lora.bias}' is not supported yet; use bias 'none'`, 'ERR_TH_CONFIG');
+      }
       // PEFT's layout: adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors {"format": "pt"}.
       const tensors = this.loraWeights().map((t) => ({ ...t, key: `base_model.model.${t.key}` }));
       await atomicWrite(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
