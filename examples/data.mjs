@@ -57,3 +57,17 @@ export const defaultModel = new URL('../fixtures/random-gpt2-bpe.pt', import.met
 export function report(obj) {
   console.log(JSON.stringify(obj));
 }
+
+/**
+ * Spam vs ham ready to train: the model's config and tokenizer, an 80/20 split of tokenized emails (input_ids,
+ * attention_mask, spam) and a padding collator.
+ */
+export async function spamTask(modelPath, examples) {
+  const th = await import('transformer-heads');
+  const config = await th.readModelConfig(modelPath);
+  const tokenizer = await th.loadTokenizer(modelPath);
+  const rows = tokenizedSpam(tokenizer, { examples }).map(({ link_seen, ...r }) => r);
+  const { train, test } = new th.Dataset(rows).trainTestSplit(0.2, 1);
+  const collator = new th.DataCollatorWithPadding({ input_ids: tokenizer.padTokenId, attention_mask: 0 });
+  return { config, tokenizer, train, test, collator };
+}

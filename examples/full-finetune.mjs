@@ -3,20 +3,16 @@
 //   node examples/full-finetune.mjs [model.pt] [--examples=N] [--epochs=E]
 import { parseArgs } from 'node:util';
 
-import { DataCollatorWithPadding, Dataset, loadHeaded, loadTokenizer, readModelConfig, Trainer } from 'transformer-heads';
+import { loadHeaded, Trainer } from 'transformer-heads';
 
-import { defaultModel, majorityBaseline, report, tokenizedSpam } from './data.mjs';
+import { defaultModel, majorityBaseline, report, spamTask } from './data.mjs';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
   options: { examples: { type: 'string', default: '1200' }, epochs: { type: 'string', default: '2' } },
 });
 const modelPath = positionals[0] ?? defaultModel;
-const config = await readModelConfig(modelPath);
-const tokenizer = await loadTokenizer(modelPath);
-const rows = tokenizedSpam(tokenizer, { examples: Number(opt.examples) }).map(({ link_seen, ...r }) => r);
-const { train, test } = new Dataset(rows).trainTestSplit(0.2, 1);
-const collator = new DataCollatorWithPadding({ input_ids: tokenizer.padTokenId, attention_mask: 0 });
+const { config, train, test, collator } = await spamTask(modelPath, Number(opt.examples));
 const head = { name: 'spam', inSize: config.hiddenSize, numOutputs: 2, predForSequence: true };
 
 const results = {};
