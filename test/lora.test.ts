@@ -108,6 +108,26 @@ print(json.dumps({"meta": h.pop("__metadata__", None), "keys": {k: [v["dtype"], 
   });
 });
 
+describe('LoRA biases', () => {
+  it("bias 'lora_only' trains the wrapped modules' biases, saves them in the adapter file and reloads exactly", async () => {
+    const m = await createHeadedQLoRA(fixture('tiny-gpt2.pt'), { heads: [cls], seed: 6, lora: { r: 4, alpha: 8, bias: 'lora_only', targetModules: ['c_attn'] } });
+    m.configureOptimizer({ lr: 5e-2 });
+    await m.trainStep({ input_ids: [[5, 6, 7, 8], [9, 10, 11, 100]], cls: [1, 0] });
+    await m.optimizerStep(5e-2);
+    const dir = tmp();
+    await m.save(dir);
+    const probe = { input_ids: [[1, 2, 3, 4, 5]] };
+    const a = (await m.forward(probe, { returnPreds: true })).predsByHead!.get('cls')!;
+    const again = await loadLoraWithHeads(dir);
+    const b = (await again.forward(probe, { returnPreds: true })).predsByHead!.get('cls')!;
+    expect(sameBits(a.data, b.data)).toBe(true);
+    const keys = readReference(join(dir, 'adapter_model.safetensors'));
+    expect(Object.keys(keys).filter((k) => k.endsWith('.bias')).sort()).toEqual([0, 1, 2, 3].map((i) => `base_model.model.transformer.h.${i}.attn.c_attn.bias`));
+    m.dispose();
+    again.dispose();
+  });
+});
+
 describe('gradient checkpointing', () => {
   it('gives the same weights after training steps as keeping the activations (LoRA on NF4, and full finetuning)', async () => {
     for (const setup of ['qlora', 'full'] as const) {

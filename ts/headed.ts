@@ -370,6 +370,11 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
     this._live().loadLoraState(tensors);
   }
 
+  /** Replaces backbone weights by Hugging Face name (e.g. the biases an adapter file carries). */
+  loadBackboneWeights(tensors: NamedTensor[]): void {
+    this._live().loadBackboneTensors(tensors);
+  }
+
   /** Replaces one head's weights (strict: every key, right shapes). */
   loadHeadWeights(name: string, tensors: NamedTensor[]): void {
     this._live().loadHeadState(name, tensors);
@@ -383,13 +388,10 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
     if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
     await mkdir(dir, { recursive: true });
     if (this.#lora) {
-      if (this.#lora.bias !== 'none' && !this.onlyInference) {
-        // The trained biases would have to go into the adapter file too (PEFT does); until they do, refuse rather
-        // than save something that reloads different.
-        throw new TransformerHeadsError(`saving adapters trained with lora.bias '${this.#lora.bias}' is not supported yet; use bias 'none'`, 'ERR_TH_CONFIG');
-      }
-      // PEFT's layout: adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors {"format": "pt"}.
-      const tensors = this.loraWeights().map((t) => ({ ...t, key: `base_model.model.${t.key}` }));
+      // PEFT's layout: adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors {"format": "pt"}, with
+      // the biases that trained (bias 'all' / 'lora_only') next to the adapters, as PEFT stores them.
+      const trained = this._live().trainedBackboneState().map((t) => ({ key: t.key, ...fromRaw(t) }));
+      const tensors = [...this.loraWeights(), ...trained].map((t) => ({ ...t, key: `base_model.model.${t.key}` }));
       await atomicWrite(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
       await atomicWrite(join(dir, 'adapter_config.json'), adapterConfigJson(this.#lora, this.baseModelNameOrPath, this.config.modelType === 'gpt2' && !this.quantization));
     }
@@ -620,11 +622,11 @@ export async function loadLoraWithHeads(dir: string, options: LoadLoraWithHeadsO
     baseModelNameOrPath: modelPath,
   });
   try {
-    const tensors = await readSafetensors(join(dir, 'adapter_model.safetensors'));
-    const lora2 = tensors
-      .filter((t) => t.key.includes('lora_'))
-      .map((t) => ({ ...t, key: t.key.replace(/^base_model\.model\./, '').replace(/\.lora_([AB])\.[^.]+\.weight$/, '.lora_$1.weight') }));
+    const tensors = (await readSafetensors(join(dir, 'adapter_model.safetensors'))).map((t) => ({ ...t, key: t.key.replace(/^base_model\.model\./, '') }));
+    const lora2 = tensors.filter((t) => t.key.includes('lora_')).map((t) => ({ ...t, key: t.key.replace(/\.lora_([AB])\.[^.]+\.weight$/, '.lora_$1.weight') }));
     model.loadLoraWeights(lora2);
+    const biases = tensors.filter((t) => !t.key.includes('lora_') && t.key.endsWith('.bias'));
+    if (biases.length) model.loadBackboneWeights(biases);
   } catch (e) {
     model.dispose();
     throw e;

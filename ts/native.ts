@@ -62,6 +62,8 @@ export interface NativeHeaded {
   loraState(): Array<RawTensor & { key: string }>;
   loadLoraState(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
   mergeLora(): void;
+  trainedBackboneState(): Array<RawTensor & { key: string }>;
+  loadBackboneTensors(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
   loadHeadState(name: string, tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
   info(): ReturnType<NativeBackbone['info']> & {
     trainableParameters: number;

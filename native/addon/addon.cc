@@ -488,6 +488,8 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
                         InstanceMethod<&HeadedWrap::LoraState>("loraState"),
                         InstanceMethod<&HeadedWrap::LoadLoraState>("loadLoraState"),
                         InstanceMethod<&HeadedWrap::MergeLora>("mergeLora"),
+                        InstanceMethod<&HeadedWrap::TrainedBackboneState>("trainedBackboneState"),
+                        InstanceMethod<&HeadedWrap::LoadBackboneTensors>("loadBackboneTensors"),
                         InstanceMethod<&HeadedWrap::BackboneGradNorm>("backboneGradNorm"),
                         InstanceMethod<&HeadedWrap::Info>("info"),
                         InstanceMethod<&HeadedWrap::Dispose>("dispose")});
@@ -669,6 +671,26 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
     std::map<std::string, torch::Tensor> st;
     for (auto& [k, t] : tensor_list_from_js<std::string>(info[0], "key", "adapter tensors")) st[k] = t;
     sync_call(env, [&] { m->load_lora_state(st); return 0; });
+    return env.Undefined();
+  }
+
+  Napi::Value TrainedBackboneState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    auto st = sync_call(env, [&] {
+      auto s = m->trained_backbone_state();
+      for (auto& [k, t] : s) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
+      return s;
+    });
+    return named_tensors_to_js(env, st, "key");
+  }
+
+  Napi::Value LoadBackboneTensors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    std::map<std::string, torch::Tensor> st;
+    for (auto& [k, t] : tensor_list_from_js<std::string>(info[0], "key", "backbone tensors")) st[k] = t;
+    sync_call(env, [&] { m->load_backbone_tensors(st); return 0; });
     return env.Undefined();
   }
 

@@ -617,6 +617,31 @@ void HeadedModel::load_lora_state(const std::map<std::string, torch::Tensor>& st
   }
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> HeadedModel::trained_backbone_state() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  const torch::Tensor lm = backbone_->lm_head_weight();
+  for (const auto& [k, t] : backbone_->named_parameters()) {
+    if (t.requires_grad() && !t.is_same(lm)) out.emplace_back(backbone_->base_prefix() + k, t.detach().clone());
+  }
+  return out;
+}
+
+void HeadedModel::load_backbone_tensors(const std::map<std::string, torch::Tensor>& state) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::map<std::string, torch::Tensor> mine;
+  for (const auto& [k, t] : backbone_->named_parameters()) mine[backbone_->base_prefix() + k] = t;
+  torch::NoGradGuard no_grad;
+  for (const auto& [k, t] : state) {
+    auto it = mine.find(k);
+    if (it == mine.end()) throw ConfigError("tensor '" + k + "' names no weight of this model");
+    if (it->second.sizes() != t.sizes()) {
+      throw ConfigError("tensor '" + k + "' has shape " + shape_str(t.sizes()) + " but this model's weight is " + shape_str(it->second.sizes()));
+    }
+    it->second.copy_(t);
+  }
+}
+
 void HeadedModel::merge_lora() {
   std::lock_guard<std::mutex> lock(mutex_);
   backbone_->merge_lora();

@@ -131,6 +131,10 @@ class HeadedModel {
   // LoRA tensors by PEFT name without "base_model.model." (snapshots), and a strict load of them.
   std::vector<std::pair<std::string, torch::Tensor>> lora_state();
   void load_lora_state(const std::map<std::string, torch::Tensor>& state);
+  // Backbone weights that train besides the adapters (LoRA biases with bias 'all' / 'lora_only'), by Hugging Face
+  // name with the base prefix (snapshots); and loading such tensors back by name.
+  std::vector<std::pair<std::string, torch::Tensor>> trained_backbone_state();
+  void load_backbone_tensors(const std::map<std::string, torch::Tensor>& state);
   // Folds LoRA adapters (and 4-bit weights) into dense weights; the model then has no adapters.
   void merge_lora();
   int64_t head_bytes() const;
