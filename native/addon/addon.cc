@@ -482,14 +482,14 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
                         InstanceMethod<&HeadedWrap::PathCall<&th::HeadedModel::save_trainable>>("saveTrainable"),
                         InstanceMethod<&HeadedWrap::PathCall<&th::HeadedModel::load_trainable>>("loadTrainable"),
                         InstanceMethod<&HeadedWrap::HookedHidden>("hookedHidden"),
-                        InstanceMethod<&HeadedWrap::HeadState>("headState"),
+                        InstanceMethod<&HeadedWrap::HeadTensors<&th::HeadedModel::head_state>>("headState"),
                         InstanceMethod<&HeadedWrap::LoadHeadState>("loadHeadState"),
-                        InstanceMethod<&HeadedWrap::HeadGrads>("headGrads"),
-                        InstanceMethod<&HeadedWrap::LoraState>("loraState"),
-                        InstanceMethod<&HeadedWrap::LoadLoraState>("loadLoraState"),
+                        InstanceMethod<&HeadedWrap::HeadTensors<&th::HeadedModel::head_grads>>("headGrads"),
+                        InstanceMethod<&HeadedWrap::ModelTensors<&th::HeadedModel::lora_state>>("loraState"),
+                        InstanceMethod<&HeadedWrap::LoadTensors<&th::HeadedModel::load_lora_state>>("loadLoraState"),
                         InstanceMethod<&HeadedWrap::MergeLora>("mergeLora"),
-                        InstanceMethod<&HeadedWrap::TrainedBackboneState>("trainedBackboneState"),
-                        InstanceMethod<&HeadedWrap::LoadBackboneTensors>("loadBackboneTensors"),
+                        InstanceMethod<&HeadedWrap::ModelTensors<&th::HeadedModel::trained_backbone_state>>("trainedBackboneState"),
+                        InstanceMethod<&HeadedWrap::LoadTensors<&th::HeadedModel::load_backbone_tensors>>("loadBackboneTensors"),
                         InstanceMethod<&HeadedWrap::BackboneGradNorm>("backboneGradNorm"),
                         InstanceMethod<&HeadedWrap::Info>("info"),
                         InstanceMethod<&HeadedWrap::Dispose>("dispose")});
@@ -630,67 +630,53 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
         [](Napi::Env env, const Named& n) { return named_tensors_to_js(env, n, "layer"); });
   }
 
-  Napi::Value HeadState(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto m = live(env);
-    const std::string name = info[0].ToString().Utf8Value();
-    auto st = sync_call(env, [&] {
-      auto s = m->head_state(name);
-      for (auto& [k, t] : s) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
-      return s;
-    });
-    return named_tensors_to_js(env, st, "key");
+  using Named = std::vector<std::pair<std::string, torch::Tensor>>;
+
+  // Snapshots of named tensors as float32 JS tensors keyed by "key".
+  static Napi::Value named_to_js(Napi::Env env, Named s) {
+    for (auto& [k, t] : s) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
+    return named_tensors_to_js(env, s, "key");
   }
 
-  Napi::Value HeadGrads(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto m = live(env);
-    const std::string name = info[0].ToString().Utf8Value();
-    auto st = sync_call(env, [&] {
-      auto s = m->head_grads(name);
-      for (auto& [k, t] : s) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
-      return s;
-    });
-    return named_tensors_to_js(env, st, "key");
-  }
-
-  Napi::Value LoraState(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto m = live(env);
-    auto st = sync_call(env, [&] {
-      auto s = m->lora_state();
-      for (auto& [k, t] : s) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
-      return s;
-    });
-    return named_tensors_to_js(env, st, "key");
-  }
-
-  Napi::Value LoadLoraState(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto m = live(env);
+  static std::map<std::string, torch::Tensor> named_from_js(const Napi::Value& v, const char* what) {
     std::map<std::string, torch::Tensor> st;
-    for (auto& [k, t] : tensor_list_from_js<std::string>(info[0], "key", "adapter tensors")) st[k] = t;
-    sync_call(env, [&] { m->load_lora_state(st); return 0; });
+    for (auto& [k, t] : tensor_list_from_js<std::string>(v, "key", what)) st[k] = t;
+    return st;
+  }
+
+  // headState / headGrads (name) -> [{ key, data, shape }]
+  template <Named (th::HeadedModel::*Get)(const std::string&)>
+  Napi::Value HeadTensors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    const std::string name = info[0].ToString().Utf8Value();
+    return named_to_js(env, sync_call(env, [&] { return ((*m).*Get)(name); }));
+  }
+
+  // loraState / trainedBackboneState () -> [{ key, data, shape }]
+  template <Named (th::HeadedModel::*Get)()>
+  Napi::Value ModelTensors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    return named_to_js(env, sync_call(env, [&] { return ((*m).*Get)(); }));
+  }
+
+  // loadLoraState / loadBackboneTensors ([{ key, data, shape }])
+  template <void (th::HeadedModel::*Load)(const std::map<std::string, torch::Tensor>&)>
+  Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    auto st = named_from_js(info[0], "tensors");
+    sync_call(env, [&] { ((*m).*Load)(st); return 0; });
     return env.Undefined();
   }
 
-  Napi::Value TrainedBackboneState(const Napi::CallbackInfo& info) {
+  Napi::Value LoadHeadState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto m = live(env);
-    auto st = sync_call(env, [&] {
-      auto s = m->trained_backbone_state();
-      for (auto& [k, t] : s) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
-      return s;
-    });
-    return named_tensors_to_js(env, st, "key");
-  }
-
-  Napi::Value LoadBackboneTensors(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto m = live(env);
-    std::map<std::string, torch::Tensor> st;
-    for (auto& [k, t] : tensor_list_from_js<std::string>(info[0], "key", "backbone tensors")) st[k] = t;
-    sync_call(env, [&] { m->load_backbone_tensors(st); return 0; });
+    const std::string name = info[0].ToString().Utf8Value();
+    auto st = named_from_js(info[1], "head tensors");
+    sync_call(env, [&] { m->load_head_state(name, st); return 0; });
     return env.Undefined();
   }
 
@@ -705,16 +691,6 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
     Napi::Env env = info.Env();
     auto m = live(env);
     return Napi::Number::New(env, sync_call(env, [&] { return m->backbone_grad_norm(); }));
-  }
-
-  Napi::Value LoadHeadState(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto m = live(env);
-    const std::string name = info[0].ToString().Utf8Value();
-    std::map<std::string, torch::Tensor> st;
-    for (auto& [k, t] : tensor_list_from_js<std::string>(info[1], "key", "head tensors")) st[k] = t;
-    sync_call(env, [&] { m->load_head_state(name, st); return 0; });
-    return env.Undefined();
   }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
