@@ -60,6 +60,17 @@ def heads_for(H, V, lm_trainable):
     ]
 
 
+def padded_batch(vocab, pad, T, lengths, g):
+    """Random token ids (never the pad id) right-padded with the pad id to T; rows have the given real lengths."""
+    ids = torch.randint(0, vocab, (len(lengths), T), generator=g)
+    ids[ids == pad] = (pad + 1) % vocab
+    mask = torch.ones(len(lengths), T, dtype=torch.int64)
+    for row, n in enumerate(lengths):
+        ids[row, n:] = pad
+        mask[row, n:] = 0
+    return ids, mask
+
+
 def make_head(cfg, g):
     n = cfg["num_layers"]
     dims = [cfg["in_size"]] + [cfg["hidden_size"]] * (n - 1) + [cfg["num_outputs"] or 1]
@@ -134,13 +145,7 @@ def build(kind, out_dir, seed):
     pad = cfg.get("pad_token_id") or cfg["eos_token_id"]
     g = torch.Generator().manual_seed(seed + 100)
     B, T = 3, 9
-    ids = torch.randint(0, V, (B, T), generator=g)
-    ids[ids == pad] = (pad + 1) % V
-    mask = torch.ones(B, T, dtype=torch.int64)
-    ids[1, 6:] = pad
-    mask[1, 6:] = 0
-    ids[2, 4:] = pad
-    mask[2, 4:] = 0
+    ids, mask = padded_batch(V, pad, T, [9, 6, 4], g)
     causal = ids.clone().masked_fill(mask == 0, -100)
     labels = {
         "seq_cls": torch.randint(0, 3, (B,), generator=g),

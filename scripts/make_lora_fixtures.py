@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export_torchscript as ex  # noqa: E402
-from make_head_fixtures import head_config  # noqa: E402
+from make_head_fixtures import head_config, padded_batch  # noqa: E402
 
 R, ALPHA = 4, 8.0
 
@@ -68,11 +68,7 @@ def build(kind, out_dir, seed):
     b = (0.1 * torch.randn(3, generator=g)).requires_grad_(True)
     pad = cfg["eos_token_id"]
     B_, T = 3, 8
-    ids = torch.randint(0, V, (B_, T), generator=g)
-    ids[ids == pad] = (pad + 1) % V
-    mask = torch.ones(B_, T, dtype=torch.int64)
-    ids[1, 5:] = pad
-    mask[1, 5:] = 0
+    ids, mask = padded_batch(V, pad, T, [8, 5, 8], g)
     labels = torch.tensor([0, 2, 1])
     _, hs = model(ids, mask)
     seq_len = ((ids == pad).int().argmax(-1) - 1) % T
