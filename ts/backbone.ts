@@ -86,8 +86,8 @@ export class Backbone extends NativeHandle<NativeBackbone> {
    * Hidden states at the requested layers, keyed by the index as given.
    * `out.get(-1)` is `{ data: Float32Array, shape: [B, T, H] }`.
    */
-  async hiddenStates(batch: Batch, options: HiddenStatesOptions = {}): Promise<Map<number, Tensor>> {
-    const layers = options.layers ?? Array.from({ length: this.numLayers + 1 }, (_, i) => i);
+  async hiddenStates(batch: Batch, options?: HiddenStatesOptions | null): Promise<Map<number, Tensor>> {
+    const layers = options?.layers ?? Array.from({ length: this.numLayers + 1 }, (_, i) => i);
     const { hiddenStates } = await this.forward(batch, { layers, logits: false });
     return hiddenStates;
   }
@@ -99,14 +99,14 @@ export class Backbone extends NativeHandle<NativeBackbone> {
   }
 
   /** Hidden states and, when asked, logits from one forward. */
-  async forward(batch: Batch, options: { layers?: number[]; logits?: boolean }): Promise<{ hiddenStates: Map<number, Tensor>; logits: Tensor | null }> {
-    const layers = options.layers ?? [];
+  async forward(batch: Batch, options?: { layers?: number[]; logits?: boolean } | null): Promise<{ hiddenStates: Map<number, Tensor>; logits: Tensor | null }> {
+    const layers = options?.layers ?? [];
     if (!Array.isArray(layers)) invalidArg('layers', 'an array of integers', layers);
     for (const l of layers) if (!Number.isInteger(l)) invalidArg('layers', 'integer layer indices', l);
     const { ids, mask } = packBatch(batch);
     const native = this._live();
     return this._enqueue(async () => {
-      const out = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, layers, options.logits ?? false));
+      const out = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, layers, options?.logits ?? false));
       const hiddenStates = new Map<number, Tensor>();
       for (const h of out.hidden) hiddenStates.set(h.layer, fromRaw(h));
       return { hiddenStates, logits: out.logits ? fromRaw(out.logits) : null };
@@ -118,7 +118,8 @@ export class Backbone extends NativeHandle<NativeBackbone> {
 }
 
 /** Loads a TorchScript archive made by scripts/export_torchscript.py. Runs off the event loop. */
-export async function loadBackbone(path: string, options: LoadBackboneOptions = {}): Promise<Backbone> {
+export async function loadBackbone(path: string, opts?: LoadBackboneOptions | null): Promise<Backbone> {
+  const options = opts ?? {};
   if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a non-empty string', path);
   const device = options.device ?? 'cpu';
   const dtype = options.dtype ?? 'float32';

@@ -279,12 +279,13 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
   }
 
   /** Losses and, with returnPreds, every head's predictions. No autograd; adaptive-loss statistics untouched. */
-  async forward(batch: HeadedBatch, options: { returnPreds?: boolean } = {}): Promise<HeadedOutput> {
+  async forward(batch: HeadedBatch, options?: { returnPreds?: boolean } | null): Promise<HeadedOutput> {
+    const returnPreds = options?.returnPreds ?? false;
     const { ids, mask, labels } = this.#pack(batch);
     const native = this._live();
     return this._enqueue(async () => {
-      const o = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, options.returnPreds ?? false, null));
-      return this.#output(o, options.returnPreds ?? false);
+      const o = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, returnPreds, null));
+      return this.#output(o, returnPreds);
     });
   }
 
@@ -292,7 +293,8 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
    * One training micro-batch: forward with autograd and backward of loss x scale (use 1 / gradient-accumulation
    * steps). `hidden` replaces the backbone with cached hidden states (frozen backbones only). Usually driven by Trainer.
    */
-  async trainStep(batch: HeadedBatch, options: { scale?: number; hidden?: Map<number, Tensor> } = {}): Promise<Omit<HeadedOutput, 'predsByHead'>> {
+  async trainStep(batch: HeadedBatch, opts?: { scale?: number; hidden?: Map<number, Tensor> } | null): Promise<Omit<HeadedOutput, 'predsByHead'>> {
+    const options = opts ?? {};
     const { ids, mask, labels } = this.#pack(batch);
     const hidden = options.hidden ? [...options.hidden].map(([layer, t]) => ({ layer, data: t.data, shape: t.shape })) : null;
     const native = this._live();
@@ -311,6 +313,7 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
 
   /** Clips gradients, steps AdamW at learning rate `lr`, clears gradients; resolves with the gradient norm before clipping. */
   async optimizerStep(lr: number): Promise<number> {
+    if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) invalidArg('lr', 'a finite number >= 0', lr);
     return this._call((n) => n.optimizerStep(lr));
   }
 
