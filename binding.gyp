@@ -10,6 +10,7 @@
         "native/core/checkpoint.cpp",
         "native/core/config.cpp",
         "native/core/device.cpp",
+        "native/core/generate.cpp",
         "native/core/gpt2.cpp",
         "native/core/heads.cpp",
         "native/core/llama.cpp",

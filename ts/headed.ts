@@ -3,11 +3,24 @@ import { join } from 'node:path';
 
 import type { Device, Dtype } from './backbone.js';
 import { parseModelConfig, type ModelConfig } from './config.js';
-import { invalidArg, nativeCall, TransformerHeadsError } from './errors.js';
+import { fromNative, invalidArg, nativeCall, TransformerHeadsError } from './errors.js';
+import {
+  assemble,
+  packPrompt,
+  resolveGenerateOptions,
+  TextTracker,
+  toStep,
+  type GenerateOptions,
+  type GenerateOutput,
+  type GenerationStep,
+  type NativeGenerator,
+  type Prompt,
+} from './generate.js';
 import { fromSnakeCase, headConfigsJson, resolveHeadConfigs, toSnakeCase, type HeadConfig, type ResolvedHeadConfig } from './heads.js';
 import { NativeHandle } from './handle.js';
 import { binding, type NativeHeaded, type RawTensor } from './native.js';
 import { atomicWrite, encodeSafetensors, readSafetensors, type NamedTensor } from './safetensors.js';
+import { loadTokenizer, type Tokenizer } from './tokenizer.js';
 import { fromRaw, packTokens, type Batch, type PackedTokens, type Tensor, type TokenInput } from './tensor.js';
 
 /** Labels: nested number arrays, a flat typed array (one value per row), or `{ data, shape }`. */
@@ -381,6 +394,76 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
   /** Replaces one head's weights (strict: every key, right shapes). */
   loadHeadWeights(name: string, tensors: NamedTensor[]): void {
     this._live().loadHeadState(name, tensors);
+  }
+
+  /**
+   * Generates text with the causal-LM head (usually 'lm_head') and reports every other head's output at each step
+   * (the Python library's generate). Greedy by default; sampling with temperature / topK / topP / minP and a seed.
+   * Returns typed arrays with shapes: sequences [B, P + steps], logprobs [B, steps], headOutputs[name] [B, steps, C].
+   */
+  async generate(prompt: Prompt, options?: GenerateOptions | null): Promise<GenerateOutput> {
+    const steps: GenerationStep[] = [];
+    const stream = this.#generate(prompt, options);
+    let r = await stream.next();
+    while (!r.done) {
+      steps.push(r.value);
+      r = await stream.next();
+    }
+    const { prompt: packed, tracker, hasTokenizer } = r.value;
+    return assemble(packed, steps, tracker, hasTokenizer);
+  }
+
+  /**
+   * Yields each step as it is generated: the tokens, the decoded text delta (`text` for row 0, `texts` per row),
+   * log-probabilities and head outputs. Every step runs off the event loop; `options.signal` or leaving the loop
+   * (break) stops generation and frees its cache.
+   */
+  async *generateStream(prompt: Prompt, options?: GenerateOptions | null): AsyncGenerator<GenerationStep, void, undefined> {
+    yield* this.#generate(prompt, options);
+  }
+
+  async *#generate(
+    prompt: Prompt,
+    options: GenerateOptions | null | undefined,
+  ): AsyncGenerator<GenerationStep, { prompt: ReturnType<typeof packPrompt>; tracker: TextTracker; hasTokenizer: boolean }, undefined> {
+    const native = this._live();
+    const tokenizer = options?.tokenizer ?? (await this.#ownTokenizer());
+    const o = resolveGenerateOptions(options, tokenizer, this.config.eosTokenId, this.config.raw.eos_token_id);
+    o.signal?.throwIfAborted();
+    const packed = packPrompt(prompt, tokenizer, o.pad);
+    let gen: NativeGenerator;
+    try {
+      gen = native.generator(packed.ids, packed.shape, packed.mask, packed.shape, o.native);
+    } catch (e) {
+      throw fromNative(e);
+    }
+    const tracker = new TextTracker(tokenizer, packed.shape[0], o.stopSequences, o.native.eosTokenIds);
+    try {
+      for (;;) {
+        o.signal?.throwIfAborted();
+        const raw = await this._enqueue(() => nativeCall(() => gen.step()));
+        const { deltas, stopped } = tracker.push(raw.tokens.data);
+        if (stopped.length) gen.finish(stopped);
+        const finished = Array.from(raw.finished.data, (f, i) => f !== 0 || tracker.reasons[i] === 'stop');
+        yield toStep(raw, deltas, finished);
+        if (raw.done || gen.info().done) break;
+      }
+    } finally {
+      gen.dispose();
+    }
+    return { prompt: packed, tracker, hasTokenizer: tokenizer !== null };
+  }
+
+  #tokenizer: Promise<Tokenizer | null> | null = null;
+
+  /** The tokenizer stored with the model (null when it has none), parsed once. */
+  #ownTokenizer(): Promise<Tokenizer | null> {
+    if (!this.#tokenizer) {
+      this.#tokenizer = this.tokenizerJson
+        ? loadTokenizer({ tokenizerJson: this.tokenizerJson, tokenizerConfigJson: this.tokenizerConfigJson, config: { raw: this.config.raw } })
+        : Promise.resolve(null);
+    }
+    return this.#tokenizer;
   }
 
   /**

@@ -18,3 +18,4 @@ export { activationCacheBlocker, learningRateAt, Trainer } from './trainer.js';
 export type { EvalPredictions, LogEntry, LrSchedulerType, TrainerCallbacks, TrainerData, TrainingArguments, TrainOutput } from './trainer.js';
 export { readModelConfig } from './archive.js';
 export { evaluateHeadWise, getTopNPreds } from './evaluate.js';
+export type { FinishReason, GenerateOptions, GenerateOutput, GenerationStep, Prompt } from './generate.js';

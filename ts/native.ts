@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { TransformerHeadsError } from './errors.js';
+import type { NativeGenerator, ResolvedGenerate } from './generate.js';
 
 /** @internal A tensor as it crosses the boundary: float32 bytes plus a shape. */
 export interface RawTensor {
@@ -65,6 +66,7 @@ export interface NativeHeaded {
   trainedBackboneState(): Array<RawTensor & { key: string }>;
   loadBackboneTensors(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
   loadHeadState(name: string, tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
+  generator(ids: Int32Array, shape: number[], mask: Int32Array, maskShape: number[], options: ResolvedGenerate['native']): NativeGenerator;
   info(): ReturnType<NativeBackbone['info']> & {
     trainableParameters: number;
     totalParameters: number;

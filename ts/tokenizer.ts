@@ -44,6 +44,7 @@ export class Tokenizer {
   }
 
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return ''; // the underlying decoder refuses an empty list
     return this.#tok.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false } as never);
   }
 }

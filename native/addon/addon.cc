@@ -4,6 +4,7 @@
 #include <napi.h>
 #include <torch/version.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "checkpoint.h"
 #include "device.h"
 #include "errors.h"
+#include "generate.h"
 #include "heads.h"
 
 namespace {
@@ -20,6 +22,7 @@ struct AddonData {
   Napi::FunctionReference backbone_ctor;
   Napi::FunctionReference torchscript_ctor;
   Napi::FunctionReference headed_ctor;
+  Napi::FunctionReference generator_ctor;
 };
 
 // ------------------------------------------------------------------------------------------- errors
@@ -153,6 +156,19 @@ Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& t) {
   for (int64_t i = 0; i < owned->dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(owned->size(i))));
   Napi::Object o = Napi::Object::New(env);
   o.Set("data", buf);
+  o.Set("shape", shape);
+  return o;
+}
+
+// Token ids cross as an Int32Array (float32 would round ids above 2^24) with their shape.
+Napi::Object ints_to_js(Napi::Env env, const torch::Tensor& t) {
+  torch::Tensor c = t.to(torch::kCPU, torch::kInt32).contiguous();
+  Napi::Int32Array a = Napi::Int32Array::New(env, static_cast<size_t>(c.numel()));
+  if (c.numel() > 0) std::memcpy(a.Data(), c.data_ptr<int32_t>(), static_cast<size_t>(c.numel()) * sizeof(int32_t));
+  Napi::Array shape = Napi::Array::New(env, c.dim());
+  for (int64_t i = 0; i < c.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(c.size(i))));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("data", a);
   o.Set("shape", shape);
   return o;
 }
@@ -469,6 +485,91 @@ BatchArgs batch_from_js(const Napi::CallbackInfo& info, size_t labels_at, size_t
   return b;
 }
 
+// ------------------------------------------------------------------------------------------- Generator
+
+// One generation in progress: each step() runs one forward off the event loop, so the caller can stream tokens,
+// stop between steps (AbortSignal, stop strings) and keep the loop responsive. It keeps its model alive.
+class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeGenerator",
+                       {InstanceMethod<&GeneratorWrap::Step>("step"), InstanceMethod<&GeneratorWrap::Finish>("finish"),
+                        InstanceMethod<&GeneratorWrap::Info>("info"), InstanceMethod<&GeneratorWrap::Dispose>("dispose")});
+  }
+
+  explicit GeneratorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GeneratorWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw_error(info.Env(), "ERR_TH_ARG", "use HeadedModel.generate()");
+    gen_ = *info[0].As<Napi::External<std::shared_ptr<th::Generator>>>().Data();
+  }
+
+  static Napi::Value Create(Napi::Env env, std::shared_ptr<th::Generator> g) {
+    auto ext = Napi::External<std::shared_ptr<th::Generator>>::New(env, &g);
+    return env.GetInstanceData<AddonData>()->generator_ctor.New({ext});
+  }
+
+ private:
+  std::shared_ptr<th::Generator> live(Napi::Env env) const {
+    if (!gen_) throw_error(env, "ERR_TH_DISPOSED", "this generation was disposed");
+    return gen_;
+  }
+
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    class Worker : public PromiseWorker {
+     public:
+      Worker(Napi::Env env, std::shared_ptr<th::Generator> g) : PromiseWorker(env, "th:generate-step"), g_(std::move(g)) {}
+      void Work() override { st_ = g_->step(); }
+      Napi::Value Result(Napi::Env env) override {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("index", Napi::Number::New(env, static_cast<double>(st_.index)));
+        o.Set("tokens", ints_to_js(env, st_.tokens));
+        o.Set("logprobs", tensor_to_js(env, st_.logprobs));
+        o.Set("finished", ints_to_js(env, st_.finished));
+        o.Set("heads", named_tensors_to_js(env, st_.heads, "name"));
+        if (st_.lm_logits.defined()) o.Set("logits", tensor_to_js(env, st_.lm_logits));
+        o.Set("done", Napi::Boolean::New(env, st_.done));
+        return o;
+      }
+
+     private:
+      std::shared_ptr<th::Generator> g_;
+      th::GenerateStep st_;
+    };
+    auto* w = new Worker(env, live(env));
+    w->Queue();
+    return w->Promise();
+  }
+
+  Napi::Value Finish(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto g = live(env);
+    if (info.Length() < 1 || !info[0].IsArray()) throw_error(env, "ERR_TH_ARG", "finish(rows): rows must be an array of row indices");
+    Napi::Array a = info[0].As<Napi::Array>();
+    std::vector<int64_t> rows;
+    for (uint32_t i = 0; i < a.Length(); ++i) rows.push_back(a.Get(i).ToNumber().Int64Value());
+    sync_call(env, [&] { g->finish(rows); return 0; });
+    return env.Undefined();
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto g = live(env);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("done", Napi::Boolean::New(env, g->done()));
+    o.Set("steps", Napi::Number::New(env, static_cast<double>(g->steps())));
+    o.Set("lmHead", g->lm_head_name());
+    o.Set("cacheBytes", Napi::Number::New(env, static_cast<double>(g->cache_bytes())));
+    return o;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    gen_.reset();  // a running step keeps its own reference until it ends
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<th::Generator> gen_;
+};
+
 class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -491,6 +592,7 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
                         InstanceMethod<&HeadedWrap::ModelTensors<&th::HeadedModel::trained_backbone_state>>("trainedBackboneState"),
                         InstanceMethod<&HeadedWrap::LoadTensors<&th::HeadedModel::load_backbone_tensors>>("loadBackboneTensors"),
                         InstanceMethod<&HeadedWrap::BackboneGradNorm>("backboneGradNorm"),
+                        InstanceMethod<&HeadedWrap::Generator>("generator"),
                         InstanceMethod<&HeadedWrap::Info>("info"),
                         InstanceMethod<&HeadedWrap::Dispose>("dispose")});
   }
@@ -727,6 +829,41 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
     return o;
   }
 
+  // generator(ids, shape, mask, maskShape, options): validates and returns a NativeGenerator (no compute yet).
+  Napi::Value Generator(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    BatchArgs b = batch_from_js(info, 99, 99);
+    if (info.Length() < 5 || !info[4].IsObject()) throw_error(env, "ERR_TH_ARG", "generator: options must be an object");
+    Napi::Object o = info[4].As<Napi::Object>();
+    auto num = [&](const char* k, double fallback) {
+      Napi::Value v = o.Get(k);
+      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+    };
+    th::GenerateOptions go;
+    go.max_new_tokens = static_cast<int64_t>(num("maxNewTokens", 20));
+    go.sampling.do_sample = o.Get("doSample").ToBoolean().Value();
+    go.sampling.temperature = num("temperature", 1.0);
+    go.sampling.top_k = static_cast<int64_t>(num("topK", 0));
+    go.sampling.top_p = num("topP", 1.0);
+    go.sampling.min_p = num("minP", 0.0);
+    go.sampling.repetition_penalty = num("repetitionPenalty", 1.0);
+    if (o.Get("seed").IsNumber()) go.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().Int64Value());
+    if (o.Get("eosTokenIds").IsArray()) {
+      Napi::Array a = o.Get("eosTokenIds").As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) go.eos_token_ids.push_back(a.Get(i).ToNumber().Int64Value());
+    }
+    if (o.Get("padTokenId").IsNumber()) go.pad_token_id = o.Get("padTokenId").As<Napi::Number>().Int64Value();
+    if (o.Get("useCache").IsBoolean()) go.use_cache = o.Get("useCache").As<Napi::Boolean>().Value();
+    const bool keep_logits = o.Get("keepLogits").ToBoolean().Value();
+    auto g = sync_call(env, [&] {
+      auto gen = std::make_shared<th::Generator>(m, b.ids, b.mask, go);
+      gen->set_keep_logits(keep_logits);
+      return gen;
+    });
+    return GeneratorWrap::Create(env, std::move(g));
+  }
+
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     release(info.Env());
     return info.Env().Undefined();
@@ -834,6 +971,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->backbone_ctor = Napi::Persistent(BackboneWrap::Define(env));
   data->torchscript_ctor = Napi::Persistent(TorchScriptWrap::Define(env));
   data->headed_ctor = Napi::Persistent(HeadedWrap::Define(env));
+  data->generator_ctor = Napi::Persistent(GeneratorWrap::Define(env));
   env.SetInstanceData<AddonData>(data);
   exports.Set("loadBackbone", Napi::Function::New<LoadBackbone>(env, "loadBackbone"));
   exports.Set("loadHeaded", Napi::Function::New<LoadHeaded>(env, "loadHeaded"));

@@ -245,6 +245,39 @@ void Backbone::merge_lora() {
   measure();
 }
 
+std::pair<torch::Tensor, torch::Tensor> KVCache::update(int64_t layer, const torch::Tensor& k, const torch::Tensor& v) {
+  if (layer >= static_cast<int64_t>(k_.size())) {
+    k_.resize(layer + 1);
+    v_.resize(layer + 1);
+  }
+  const int64_t T = k.size(2), need = length_ + T;
+  torch::Tensor& kb = k_[layer];
+  torch::Tensor& vb = v_[layer];
+  if (!kb.defined() || kb.size(2) < need) {
+    const int64_t cap = std::max({need, reserve_, kb.defined() ? 2 * kb.size(2) : int64_t(0)});
+    auto grow = [&](torch::Tensor& buf, const torch::Tensor& like) {
+      auto sizes = like.sizes().vec();
+      sizes[2] = cap;
+      torch::Tensor fresh = torch::empty(sizes, like.options());
+      if (buf.defined() && length_ > 0) fresh.narrow(2, 0, length_).copy_(buf.narrow(2, 0, length_));
+      buf = fresh;
+    };
+    grow(kb, k);
+    grow(vb, v);
+  }
+  kb.narrow(2, length_, T).copy_(k);
+  vb.narrow(2, length_, T).copy_(v);
+  return {kb.narrow(2, 0, need), vb.narrow(2, 0, need)};
+}
+
+int64_t KVCache::bytes() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < k_.size(); ++i) {
+    if (k_[i].defined()) n += (k_[i].numel() + v_[i].numel()) * k_[i].element_size();
+  }
+  return n;
+}
+
 int64_t Backbone::normalize_layer(int64_t layer) const {
   const int64_t n = config_.num_layers + 1;  // L+1 hidden states
   if (layer < -n || layer >= n) {
@@ -290,23 +323,33 @@ std::pair<torch::Tensor, torch::Tensor> Backbone::prepare_inputs(const torch::Te
 }
 
 std::vector<torch::Tensor> Backbone::run(const torch::Tensor& ids, const torch::Tensor& mask, int64_t stop,
-                                         const std::vector<bool>& wanted) {
+                                         const std::vector<bool>& wanted, KVCache* cache) {
   const int64_t B = ids.size(0), T = ids.size(1);
-  const torch::Tensor pos = positions_from_mask(mask);
+  const int64_t past = cache ? cache->length() : 0, S = past + T;
+  if (cache) {
+    if (stop != config_.num_layers) throw ValueError("a forward with a KV cache must run every block");
+    if (mask.size(0) != B || mask.size(1) != S) {
+      throw ShapeError("attention_mask " + shape_str(mask.sizes()) + " must cover the " + std::to_string(past) +
+                       " cached positions and the " + std::to_string(T) + " new ones");
+    }
+    if (torch::GradMode::is_enabled()) throw ValueError("the KV cache is for inference only (no autograd)");
+  }
+  const torch::Tensor pos = positions_from_mask(mask).narrow(1, past, T);
   AttentionContext ctx;
+  ctx.cache = cache;
   {
-    auto idx = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(device_));
-    auto i = idx.view({T, 1}), j = idx.view({1, T});
+    auto opts = torch::TensorOptions().dtype(torch::kLong).device(device_);
+    auto i = torch::arange(past, S, opts).view({T, 1}), j = torch::arange(S, opts).view({1, S});
     // As Hugging Face: query i sees real keys j <= i (and inside the sliding window). A query that would see no key
     // at all (a left-padding position) sees itself instead, so no softmax row is all -inf (NaN); Hugging Face gives
     // such rows arbitrary finite values too. Right-padding positions keep HF's values, which matters because the
     // Python library reads the last position of right-padded rows when ignore_pads is off.
-    auto causal = (j <= i).view({1, 1, T, T});
-    auto diag = (i == j).view({1, 1, T, T});
-    auto visible = causal & mask.view({B, 1, 1, T}).ne(0);
+    auto causal = (j <= i).view({1, 1, T, S});
+    auto diag = (i == j).view({1, 1, T, S});
+    auto visible = causal & mask.view({B, 1, 1, S}).ne(0);
     ctx.keep = visible | (diag & visible.any(-1, /*keepdim=*/true).logical_not());
     if (config_.sliding_window > 0) {
-      auto win = visible & (j > i - config_.sliding_window).view({1, 1, T, T});
+      auto win = visible & (j > i - config_.sliding_window).view({1, 1, T, S});
       ctx.keep_window = win | (diag & win.any(-1, /*keepdim=*/true).logical_not());
     }
   }
@@ -329,6 +372,7 @@ std::vector<torch::Tensor> Backbone::run(const torch::Tensor& ids, const torch::
     }
     ++blocks_run_;
   }
+  if (cache) cache->advance(T);
   if (stop == config_.num_layers) {
     captured[stop] = final_norm(x);
   } else if (wanted[stop]) {

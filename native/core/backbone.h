@@ -39,11 +39,32 @@ struct ForwardResult {
   torch::Tensor logits;  // [B, T, V] when asked for
 };
 
+// Keys and values of the positions already processed, per layer, for incremental decoding. Keys are kept after the
+// rotary embedding and before the grouped-query expansion (as Hugging Face's DynamicCache), in buffers that grow by
+// doubling, so a decoding step writes one position instead of concatenating the whole history.
+class KVCache {
+ public:
+  // Positions cached so far (including left padding: the cache is indexed like the attention mask).
+  int64_t length() const { return length_; }
+  // Preallocates room for `capacity` positions on first use.
+  void reserve(int64_t capacity) { reserve_ = capacity; }
+  // Stores k/v [B, nkv, T, hd] of `layer` at positions [length, length + T) and returns the keys and values of all
+  // length + T positions (views into the buffers).
+  std::pair<torch::Tensor, torch::Tensor> update(int64_t layer, const torch::Tensor& k, const torch::Tensor& v);
+  void advance(int64_t t) { length_ += t; }
+  int64_t bytes() const;
+
+ private:
+  std::vector<torch::Tensor> k_, v_;
+  int64_t length_ = 0, reserve_ = 0;
+};
+
 // What the blocks of one forward share: the attention masks and (Llama) the rotary tables.
 struct AttentionContext {
-  torch::Tensor keep;         // bool [B, 1, T, T]: true where query i may attend to key j
+  torch::Tensor keep;         // bool [B, 1, T, S]: true where query i may attend to key j (S = past + T)
   torch::Tensor keep_window;  // same with the sliding window applied (undefined when no layer uses one)
   torch::Tensor cos, sin;     // [B, T, rotary_dim] in the model dtype (Llama family)
+  KVCache* cache = nullptr;   // incremental decoding: keys/values of earlier positions
 };
 
 // A projection of a transformer block: a dense weight, or a 4-bit / 8-bit quantized one (dequantized blockwise to the
@@ -110,7 +131,10 @@ class Backbone {
   std::pair<torch::Tensor, torch::Tensor> prepare_inputs(const torch::Tensor& ids, const torch::Tensor& mask) const;
   // Runs embeddings and blocks up to hidden-state index `stop` (0..L) and returns the states flagged in `wanted`
   // (size L+1; others undefined). Not locked and under the caller's grad mode: for HeadedModel, which owns the lock.
-  std::vector<torch::Tensor> run(const torch::Tensor& ids, const torch::Tensor& mask, int64_t stop, const std::vector<bool>& wanted);
+  // With a cache, `ids` [B, T] are the positions after the cached ones, `mask` [B, past + T] covers all of them, and
+  // every block runs (stop must be L), appending its keys and values to the cache. No autograd through the cache.
+  std::vector<torch::Tensor> run(const torch::Tensor& ids, const torch::Tensor& mask, int64_t stop, const std::vector<bool>& wanted,
+                                 KVCache* cache = nullptr);
   // The output projection (tied to the embeddings when the config says so); bias-free, [V, H].
   virtual torch::Tensor lm_head_weight() const = 0;
   // Weights by Hugging Face name (without the base-model prefix); shared tensors appear once. GPT-2 Conv1D weights

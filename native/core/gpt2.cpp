@@ -2,6 +2,7 @@
 // lm_head tied to wte. HF's Conv1D stores weights as [in, out]; they are transposed once at load to [out, in] so
 // every projection is a plain torch Linear (the same layout LoRA and 4-bit layers use).
 #include <cmath>
+#include <tuple>
 
 #include "backbone.h"
 #include "errors.h"
@@ -56,6 +57,7 @@ class Gpt2 final : public Backbone {
     auto q = qkv[0].view({B, T, nh, hd}).transpose(1, 2);  // (B, nh, T, hd)
     auto k = qkv[1].view({B, T, nh, hd}).transpose(1, 2);
     auto v = qkv[2].view({B, T, nh, hd}).transpose(1, 2);
+    if (ctx.cache) std::tie(k, v) = ctx.cache->update(index, k, v);
     auto y = attention(q, k, v, ctx.keep, scale_).transpose(1, 2).reshape({B, T, H});
     auto a = x + b.attn_proj(y);
     auto m = b.c_fc(torch::layer_norm(a, {H}, b.ln2_w, b.ln2_b, config_.norm_eps));

@@ -423,6 +423,23 @@ HeadedOutput HeadedModel::forward(const torch::Tensor& ids, const torch::Tensor&
   return out;
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> HeadedModel::decode(const torch::Tensor& ids, const torch::Tensor& mask,
+                                                                      KVCache* cache) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  torch::NoGradGuard no_grad;
+  const int64_t L = backbone_->num_layers();
+  std::vector<bool> wanted(L + 1, false);
+  for (int64_t l : hooked_layers()) wanted[l] = true;
+  // The cache needs every block's keys, so the run always goes to the end, whatever the heads hook.
+  std::vector<torch::Tensor> states = backbone_->run(ids, mask, L, wanted, cache);
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& h : heads_) {
+    const torch::Tensor& s = states[backbone_->normalize_layer(h.config().layer_hook)];
+    out.emplace_back(h.config().name, h.forward(s.select(1, s.size(1) - 1)));
+  }
+  return out;
+}
+
 HeadedOutput HeadedModel::train_step(const torch::Tensor& ids, const torch::Tensor& mask, const Labels& labels, double scale,
                                      const HiddenMap* hidden) {
   std::lock_guard<std::mutex> lock(mutex_);

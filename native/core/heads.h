@@ -119,6 +119,10 @@ class HeadedModel {
   void save_trainable(const std::string& path);
   void load_trainable(const std::string& path);
   void load_optimizer(const std::string& path);
+  // Incremental decoding (no autograd): runs `ids` [B, T] — the positions after the cached ones when a cache is given —
+  // through every block and returns each head's output at the last position, [B, C] float32, in head order.
+  // `ids` and `mask` ([B, cached + T]) must already be checked and on the model's device (Backbone::prepare_inputs).
+  std::vector<std::pair<std::string, torch::Tensor>> decode(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache);
   // Hidden states at the hooked layers without autograd (to fill the activation cache).
   HiddenMap hooked_hidden(const torch::Tensor& ids, const torch::Tensor& mask);
 

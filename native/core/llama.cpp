@@ -1,6 +1,7 @@
 // Llama family (Llama 2/3, Mistral, Qwen2) as in Hugging Face modeling_llama.py: RMSNorm computed in float32,
 // rotary embeddings in the rotate_half convention, grouped-query attention, SwiGLU MLP.
 #include <cmath>
+#include <tuple>
 
 #include "backbone.h"
 #include "errors.h"
@@ -86,6 +87,7 @@ class Llama final : public Backbone {
     auto cos = ctx.cos.unsqueeze(1), sin = ctx.sin.unsqueeze(1);
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
+    if (ctx.cache) std::tie(k, v) = ctx.cache->update(index, k, v);
     if (nkv != nh) {
       // HF repeat_kv: query head i reads kv head i / (nh / nkv).
       k = k.repeat_interleave(nh / nkv, /*dim=*/1);
