@@ -18,3 +18,7 @@ export { activationCacheBlocker, learningRateAt, Trainer } from './trainer.js';
 export type { EvalPredictions, LogEntry, LrSchedulerType, TrainerCallbacks, TrainerData, TrainingArguments, TrainOutput } from './trainer.js';
 export { readModelConfig } from './archive.js';
 export { evaluateHeadWise, getTopNPreds } from './evaluate.js';
+export { barChart, DEFAULT_MARGIN, escapeXml, lineChart, linearScale, lossChart, niceTicks, PALETTE } from './plot.js';
+export type { BarChartOptions, LineChartOptions, LineSeries, Margin, ReferenceLine } from './plot.js';
+export { htmlReport, htmlTable } from './report.js';
+export type { ReportOptions, ReportSection, Table } from './report.js';
