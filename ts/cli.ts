@@ -306,6 +306,8 @@ interface RunInfo {
   labelMaps: Record<string, string[]>;
   /** The Trainer's eval batch size (eval losses are means over batches, so eval uses the same). */
   evalBatchSize: number;
+  /** Seed of the data.evalFraction split, so eval can hold out the same rows. */
+  splitSeed?: number;
 }
 
 async function readRunJson(dir: string): Promise<RunInfo | null> {
@@ -343,6 +345,7 @@ async function resolveRun(arg: string, v: Values, cmd: string): Promise<RunInfo>
       data: { ...cfg.data, maxLength: cfg.data.maxLength ?? 0 },
       labelMaps: run?.labelMaps ?? {},
       evalBatchSize: run?.evalBatchSize ?? cfg.training.perDeviceEvalBatchSize ?? 8,
+      splitSeed: run?.splitSeed ?? cfg.training.seed ?? 42,
     };
   }
   let run = await readRunJson(abs);
@@ -502,6 +505,7 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
       data: { ...cfg.data, maxLength },
       labelMaps,
       evalBatchSize: cfg.training.perDeviceEvalBatchSize ?? 8,
+      splitSeed: cfg.training.seed ?? 42,
     };
     const files = {
       heads: headsDir,
@@ -576,7 +580,8 @@ MSE and R² for regression heads).
   RUN_DIR        a folder written by '${BIN} train' (run.json names the model, columns and label names), or a
                  heads folder (head_configs.json) with --model
   CONFIG.json    a train config: its outputDir's heads, on its data.eval
-  --data FILE    the labelled data (.jsonl or .csv); defaults to the run's eval file
+  --data FILE    the labelled data (.jsonl or .csv); defaults to the run's eval file (or the rows its
+                 data.evalFraction held out)
   --text COL     text column (default: the run's, else 'text')
   --model PATH   the base model (default: the run's)
   --batch-size N examples per forward pass (default: the run's perDeviceEvalBatchSize, else 8; losses are
@@ -586,7 +591,9 @@ MSE and R² for regression heads).
     if (pos.length !== 1) usageError('eval needs one run folder or config file', 'eval');
     const run = await resolveRun(pos[0]!, v, 'eval');
     const dataFlag = strFlag(v, 'data');
-    const dataPath = dataFlag ? resolve(dataFlag) : run.data.eval;
+    // --data, else the run's eval file, else the same held-out split of its training file (data.evalFraction).
+    const split = !dataFlag && !run.data.eval && run.data.train && run.data.evalFraction ? run.data.evalFraction : null;
+    const dataPath = dataFlag ? resolve(dataFlag) : (run.data.eval ?? (split ? run.data.train : null));
     if (!dataPath) usageError('no evaluation data: pass --data FILE (.jsonl or .csv)', 'eval');
     if (!existsSync(dataPath)) throw new CliError(`data file '${dataPath}' does not exist`, 'pass --data FILE with a .jsonl or .csv file', 2);
     const batch = intFlag(v, 'batch-size', 1) ?? run.evalBatchSize ?? 8;
@@ -594,7 +601,8 @@ MSE and R² for regression heads).
     const saved = await readHeadConfigs(run.headsDir);
     const { resolved } = resolveHeadsForModel(saved, mc, `${run.headsDir}/head_configs.json`);
     const labelling = await labellingFor(run, resolved, mc, strFlag(v, 'text'));
-    const rows = await readRows(dataPath, run.data);
+    let rows = await readRows(dataPath, run.data);
+    if (split) rows = [...new Dataset(rows).trainTestSplit(split, run.splitSeed ?? 42).test.rows];
     labelling.labelMaps = buildLabelMaps([{ rows, where: basename(dataPath) }], resolved, labelling.labelColumns, labelling.labelMaps);
     const tokenizer = await tryTokenizer(run.data.tokenizer, run.model);
     const ds = new Dataset(prepareExamples(rows, basename(dataPath), labelling, tokenizer));
@@ -614,7 +622,7 @@ MSE and R² for regression heads).
         await atomicWrite(join(resolve(outFlag), 'eval_metrics.json'), JSON.stringify(result, jsonSafe, 2) + '\n');
       }
       ui.emit(result);
-      ui.print(`${ds.length} examples from ${dataPath}\n\n${textTable(headTable(resolved, metrics))}`);
+      ui.print(`${ds.length} examples from ${dataPath}${split ? ` (the fraction ${split} held out in training)` : ''}\n\n${textTable(headTable(resolved, metrics))}`);
       return 0;
     } finally {
       model.dispose();
