@@ -312,7 +312,7 @@ export async function writeProbeOutputs(r: ProbeResult, dir: string): Promise<Re
       dataset: `${r.dataset}: classes ${r.classes.join(', ')}; ${r.trainExamples} train / ${r.testExamples} test examples, first ${r.maxLength} tokens`,
       'majority baseline': `${r.majorityBaseline.toFixed(4)} (always '${r.majorityClass}')`,
       'best layer': `${r.best.layer} (${r.best.name}): accuracy ${r.best.accuracy.toFixed(4)}`,
-      training: `${r.training.epochs} epochs, ${r.training.steps} steps, lr ${r.training.learningRate}, batch ${r.training.batchSize}, ${r.training.seconds} s${r.training.activationCache ? ' (activation cache)' : ''}`,
+      training: `${r.training.epochs} epochs, ${r.training.steps} steps, lr ${r.training.learningRate}, batch ${r.training.batchSize}, ${r.training.seconds.toFixed(1)} s${r.training.activationCache ? ' (activation cache)' : ''}`,
     },
     sections: [
       { title: 'Accuracy by layer', svg: chart },
