@@ -19,3 +19,11 @@ export type { EvalPredictions, LogEntry, LrSchedulerType, TrainerCallbacks, Trai
 export { readModelConfig } from './archive.js';
 export { evaluateHeadWise, getTopNPreds } from './evaluate.js';
 export type { FinishReason, GenerateOptions, GenerateOutput, GenerationStep, Prompt } from './generate.js';
+export { barChart, DEFAULT_MARGIN, escapeXml, lineChart, linearScale, lossChart, niceTicks, PALETTE } from './plot.js';
+export type { BarChartOptions, LineChartOptions, LineSeries, Margin, ReferenceLine } from './plot.js';
+export { htmlReport, htmlTable } from './report.js';
+export type { ReportOptions, ReportSection, Table } from './report.js';
+export { BUILTIN_DATASETS, loadBuiltinDataset, loadLabelledFile, readTable } from './datasets.js';
+export type { BuiltinDataset, LabelledText } from './datasets.js';
+export { accuracyByLayerChart, DEFAULT_MODEL, defaultModelPath, formatProbeTable, layerName, probeLayers, writeProbeOutputs } from './probe.js';
+export type { LayerProbeResult, ProbeLayersOptions, ProbeResult } from './probe.js';

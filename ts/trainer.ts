@@ -6,6 +6,7 @@ import { invalidArg, TransformerHeadsError } from './errors.js';
 import type { HeadedBatch, HeadedModel } from './headed.js';
 import type { ResolvedHeadConfig } from './heads.js';
 import { accuracy, macroF1, meanSquaredError, r2Score } from './metrics.js';
+import { lossChart } from './plot.js';
 import { atomicWrite } from './safetensors.js';
 import type { Tensor } from './tensor.js';
 
@@ -13,7 +14,7 @@ export type LrSchedulerType = 'linear' | 'cosine' | 'constant' | 'constant_with_
 
 /** The Hugging Face TrainingArguments this Trainer understands (camelCase). */
 export interface TrainingArguments {
-  /** Checkpoints and log_history.jsonl go here. */
+  /** Checkpoints, log_history.jsonl and loss.svg (training and eval loss by step, written at the end of train()) go here. */
   outputDir: string;
   /** Peak learning rate. Defaults to 5e-5. */
   learningRate?: number;
@@ -75,7 +76,7 @@ export interface TrainerCallbacks {
   onLog?(entry: LogEntry): void | Promise<void>;
   onEvaluate?(metrics: Record<string, number>): void | Promise<void>;
   onSave?(checkpointDir: string): void | Promise<void>;
-  onStepEnd?(state: { step: number; epoch: number; loss: number; learningRate: number }): void | Promise<void>;
+  onStepEnd?(state: { step: number; epoch: number; loss: number; learningRate: number; totalSteps: number }): void | Promise<void>;
 }
 
 /**
@@ -287,7 +288,7 @@ export class Trainer {
         totalLoss += stepLoss;
         const epochFloat = epoch + (micro + 1) / microPerEpoch;
         bar?.(globalStep, totalSteps, `loss ${stepLoss.toFixed(4)} lr ${lr.toExponential(2)}`);
-        await callbacks?.onStepEnd?.({ step: globalStep, epoch: epochFloat, loss: stepLoss, learningRate: lr });
+        await callbacks?.onStepEnd?.({ step: globalStep, epoch: epochFloat, loss: stepLoss, learningRate: lr, totalSteps });
         stepLoss = 0;
         if (globalStep % a.loggingSteps === 0 || finished()) {
           await this.#log({ step: globalStep, epoch: round(epochFloat), loss: windowLoss / windowSteps, grad_norm: lastGradNorm, learning_rate: lr });
@@ -310,6 +311,7 @@ export class Trainer {
       train_loss: globalStep > 0 ? totalLoss / globalStep : Number.NaN,
     };
     await this.#log({ step: globalStep, epoch: this.logHistory.at(-1)?.epoch ?? 0, ...metrics });
+    await atomicWrite(join(a.outputDir, 'loss.svg'), lossChart(this.logHistory));
     this.#cache = null;
     return { globalStep, trainingLoss: metrics.train_loss, stopped, activationCache: useCache, metrics, logHistory: [...this.logHistory] };
   }
