@@ -34,6 +34,8 @@ export interface LoadHeadedOptions {
   heads?: HeadConfig[];
   /** A folder written by HeadedModel.save(): head_configs.json and <name>.safetensors. */
   headFolder?: string;
+  /** With headFolder: new heads to attach next to the saved ones (e.g. the pretrained lm_head, for generation). */
+  extraHeads?: HeadConfig[];
   device?: Device;
   dtype?: Dtype;
   /** Train heads only; the backbone runs without autograd up to the deepest hooked layer. Defaults to true. */
@@ -570,6 +572,13 @@ async function buildHeaded(
     );
   }
   const lora = extra.lora ? checkLora(extra.lora, null) : null;
+  const added = new Set<string>();
+  if (options.extraHeads !== undefined && options.extraHeads !== null) {
+    if (!options.headFolder) throw new TransformerHeadsError('extraHeads adds heads to those of headFolder; without a folder, list every head in heads', 'ERR_TH_CONFIG');
+    if (!Array.isArray(options.extraHeads)) invalidArg('options.extraHeads', 'an array of head configs', options.extraHeads);
+    for (const h of options.extraHeads) added.add(h.name);
+    heads = [...heads, ...options.extraHeads];
+  }
   const resolved = resolveHeadConfigs(heads); // model-independent checks first: clearer errors, no load wasted
   const native = await nativeCall(() =>
     binding().loadHeaded(modelPath, {
@@ -598,7 +607,7 @@ async function buildHeaded(
   if (options.headFolder) {
     try {
       for (const h of model.heads) {
-        if (h.name === 'lm_head') continue;
+        if (h.name === 'lm_head' || added.has(h.name)) continue;
         model.loadHeadWeights(h.name, await readSafetensors(join(options.headFolder, `${h.name}.safetensors`)));
       }
     } catch (e) {
