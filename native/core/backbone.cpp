@@ -379,7 +379,7 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptions& options) {
   const torch::Device device = parse_device(options.device);
   const torch::ScalarType dtype = parse_dtype(options.dtype);
-  Checkpoint ck = load_torchscript_checkpoint(path);
+  Checkpoint ck = load_checkpoint(path, dtype);
   if (ck.config.arch == Arch::GPT2) return make_gpt2(std::move(ck), device, dtype);
   return make_llama(std::move(ck), device, dtype);
 }

@@ -188,7 +188,7 @@ torch::Tensor positions_from_mask(const torch::Tensor& mask);
 std::unique_ptr<Backbone> make_gpt2(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
 std::unique_ptr<Backbone> make_llama(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
 
-// Loads a TorchScript archive (see scripts/export_torchscript.py) into a native backbone.
+// Loads a TorchScript archive (see scripts/export_torchscript.py) or a Hugging Face model folder into a native backbone.
 std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptions& options);
 
 }  // namespace th
