@@ -14,7 +14,8 @@
         "native/core/gpt2.cpp",
         "native/core/heads.cpp",
         "native/core/llama.cpp",
-        "native/core/quant.cpp"
+        "native/core/quant.cpp",
+        "native/core/safetensors.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

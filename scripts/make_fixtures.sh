@@ -9,7 +9,7 @@ out=fixtures
 mkdir -p "$out"
 py=$(bash scripts/find_torch_python.sh) || { echo "make_fixtures: no python3 with torch found (apt install python3-torch)" >&2; exit 1; }
 stamp="$out/.stamp"
-sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/make_quant_fixtures.py scripts/make_lora_fixtures.py scripts/gpt2_tokenizer.mjs scripts/make_fixtures.sh | sha256sum | cut -c1-16)
+sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/make_quant_fixtures.py scripts/make_lora_fixtures.py scripts/make_hf_fixtures.py scripts/gpt2_tokenizer.mjs scripts/make_fixtures.sh | sha256sum | cut -c1-16)
 
 fixture() {  # name, export args...
   local name=$1; shift
@@ -31,6 +31,10 @@ fixture tiny-mistral        --tiny llama --model-type mistral --layers 2 --hidde
                          --sliding-window 4 --seed 6
 fixture tiny-qwen2          --tiny llama --model-type qwen2 --layers 3 --hidden 32 --heads 4 --kv-heads 2 --vocab 67 --tie \
                          --sliding-window 3 --max-window-layers 1 --seed 7
+# Hugging Face model folders (hf-tiny-*: single file, sharded index, no prefix, F16, BF16) made from the archives above.
+if [[ ! -f "$out/hf-tiny-llama/model.safetensors.index.json" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then
+  "$py" scripts/make_hf_fixtures.py "$out" && echo "fixture $out/hf-tiny-*"
+fi
 # Error-path fixtures: a TorchScript archive without config.json, and one whose config names another architecture.
 if [[ ! -f "$out/no-config.pt" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then
   "$py" - "$out" <<'PY'

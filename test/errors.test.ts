@@ -37,8 +37,11 @@ describe('loading errors', () => {
     expect((await failure(loadBackbone(p))).message).toMatch(/could not be read as a TorchScript archive/);
   });
 
-  it('a directory', async () => {
-    expect((await failure(loadBackbone(dir))).code).toBe('ERR_TH_FILE');
+  it('a directory that is not a model folder', async () => {
+    // Folders are read as Hugging Face model folders; without config.json that is a config error, as for an archive.
+    const e = await failure(loadBackbone(dir));
+    expect(e.code).toBe('ERR_TH_CONFIG');
+    expect(e.message).toMatch(/has no config\.json/);
   });
 
   it('archive without config.json', async () => {

@@ -2,6 +2,7 @@ import { parseModelConfig, type ModelConfig } from './config.js';
 import { invalidArg, nativeCall, TransformerHeadsError } from './errors.js';
 import { NativeHandle } from './handle.js';
 import { binding, type NativeBackbone, type NativeTorchScript } from './native.js';
+import { writeHfFolder } from './hf.js';
 import { fromRaw, packTokens, type Batch, type PackedTokens, type Tensor } from './tensor.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -113,11 +114,27 @@ export class Backbone extends NativeHandle<NativeBackbone> {
     });
   }
 
-
-
+  /**
+   * Writes the weights as a Hugging Face model folder that loadBackbone (and transformers' from_pretrained) reads:
+   * model.safetensors (float32, Hugging Face names with the usual prefix, a tied lm_head left out), config.json,
+   * and tokenizer.json / tokenizer_config.json when the model carries them. Each file is replaced atomically.
+   */
+  async saveBackbone(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
+    const native = this._live();
+    return this._enqueue(async () => {
+      const state = await nativeCall(() => native.stateDict());
+      const info = native.info();
+      await writeHfFolder(dir, state, { config: info.config, tokenizer: info.tokenizer || null, tokenizerConfig: info.tokenizerConfig || null });
+    });
+  }
 }
 
-/** Loads a TorchScript archive made by scripts/export_torchscript.py. Runs off the event loop. */
+/**
+ * Loads a model: a TorchScript archive made by scripts/export_torchscript.py, or a Hugging Face model folder
+ * (config.json + model.safetensors or a sharded model.safetensors.index.json, tokenizer.json optional) for
+ * gpt2, llama, mistral and qwen2. Runs off the event loop.
+ */
 export async function loadBackbone(path: string, opts?: LoadBackboneOptions | null): Promise<Backbone> {
   const options = opts ?? {};
   if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a non-empty string', path);

@@ -18,6 +18,7 @@ import {
 } from './generate.js';
 import { fromSnakeCase, headConfigsJson, resolveHeadConfigs, toSnakeCase, type HeadConfig, type ResolvedHeadConfig } from './heads.js';
 import { NativeHandle } from './handle.js';
+import { writeHfFolder } from './hf.js';
 import { binding, type NativeHeaded, type RawTensor } from './native.js';
 import { atomicWrite, encodeSafetensors, readSafetensors, type NamedTensor } from './safetensors.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
@@ -490,6 +491,21 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
     await atomicWrite(join(dir, 'head_configs.json'), headConfigsJson([...this.heads]));
   }
 
+  /**
+   * Writes the backbone's current weights (full finetuning included) as a Hugging Face model folder, as
+   * Backbone.saveBackbone does; the heads are not part of it (save() writes them). A LoRA model saves its base
+   * weights without the adapters (mergeAndUnload() first to save merged weights). A quantized model is refused:
+   * its dequantized weights would not be the original ones; after mergeAndUnload() it is dense and can be saved.
+   */
+  async saveBackbone(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
+    const native = this._live();
+    return this._enqueue(async () => {
+      const state = await nativeCall(() => native.backboneState());
+      const info = native.info();
+      await writeHfFolder(dir, state, { config: info.config, tokenizer: info.tokenizer || null, tokenizerConfig: info.tokenizerConfig || null });
+    });
+  }
 
   #pack(batch: HeadedBatch): { ids: PackedTokens; mask: PackedTokens | null; labels: PackedLabel[] } {
     if (typeof batch !== 'object' || batch === null) invalidArg('batch', 'an object with input_ids', batch);
@@ -543,7 +559,7 @@ export async function readHeadConfigs(folder: string): Promise<HeadConfig[]> {
 }
 
 /**
- * Loads a model (TorchScript archive) with heads: new ones from `heads`, or saved ones from `headFolder`
+ * Loads a model (TorchScript archive or Hugging Face model folder) with heads: new ones from `heads`, or saved ones from `headFolder`
  * (predictions after reload are bit-identical to before saving).
  */
 export async function loadHeaded(modelPath: string, options: LoadHeadedOptions): Promise<HeadedModel> {

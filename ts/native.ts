@@ -22,6 +22,7 @@ export interface NativeBackbone {
     layers: number[],
     logits: boolean,
   ): Promise<{ hidden: Array<RawTensor & { layer: number }>; logits: RawTensor | null }>;
+  stateDict(): Promise<Array<RawTensor & { key: string }>>;
   info(): {
     config: string;
     tokenizer: string;
@@ -63,6 +64,7 @@ export interface NativeHeaded {
   loraState(): Array<RawTensor & { key: string }>;
   loadLoraState(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
   mergeLora(): void;
+  backboneState(): Promise<Array<RawTensor & { key: string }>>;
   trainedBackboneState(): Array<RawTensor & { key: string }>;
   loadBackboneTensors(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
   loadHeadState(name: string, tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;

@@ -218,6 +218,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   Failure failure_;
 };
 
+Napi::Array named_tensors_to_js(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& ts, const char* key);
+
 // ------------------------------------------------------------------------------------------- Backbone
 
 class BackboneWrap : public Napi::ObjectWrap<BackboneWrap> {
@@ -225,6 +227,7 @@ class BackboneWrap : public Napi::ObjectWrap<BackboneWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeBackbone",
                        {InstanceMethod<&BackboneWrap::Forward>("forward"),
+                        InstanceMethod<&BackboneWrap::StateDict>("stateDict"),
                         InstanceMethod<&BackboneWrap::Info>("info"),
                         InstanceMethod<&BackboneWrap::Dispose>("dispose")});
   }
@@ -308,6 +311,25 @@ class BackboneWrap : public Napi::ObjectWrap<BackboneWrap> {
       th::ForwardResult res_;
     };
     auto* w = new Worker(env, std::move(model), std::move(req));
+    w->Queue();
+    return w->Promise();
+  }
+
+  // stateDict() -> Promise<[{ key, data, shape }]>: float32 copies by Hugging Face name, gathered off the event loop.
+  Napi::Value StateDict(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto model = live(env);
+    class Worker : public PromiseWorker {
+     public:
+      Worker(Napi::Env env, std::shared_ptr<th::Backbone> m) : PromiseWorker(env, "th:state-dict"), model_(std::move(m)) {}
+      void Work() override { state_ = model_->hf_state_dict(); }
+      Napi::Value Result(Napi::Env env) override { return named_tensors_to_js(env, state_, "key"); }
+
+     private:
+      std::shared_ptr<th::Backbone> model_;
+      std::vector<std::pair<std::string, torch::Tensor>> state_;
+    };
+    auto* w = new Worker(env, std::move(model));
     w->Queue();
     return w->Promise();
   }
@@ -589,6 +611,7 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
                         InstanceMethod<&HeadedWrap::ModelTensors<&th::HeadedModel::lora_state>>("loraState"),
                         InstanceMethod<&HeadedWrap::LoadTensors<&th::HeadedModel::load_lora_state>>("loadLoraState"),
                         InstanceMethod<&HeadedWrap::MergeLora>("mergeLora"),
+                        InstanceMethod<&HeadedWrap::BackboneState>("backboneState"),
                         InstanceMethod<&HeadedWrap::ModelTensors<&th::HeadedModel::trained_backbone_state>>("trainedBackboneState"),
                         InstanceMethod<&HeadedWrap::LoadTensors<&th::HeadedModel::load_backbone_tensors>>("loadBackboneTensors"),
                         InstanceMethod<&HeadedWrap::BackboneGradNorm>("backboneGradNorm"),
@@ -787,6 +810,15 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
     auto m = live(env);
     sync_call(env, [&] { m->merge_lora(); return 0; });
     return env.Undefined();
+  }
+
+  // backboneState() -> Promise<[{ key, data, shape }]>: the backbone's weights by Hugging Face name, for saveBackbone.
+  Napi::Value BackboneState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    return queue<Named>(
+        env, "th:backbone-state", [m]() { return m->backbone_state(); },
+        [](Napi::Env env, const Named& n) { return named_tensors_to_js(env, n, "key"); });
   }
 
   Napi::Value BackboneGradNorm(const Napi::CallbackInfo& info) {

@@ -97,6 +97,27 @@ torch::Tensor Backbone::take(const std::string& name, std::vector<int64_t> shape
   // A fresh leaf: never an alias of the archive's own parameter, so requires_grad can be set on it.
   out = out.detach();
   params_.emplace_back(name, out);
+  if (transpose) transposed_.insert(name);
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Backbone::hf_state_dict() const {
+  if (quantized_) {
+    throw ConfigError("this model's projections are quantized (4/8-bit); saving them would write dequantized, lossy weights. "
+                      "Merge the adapters first (mergeAndUnload, which makes the weights dense) or save from a model loaded "
+                      "without quantization");
+  }
+  torch::NoGradGuard no_grad;
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  out.reserve(params_.size());
+  const std::string prefix = base_prefix();
+  for (const auto& [name, t] : params_) {
+    // lm_head.weight lives outside the base model in Hugging Face's layout (and is absent when tied to the embeddings,
+    // as it is never in params_ then).
+    const std::string key = name == "lm_head.weight" ? name : prefix + name;
+    torch::Tensor v = transposed_.count(name) ? t.t() : t;
+    out.emplace_back(key, v.detach().to(torch::kCPU, torch::kFloat32, /*non_blocking=*/false, /*copy=*/true).contiguous());
+  }
   return out;
 }
 
@@ -239,7 +260,11 @@ void Backbone::merge_lora() {
     l->q8.reset();
     l->lora_a = torch::Tensor();
     l->lora_b = torch::Tensor();
-    params_.emplace_back(l->name + ".weight", l->weight);
+    // A dense projection already has its entry: replace it, or the old weight would stay listed (and allocated).
+    const std::string key = l->name + ".weight";
+    auto it = std::find_if(params_.begin(), params_.end(), [&](const auto& p) { return p.first == key; });
+    if (it != params_.end()) it->second = l->weight;
+    else params_.emplace_back(key, l->weight);
   }
   quantized_ = false;
   measure();
@@ -423,7 +448,7 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptions& options) {
   const torch::Device device = parse_device(options.device);
   const torch::ScalarType dtype = parse_dtype(options.dtype);
-  Checkpoint ck = load_torchscript_checkpoint(path);
+  Checkpoint ck = load_checkpoint(path, dtype);
   if (ck.config.arch == Arch::GPT2) return make_gpt2(std::move(ck), device, dtype);
   return make_llama(std::move(ck), device, dtype);
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -140,6 +141,10 @@ class Backbone {
   // Weights by Hugging Face name (without the base-model prefix); shared tensors appear once. GPT-2 Conv1D weights
   // are listed in the [out, in] layout they are used in.
   const std::vector<std::pair<std::string, torch::Tensor>>& named_parameters() const { return params_; }
+  // The weights as a Hugging Face state dict: full names with the base prefix (lm_head.weight without it, and absent
+  // when tied), GPT-2 Conv1D weights back in their [in, out] layout; float32 copies on the CPU. LoRA adapters are not
+  // included (the base weights are). Throws ConfigError for a quantized model.
+  std::vector<std::pair<std::string, torch::Tensor>> hf_state_dict() const;
   // Enables or disables gradients for every backbone weight (full finetuning vs frozen).
   void set_requires_grad(bool on);
 
@@ -192,6 +197,7 @@ class Backbone {
 
   std::map<std::string, torch::Tensor> tensors_;
   std::vector<std::pair<std::string, torch::Tensor>> params_;
+  std::set<std::string> transposed_;  // names stored transposed from the checkpoint (GPT-2 Conv1D)
   std::string config_json_, tokenizer_json_, tokenizer_config_json_;
   int64_t parameter_bytes_ = 0;
   bool quantized_ = false;
@@ -212,7 +218,7 @@ torch::Tensor positions_from_mask(const torch::Tensor& mask);
 std::unique_ptr<Backbone> make_gpt2(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
 std::unique_ptr<Backbone> make_llama(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
 
-// Loads a TorchScript archive (see scripts/export_torchscript.py) into a native backbone.
+// Loads a TorchScript archive (see scripts/export_torchscript.py) or a Hugging Face model folder into a native backbone.
 std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptions& options);
 
 }  // namespace th

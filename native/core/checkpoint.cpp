@@ -2,9 +2,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "device.h"
 #include "errors.h"
+#include "json_strict.h"
+#include "safetensors.h"
 
 namespace th {
 namespace {
@@ -40,7 +44,128 @@ std::string strip_prefix(const std::string& name, Arch arch) {
   return name;
 }
 
+namespace fs = std::filesystem;
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Buffers that Hugging Face files may carry but no backbone reads: GPT-2's causal-mask tables (h.N.attn.bias,
+// h.N.attn.masked_bias, [1, 1, n_positions, n_positions] each) and old Llama checkpoints' rotary inv_freq.
+bool ignored_buffer(const std::string& name, Arch arch) {
+  if (ends_with(name, ".rotary_emb.inv_freq")) return true;
+  return arch == Arch::GPT2 && name.rfind("h.", 0) == 0 && (ends_with(name, ".attn.bias") || ends_with(name, ".attn.masked_bias"));
+}
+
+// The whole file as text; nullopt when it does not exist.
+std::optional<std::string> read_text(const fs::path& p) {
+  std::error_code ec;
+  if (!fs::is_regular_file(p, ec)) return std::nullopt;
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw FileError("'" + p.string() + "' cannot be opened for reading");
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// The shard files of model.safetensors.index.json, each with the tensor names the index maps to it.
+std::map<std::string, std::set<std::string>> read_index(const fs::path& index_path) {
+  const std::string where = "'" + index_path.string() + "'";
+  const std::string text = *read_text(index_path);
+  nlohmann::json j;
+  std::string error;
+  if (!parse_json_strict(text, j, error)) throw FileError(where + " is not valid JSON: " + error);
+  if (!j.is_object()) throw FileError(where + " must hold a JSON object");
+  auto wm = j.find("weight_map");
+  if (wm == j.end() || !wm->is_object()) throw FileError(where + " has no \"weight_map\" object");
+  if (wm->empty()) throw FileError(where + " has an empty weight_map");
+  std::map<std::string, std::set<std::string>> shards;
+  for (auto it = wm->begin(); it != wm->end(); ++it) {
+    if (!it.value().is_string()) throw FileError(where + ": weight_map entry '" + it.key() + "' is not a file name");
+    const std::string shard = it.value().get<std::string>();
+    // Only files next to the index: a name with a path in it could point anywhere on the disk.
+    if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos ||
+        shard.find('\\') != std::string::npos) {
+      throw FileError(where + ": weight_map maps '" + it.key() + "' to '" + shard + "', which is not a file name in the same folder");
+    }
+    shards[shard].insert(it.key());
+  }
+  return shards;
+}
+
 }  // namespace
+
+Checkpoint load_hf_checkpoint(const std::string& dir, std::optional<torch::ScalarType> float_dtype) {
+  const fs::path root(dir);
+  Checkpoint ck;
+  auto config = read_text(root / "config.json");
+  if (!config) {
+    throw ConfigError("model folder '" + dir + "' has no config.json; a Hugging Face model folder needs config.json next to its weights");
+  }
+  ck.config_json = std::move(*config);
+  try {
+    ck.config = parse_config(ck.config_json);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string(e.what()) + " (in '" + (root / "config.json").string() + "')");
+  }
+  ck.tokenizer_json = read_text(root / "tokenizer.json").value_or("");
+  ck.tokenizer_config_json = read_text(root / "tokenizer_config.json").value_or("");
+
+  // As transformers: the single file wins over an index when both are there.
+  std::map<std::string, std::set<std::string>> shards;
+  std::error_code ec;
+  const fs::path single = root / "model.safetensors", index = root / "model.safetensors.index.json";
+  if (fs::exists(single, ec)) {
+    shards[single.filename().string()];
+  } else if (fs::exists(index, ec)) {
+    shards = read_index(index);
+    for (const auto& [shard, names] : shards) {
+      if (!fs::exists(root / shard, ec)) {
+        throw FileError("'" + index.string() + "' maps " + std::to_string(names.size()) + " tensors (e.g. '" + *names.begin() +
+                        "') to '" + shard + "', which is not in the folder");
+      }
+    }
+  } else {
+    std::string hint;
+    if (fs::exists(root / "pytorch_model.bin", ec) || fs::exists(root / "pytorch_model.bin.index.json", ec)) {
+      hint = "; pytorch_model.bin (pickle) is not read: save the model with safe_serialization=True, or export a TorchScript "
+             "archive with scripts/export_torchscript.py";
+    }
+    throw FileError("model folder '" + dir + "' has no weights: expected model.safetensors or model.safetensors.index.json" + hint);
+  }
+
+  std::map<std::string, std::string> origin;  // stripped name -> file it came from
+  for (const auto& [shard, listed] : shards) {
+    const fs::path file = root / shard;
+    SafetensorsFile st(file.string());
+    for (const std::string& name : listed) {
+      if (!st.contains(name)) {
+        throw FileError("'" + index.string() + "' maps tensor '" + name + "' to '" + shard + "', which does not contain it");
+      }
+    }
+    for (const std::string& name : st.names()) {
+      const std::string key = strip_prefix(name, ck.config.arch);
+      if (ignored_buffer(key, ck.config.arch)) continue;
+      auto [it, fresh] = origin.emplace(key, file.string());
+      if (!fresh) {
+        const std::string where = it->second == file.string() ? "in '" + file.string() + "' (with and without the base-model prefix)"
+                                                              : "in '" + it->second + "' and in '" + file.string() + "'";
+        throw FileError("tensor '" + key + "' is stored twice, " + where + "; each tensor must appear exactly once");
+      }
+      ck.tensors.emplace(key, st.load(name, float_dtype));
+    }
+  }
+  return ck;
+}
+
+Checkpoint load_checkpoint(const std::string& path, std::optional<torch::ScalarType> float_dtype) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return load_hf_checkpoint(path, float_dtype);
+  if (ends_with(path, ".safetensors") && fs::is_regular_file(path, ec)) {
+    throw FileError("'" + path + "' is a safetensors file; pass the folder that holds it together with config.json");
+  }
+  return load_torchscript_checkpoint(path);
+}
 
 Checkpoint load_torchscript_checkpoint(const std::string& path) {
   torch::jit::ExtraFilesMap extra{{"config.json", ""}, {"tokenizer.json", ""}, {"tokenizer_config.json", ""}};

@@ -1,4 +1,5 @@
-// Reading model sources: TorchScript archives written by scripts/export_torchscript.py.
+// Reading model sources: TorchScript archives written by scripts/export_torchscript.py, and Hugging Face model
+// folders (config.json + safetensors weights).
 #pragma once
 
 #include <torch/script.h>
@@ -6,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,16 @@ struct Checkpoint {
 
 // Loads the archive on the CPU. Throws FileError (missing / not an archive) or ConfigError (no or bad config.json).
 Checkpoint load_torchscript_checkpoint(const std::string& path);
+
+// Loads a Hugging Face model folder on the CPU: config.json, the weights from model.safetensors or from the shards
+// that model.safetensors.index.json names, and tokenizer.json / tokenizer_config.json when present. Tensor names
+// are accepted with or without the base-model prefix; GPT-2's attention-mask buffers and rotary inv_freq buffers
+// are skipped. Floating-point weights are converted to `float_dtype` when given (saves a copy of the model).
+// Throws ConfigError (no or bad config.json) or FileError (no weights, malformed safetensors or index).
+Checkpoint load_hf_checkpoint(const std::string& dir, std::optional<torch::ScalarType> float_dtype = std::nullopt);
+
+// A folder is read as a Hugging Face model folder, anything else as a TorchScript archive.
+Checkpoint load_checkpoint(const std::string& path, std::optional<torch::ScalarType> float_dtype = std::nullopt);
 
 // The archive's own forward, kept as the parity oracle for tests and benchmarks.
 class TorchScriptModel {

@@ -665,6 +665,11 @@ void HeadedModel::merge_lora() {
   optimizer_.reset();  // its tensors are gone
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> HeadedModel::backbone_state() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return backbone_->hf_state_dict();
+}
+
 int64_t HeadedModel::head_bytes() const {
   int64_t n = 0;
   for (const auto& h : heads_) {

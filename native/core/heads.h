@@ -141,6 +141,8 @@ class HeadedModel {
   void load_backbone_tensors(const std::map<std::string, torch::Tensor>& state);
   // Folds LoRA adapters (and 4-bit weights) into dense weights; the model then has no adapters.
   void merge_lora();
+  // The backbone's current weights as a Hugging Face state dict (Backbone::hf_state_dict), taken under the model's lock.
+  std::vector<std::pair<std::string, torch::Tensor>> backbone_state();
   int64_t head_bytes() const;
   int64_t trainable_parameters() const;
   int64_t total_parameters() const;
