@@ -245,7 +245,7 @@ describe('errors', () => {
 
 describe('help and export', () => {
   it('--help for every command', () => {
-    for (const c of ['train', 'eval', 'predict', 'probe', 'export']) {
+    for (const c of ['train', 'eval', 'predict', 'probe', 'generate', 'export']) {
       const r = run([c, '--help']);
       expect(r.code, c).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`^Usage: transformer-heads ${c}`));
@@ -253,8 +253,33 @@ describe('help and export', () => {
     }
     const top = run(['--help']);
     expect(top.code).toBe(0);
-    for (const c of ['train', 'eval', 'predict', 'probe', 'export']) expect(top.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
-    expect(top.stdout).not.toMatch(/generate/);
+    for (const c of ['train', 'eval', 'predict', 'probe', 'generate', 'export']) expect(top.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
+  });
+
+  it('generate streams the same tokens as the library and reports saved heads per step', async () => {
+    const { loadHeaded } = await import('../ts/index.js');
+    const dir = tmp();
+    const m = await loadHeaded(bpe(), { heads: [{ name: 'mood', inSize: 256, numOutputs: 2, layerHook: 1 }] });
+    await m.save(join(dir, 'heads'));
+    m.dispose();
+    const r = run(['generate', 'The movie was', '--model', bpe(), '--heads', join(dir, 'heads'), '-n', '5', '--json', '-q']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(6);
+    for (const [i, l] of lines.slice(0, 5).entries()) {
+      expect(l.step).toBe(i);
+      expect(l.heads.mood[0]).toHaveLength(2);
+    }
+    const lib = await loadHeaded(bpe(), { heads: [{ name: 'lm_head', inSize: 256, numOutputs: 50257, isCausalLm: true }] });
+    const out = await lib.generate('The movie was', { maxNewTokens: 5 });
+    lib.dispose();
+    expect(lines.slice(0, 5).map((l) => l.tokens[0])).toEqual(Array.from(out.sequences.data.subarray(out.promptLength)));
+    expect(lines[5].done).toBe(true);
+    expect(lines[5].texts[0]).toBe(out.texts![0]);
+    const bad = run(['generate', 'x', '--model', bpe(), '--top-p', '2']);
+    expect(bad.code).toBe(2);
+    expectOneLineError(bad.stderr, /--top-p/);
   });
 
   it('export prints model info; --hf without Python transformers is a clear error', () => {

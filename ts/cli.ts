@@ -1176,7 +1176,9 @@ finish reasons and tokens/s.`,
     const single = prompts.length === 1;
     const texts = prompts.map(() => '');
     const perToken: Array<Array<{ token: string; heads: Record<string, number[]> }>> = prompts.map(() => []);
-    const reasons: string[] = prompts.map(() => 'length');
+    const lastPromptToken = prompts.map((p) => tokenizer.encode(p).ids.at(-1) ?? 0);
+    const prev: number[] = prompts.map(() => 0);
+    const done: boolean[] = prompts.map(() => false);
     let steps = 0;
     const t0 = performance.now();
     let firstMs = 0;
@@ -1192,9 +1194,14 @@ finish reasons and tokens/s.`,
         }
         for (let b = 0; b < B; ++b) {
           texts[b] += step.texts[b]!;
-          if (Object.keys(heads).length && !(step.finished[b] && step.texts[b] === '' && perToken[b]!.length && reasons[b] !== 'length')) {
-            perToken[b]!.push({ token: tokenizer.decode([step.tokens[b]!]), heads: Object.fromEntries(Object.entries(heads).map(([k, rows]) => [k, rows[b]!])) });
+          // A step's head outputs are read at its input position: the last prompt token, then the token generated
+          // one step earlier (as in the Python library).
+          if (Object.keys(heads).length && !done[b]) {
+            const at = step.step === 0 ? lastPromptToken[b]! : prev[b]!;
+            perToken[b]!.push({ token: tokenizer.decode([at]), heads: Object.fromEntries(Object.entries(heads).map(([k, rows]) => [k, rows[b]!])) });
           }
+          prev[b] = step.tokens[b]!;
+          done[b] = step.finished[b]!;
         }
         if (single && !ui.json) process.stdout.write(step.text);
         ui.emit({ step: step.step, tokens: Array.from(step.tokens), texts: step.texts, logprobs: Array.from(step.logprobs, (x) => Number(x.toFixed(4))), heads });
@@ -1213,7 +1220,7 @@ finish reasons and tokens/s.`,
         if (!rows.length) continue;
         const names = Object.keys(rows[0]!.heads);
         ui.print(textTable({
-          columns: ['step', 'token', ...names],
+          columns: ['step', 'at token', ...names],
           rows: rows.map((r, s) => [s, JSON.stringify(r.token), ...names.map((n) => r.heads[n]!.map((x) => x.toFixed(3)).join(' '))]),
         }) + (prompts.length > 1 ? `  (prompt ${b})\n` : ''));
       }
