@@ -135,6 +135,20 @@ describe('training', () => {
     }
   });
 
+  it('the last epoch is evaluated and saved too (epoch strategies)', async () => {
+    const model = await loadHeaded(fixture('tiny-gpt2.pt'), { heads: [seqHead] });
+    const out = tmp();
+    await new Trainer(model, { outputDir: out, learningRate: 1e-2, numTrainEpochs: 2, perDeviceTrainBatchSize: 8, evalStrategy: 'epoch', saveStrategy: 'epoch', activationCache: false }, {
+      trainDataset: tokenDataset(24, 8),
+      evalDataset: tokenDataset(8, 9),
+      dataCollator: collator,
+    }).train();
+    const log = readFileSync(join(out, 'log_history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(log.filter((e) => 'eval_loss' in e).map((e) => e.epoch)).toEqual([1, 2]);
+    expect(readdirSync(out).filter((n) => n.startsWith('checkpoint-')).sort()).toEqual(['checkpoint-3', 'checkpoint-6']);
+    model.dispose();
+  });
+
   it('stops cleanly on abort, and resumes from a checkpoint to the same weights as an uninterrupted run', async () => {
     const ds = tokenDataset(40, 6);
     const args = { learningRate: 1e-2, maxSteps: 4, perDeviceTrainBatchSize: 8, saveSteps: 2, activationCache: false as const };

@@ -40,7 +40,7 @@ import { progress, type Progress } from './progress.js';
 import { htmlReport, type Cell } from './report.js';
 import { atomicWrite } from './safetensors.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
-import { Trainer, type LogEntry } from './trainer.js';
+import { finalEvaluation, Trainer, type LogEntry } from './trainer.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = 'transformer-heads';
@@ -486,12 +486,16 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
     const headsDir = join(outputDir, 'heads');
     await model.save(headsDir);
     let evalMetrics: Record<string, number> | null = null;
+    const logged = finalEvaluation(res);
     if (evalDs && !stop.interrupted()) {
-      ui.log(`evaluating on ${evalDs.length} examples`);
-      evalMetrics = await trainer.evaluate();
+      if (logged) evalMetrics = logged;
+      else {
+        ui.log(`evaluating on ${evalDs.length} examples`);
+        evalMetrics = await trainer.evaluate();
+      }
     }
-    // The Trainer's loss.svg lacks the evaluation after the last step: redraw it with that point.
-    const fullLog: LogEntry[] = evalMetrics ? [...res.logHistory, { step: res.globalStep, epoch: res.logHistory.at(-1)?.epoch ?? 0, ...evalMetrics }] : [...res.logHistory];
+    // loss.svg with the final evaluation (the Trainer logs it itself with an epoch or matching step strategy).
+    const fullLog: LogEntry[] = evalMetrics && !logged ? [...res.logHistory, { step: res.globalStep, epoch: res.logHistory.at(-1)?.epoch ?? 0, ...evalMetrics }] : [...res.logHistory];
     await atomicWrite(join(outputDir, 'loss.svg'), lossChart(fullLog));
     const seconds = (performance.now() - t0) / 1000;
     const metrics = { steps: res.globalStep, stopped: res.stopped, activationCache: res.activationCache, seconds: Number(seconds.toFixed(2)), train: res.metrics, eval: evalMetrics };

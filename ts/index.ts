@@ -14,7 +14,7 @@ export { DataCollatorWithPadding, Dataset, permutation } from './data.js';
 export type { CollatedBatch, Column, Example } from './data.js';
 export { loadTokenizer, Tokenizer } from './tokenizer.js';
 export { accuracy, argmaxRows, macroF1, meanSquaredError, r2Score } from './metrics.js';
-export { activationCacheBlocker, learningRateAt, Trainer } from './trainer.js';
+export { activationCacheBlocker, finalEvaluation, learningRateAt, Trainer } from './trainer.js';
 export type { EvalPredictions, LogEntry, LrSchedulerType, TrainerCallbacks, TrainerData, TrainingArguments, TrainOutput } from './trainer.js';
 export { readModelConfig } from './archive.js';
 export { evaluateHeadWise, getTopNPreds } from './evaluate.js';

@@ -19,7 +19,7 @@ import { barChart, lossChart } from './plot.js';
 import { htmlReport } from './report.js';
 import { atomicWrite } from './safetensors.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
-import { Trainer, type LogEntry, type TrainerCallbacks } from './trainer.js';
+import { finalEvaluation, Trainer, type LogEntry, type TrainerCallbacks } from './trainer.js';
 
 /**
  * The model the demo and `transformer-heads probe` use when none is given, relative to the package root.
@@ -214,10 +214,11 @@ export async function probeLayers(options: ProbeLayersOptions = {}): Promise<Pro
     log(`training on ${train.length} examples, ${epochs} epochs (${totalSteps} steps), testing on ${test.length}`);
     res = await trainer.train();
     log(`evaluating ${heads.length} probes on ${test.length} held-out examples`);
-    metrics = await trainer.evaluate(test);
+    // The Trainer evaluates after the last epoch already (unless per-epoch evaluation is off).
+    const logged = finalEvaluation(res);
+    metrics = logged ?? (await trainer.evaluate(test));
     if (o.outputDir) {
-      // The Trainer's loss.svg lacks the evaluation after the last step: redraw it with that point.
-      const log: LogEntry[] = [...res.logHistory, { step: res.globalStep, epoch: res.logHistory.at(-1)?.epoch ?? epochs, ...metrics }];
+      const log: LogEntry[] = logged ? res.logHistory : [...res.logHistory, { step: res.globalStep, epoch: res.logHistory.at(-1)?.epoch ?? epochs, ...metrics }];
       await atomicWrite(join(outDir, 'loss.svg'), lossChart(log, { title: 'Training and eval loss (sum over the probes)' }));
     }
   } finally {

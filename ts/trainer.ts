@@ -72,6 +72,13 @@ export interface LogEntry {
   [key: string]: number;
 }
 
+/** The evaluation logged at the run's last step (epoch or step strategy), if there is one. */
+export function finalEvaluation(res: { logHistory: LogEntry[]; globalStep: number }): Record<string, number> | null {
+  const e = [...res.logHistory].reverse().find((x) => 'eval_loss' in x);
+  if (!e || e.step !== res.globalStep) return null;
+  return Object.fromEntries(Object.entries(e).filter(([k]) => k.startsWith('eval_'))) as Record<string, number>;
+}
+
 export interface TrainerCallbacks {
   onLog?(entry: LogEntry): void | Promise<void>;
   onEvaluate?(metrics: Record<string, number>): void | Promise<void>;
@@ -297,7 +304,8 @@ export class Trainer {
         }
         if (a.evalStrategy === 'steps' && globalStep % a.evalSteps! === 0 && this.data.evalDataset) await this.#evaluateAndLog(globalStep, epochFloat);
         if (a.saveStrategy === 'steps' && globalStep % a.saveSteps! === 0) await this.#saveCheckpoint(globalStep, epoch, micro + 1, microPerEpoch);
-        if (finished()) break outer;
+        // Leave the epoch, not the run: as in Hugging Face's Trainer, the epoch-end evaluation and save still happen.
+        if (finished()) break;
       }
       if (a.evalStrategy === 'epoch' && this.data.evalDataset) await this.#evaluateAndLog(globalStep, epoch + 1);
       if (a.saveStrategy === 'epoch') await this.#saveCheckpoint(globalStep, epoch + 1, 0, microPerEpoch);
