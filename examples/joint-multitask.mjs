@@ -21,7 +21,7 @@ const tokenizer = await loadTokenizer(modelPath);
 const lexicon = new Map((await afinn()).map(({ word, valence }) => [word, valence]));
 
 const maxTokens = Number(opt['max-tokens']);
-const rows = new Dataset(spamAssassin())
+const rows = new Dataset(await spamAssassin())
   .shuffle(0)
   .select([...Array(Number(opt.examples)).keys()])
   .map(({ text, label }) => {

@@ -15,7 +15,7 @@ const { values: opt, positionals } = parseArgs({
 const modelPath = positionals[0] ?? defaultModel;
 const config = await readModelConfig(modelPath);
 const tokenizer = await loadTokenizer(modelPath);
-const data = new Dataset(tokenizedSpam(tokenizer, { examples: Number(opt.examples) }));
+const data = new Dataset(await tokenizedSpam(tokenizer, { examples: Number(opt.examples) }));
 const { train, test } = data.trainTestSplit(0.2, 1);
 
 const layers = Array.from({ length: config.numLayers + 1 }, (_, i) => i);

@@ -11,7 +11,7 @@ import { defaultModel, report, tokenizedSpam } from './data.mjs';
 const modelPath = process.argv[2] ?? defaultModel;
 const config = await readModelConfig(modelPath);
 const tokenizer = await loadTokenizer(modelPath);
-const rows = new Dataset(tokenizedSpam(tokenizer, { examples: 400 }));
+const rows = new Dataset(await tokenizedSpam(tokenizer, { examples: 400 }));
 const H = config.hiddenSize;
 
 const model = await loadHeaded(modelPath, {

@@ -22,7 +22,7 @@ const config = await readModelConfig(modelPath);
 const tokenizer = await loadTokenizer(modelPath);
 const maxTokens = Number(opt['max-tokens']);
 
-const all = new Dataset(spamAssassin()).shuffle(0);
+const all = new Dataset(await spamAssassin()).shuffle(0);
 const data = all.select([...Array(Math.min(Number(opt.examples), all.length)).keys()]).map(({ text, label }) => {
   const ids = tokenizer.encode(text).ids.slice(0, maxTokens);
   return { input_ids: ids, attention_mask: ids.map(() => 1), spam: label };

@@ -10,24 +10,10 @@
 #include "errors.h"
 #include "test_helpers.h"
 
+using th_test::message_of;
+
 using th_test::fixture;
 
-namespace {
-
-template <typename E, typename Fn>
-std::string message_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: " << e.what());
-  }
-  FAIL("no exception thrown");
-  return "";
-}
-
-}  // namespace
 
 TEST_CASE("loading errors") {
   CHECK(message_of<th::FileError>([] { th::load_backbone("/nonexistent/model.pt", {}); }).find("does not exist") !=

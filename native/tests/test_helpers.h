@@ -53,4 +53,18 @@ inline double max_diff(const torch::Tensor& a, const torch::Tensor& b, const tor
   return d.max().item<double>();
 }
 
+// The message of the exception of type E that fn throws (the test fails on another type or none).
+template <typename E, typename Fn>
+std::string message_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    FAIL("wrong exception type: " << e.what());
+  }
+  FAIL("no exception thrown");
+  return "";
+}
+
 }  // namespace th_test

@@ -17,6 +17,7 @@
 #include "test_helpers.h"
 
 using th_test::fixture;
+using th_test::message_of;
 
 namespace {
 
@@ -56,15 +57,7 @@ std::string halves(std::initializer_list<uint16_t> v) {
 
 // The FileError message of opening `path` (fails the test when something else happens).
 std::string open_error(const std::string& path) {
-  try {
-    th::SafetensorsFile f(path);
-  } catch (const th::FileError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: " << e.what());
-  }
-  FAIL("no exception for " << path);
-  return "";
+  return message_of<th::FileError>([&] { th::SafetensorsFile f(path); });
 }
 
 void expect_refused(const std::string& name, const std::string& header, const std::string& data, const std::string& needle) {
@@ -76,18 +69,6 @@ void expect_refused(const std::string& name, const std::string& header, const st
   std::remove(path.c_str());
 }
 
-template <typename E, typename Fn>
-std::string message_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: " << e.what());
-  }
-  FAIL("no exception thrown");
-  return "";
-}
 
 }  // namespace
 
