@@ -374,10 +374,14 @@ HeadedOutput HeadedModel::run(const torch::Tensor& input_ids, const torch::Tenso
   out.loss = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(backbone_->device()));
   for (const auto& h : heads_) {
     const HeadConfig& c = h.config();
+    auto it = labels.find(c.target);
+    const bool has_loss = it != labels.end() && it->second.defined() && c.loss_fct != LossFn::None;
+    // A head nobody reads (no loss, no predictions asked for) costs nothing: an lm_head kept for generation would
+    // otherwise compute [B, T, vocab] logits at every training step.
+    if (!has_loss && !want_preds) continue;
     torch::Tensor logits = h.forward(states[backbone_->normalize_layer(c.layer_hook)]);
     if (want_preds) out.preds_by_head.emplace_back(c.name, logits.detach());
-    auto it = labels.find(c.target);
-    if (it == labels.end() || !it->second.defined() || c.loss_fct == LossFn::None) continue;
+    if (!has_loss) continue;
     out.loss_by_head.emplace_back(c.name, head_loss(h, logits, it->second, seq_len));
   }
 
