@@ -18,6 +18,8 @@ export { activationCacheBlocker, learningRateAt, Trainer } from './trainer.js';
 export type { EvalPredictions, LogEntry, LrSchedulerType, TrainerCallbacks, TrainerData, TrainingArguments, TrainOutput } from './trainer.js';
 export { readModelConfig } from './archive.js';
 export { evaluateHeadWise, getTopNPreds } from './evaluate.js';
+export { DEFAULT_MODEL_DIR, gpt2StateDict, gpt2WeightNames, loadEmbeddedModel, loadGpt2StateDict, readEmbeddedModelInfo } from './embedded.js';
+export type { EmbeddedModelInfo } from './embedded.js';
 export { barChart, DEFAULT_MARGIN, escapeXml, lineChart, linearScale, lossChart, niceTicks, PALETTE } from './plot.js';
 export type { BarChartOptions, LineChartOptions, LineSeries, Margin, ReferenceLine } from './plot.js';
 export { htmlReport, htmlTable } from './report.js';
