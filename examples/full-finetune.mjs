@@ -1,6 +1,6 @@
 // Full finetuning: spam vs ham with the whole model trained together with the classification head
 // (freezeBaseModel: false), compared in the same run with a linear probe on the frozen model.
-//   node examples/full-finetune.mjs [model.pt] [--examples=N] [--epochs=E]
+//   node examples/full-finetune.mjs [model] [--examples=N] [--epochs=E]
 import { parseArgs } from 'node:util';
 
 import { loadHeaded, Trainer } from 'transformer-heads';

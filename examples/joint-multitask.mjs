@@ -4,7 +4,7 @@
 //   - lm_head:   the model's own causal LM head (next-token cross entropy), on the same text
 // The total loss is the weighted sum of the three; each head's metrics are reported. By default the backbone is
 // 4-bit (NF4 + double quantization) with LoRA adapters (QLoRA); --mode=full finetunes every weight instead.
-//   node examples/joint-multitask.mjs [model.pt] [--examples=N] [--epochs=E] [--mode=qlora|full]
+//   node examples/joint-multitask.mjs [model] [--examples=N] [--epochs=E] [--mode=qlora|full]
 import { parseArgs } from 'node:util';
 
 import { createHeadedQLoRA, DataCollatorWithPadding, Dataset, loadHeaded, loadTokenizer, readModelConfig, Trainer } from 'transformer-heads';

@@ -1,6 +1,6 @@
 // A linear probe: does the hidden state at one layer tell whether a link ('http') has appeared so far in the email?
 // Token-level classification on SpamAssassin text, frozen backbone, one linear head.
-//   node examples/linear-probe.mjs [model.pt] [--layer=L] [--examples=N] [--epochs=E]
+//   node examples/linear-probe.mjs [model] [--layer=L] [--examples=N] [--epochs=E]
 import { parseArgs } from 'node:util';
 
 import { DataCollatorWithPadding, Dataset, loadHeaded, loadTokenizer, readModelConfig, Trainer } from 'transformer-heads';

@@ -1,7 +1,7 @@
 // Many linear probes at once, one per hidden state (embeddings, every block, the final norm), all trained together
 // on the same frozen forward pass: accuracy by layer for "has a link ('http') appeared so far?" and "is this email
 // spam?" (read at the last token).
-//   node examples/multi-probe.mjs [model.pt] [--examples=N] [--epochs=E]
+//   node examples/multi-probe.mjs [model] [--examples=N] [--epochs=E]
 import { parseArgs } from 'node:util';
 
 import { DataCollatorWithPadding, Dataset, loadHeaded, loadTokenizer, readModelConfig, Trainer } from 'transformer-heads';

@@ -1,7 +1,7 @@
 // QLoRA text classification: spam vs ham with the backbone's projections quantized to NF4 (double quantization)
 // and LoRA adapters (r=8) trained together with the classification head; compared in the same run with a linear
 // probe on the frozen float32 model. Saves the adapter (PEFT layout) and the head, and reloads them.
-//   node examples/qlora-text-classification.mjs [model.pt] [--examples=N] [--epochs=E]
+//   node examples/qlora-text-classification.mjs [model] [--examples=N] [--epochs=E]
 import { parseArgs } from 'node:util';
 
 import { createHeadedQLoRA, loadHeaded, loadLoraWithHeads, Trainer } from 'transformer-heads';

@@ -1,6 +1,6 @@
 // Saving and loading heads in the Python library's format: train two heads, save them (head_configs.json +
 // <name>.safetensors), load them into a fresh model, and check that the predictions are bit-identical.
-//   node examples/saving-and-loading.mjs [model.pt]
+//   node examples/saving-and-loading.mjs [model]
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 

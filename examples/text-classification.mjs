@@ -1,11 +1,11 @@
 // Text classification with a linear probe: spam vs ham on the SpamAssassin corpus. The probe reads the last real
 // token's hidden state (predForSequence) of a frozen GPT-2-shaped model that carries the real GPT-2 tokenizer.
-//   node examples/text-classification.mjs [model.pt] [--examples N] [--epochs E] [--layer L]
+//   node examples/text-classification.mjs [model] [--examples N] [--epochs E] [--layer L]
 import { parseArgs } from 'node:util';
 
 import { DataCollatorWithPadding, Dataset, loadHeaded, loadTokenizer, readModelConfig, Trainer } from 'transformer-heads';
 
-import { majorityBaseline, spamAssassin } from './data.mjs';
+import { defaultModel, majorityBaseline, spamAssassin } from './data.mjs';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -17,7 +17,7 @@ const { values: opt, positionals } = parseArgs({
     lr: { type: 'string', default: '2e-2' },
   },
 });
-const modelPath = positionals[0] ?? new URL('../fixtures/random-gpt2-bpe.pt', import.meta.url).pathname;
+const modelPath = positionals[0] ?? defaultModel;
 const config = await readModelConfig(modelPath);
 const tokenizer = await loadTokenizer(modelPath);
 const maxTokens = Number(opt['max-tokens']);

@@ -16,7 +16,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,16 +24,12 @@ import { fileURLToPath } from 'node:url';
 import {
   DataCollatorWithPadding,
   Dataset,
-  encodeSafetensors,
-  gpt2StateDict,
   loadHeaded,
   loadTokenizer,
   runtimeInfo,
   setNumThreads,
   Trainer,
 } from '../dist/index.js';
-
-export { gpt2StateDict }; // for the determinism test: the weights exactly as written
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
@@ -197,15 +193,14 @@ export async function meanLoss(model, blocks, batchSize = 16) {
 }
 
 /** Writes the Hugging Face folder: config.json, model.safetensors, tokenizer files, training.json (atomically, as a whole). */
-export async function writeModelDir(model, dir, tokenizerDir, info) {
+export async function writeModelDir(model, dir, info) {
   const tmp = `${dir}.tmp`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
+  // model.safetensors (F32, save_pretrained's names and layout) and the tokenizer files the archive carries.
+  await model.saveBackbone(tmp);
   const raw = { ...model.config.raw, architectures: ['GPT2LMHeadModel'] };
   await writeFile(join(tmp, 'config.json'), JSON.stringify(raw, null, 2) + '\n');
-  await writeFile(join(tmp, 'model.safetensors'), encodeSafetensors(gpt2StateDict(model), { format: 'pt' }));
-  await copyFile(join(tokenizerDir, 'tokenizer.json'), join(tmp, 'tokenizer.json'));
-  await copyFile(join(tokenizerDir, 'tokenizer_config.json'), join(tmp, 'tokenizer_config.json'));
   const sizeBytes = statSync(join(tmp, 'model.safetensors')).size;
   await writeFile(join(tmp, 'training.json'), JSON.stringify({ ...info, model_safetensors_bytes: sizeBytes }, null, 2) + '\n');
   await rm(dir, { recursive: true, force: true });
@@ -282,7 +277,7 @@ export async function pretrain({ force = false, settings = SETTINGS, dir = MODEL
     },
     environment: { torch: runtimeInfo().torchVersion, node: process.version, cpus: (await import('node:os')).cpus().length },
   };
-  await writeModelDir(model, dir, tokenizerDir, info);
+  await writeModelDir(model, dir, info);
   model.dispose();
   log(`wrote ${relative(root, dir)}: held-out loss ${heldOut.toFixed(3)} (perplexity ${Math.exp(heldOut).toFixed(1)} vs ${50257} uniform), ${info.wall_time_s.total} s`);
   return info;

