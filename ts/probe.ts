@@ -210,9 +210,9 @@ export async function probeLayers(options: ProbeLayersOptions = {}): Promise<Pro
     );
     log(`training on ${train.length} examples, ${epochs} epochs (${totalSteps} steps), testing on ${test.length}`);
     res = await trainer.train();
-    log(`evaluating ${heads.length} probes on ${test.length} held-out examples`);
     // The Trainer evaluates after the last epoch already (unless per-epoch evaluation is off).
     const logged = finalEvaluation(res);
+    if (!logged) log(`evaluating ${heads.length} probes on ${test.length} held-out examples`);
     metrics = logged ?? (await trainer.evaluate(test));
     if (o.outputDir) {
       const log: LogEntry[] = logged ? res.logHistory : [...res.logHistory, { step: res.globalStep, epoch: res.logHistory.at(-1)?.epoch ?? epochs, ...metrics }];
