@@ -88,13 +88,20 @@ class Llama final : public Backbone {
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
     if (ctx.cache) std::tie(k, v) = ctx.cache->update(index, k, v);
-    if (nkv != nh) {
-      // HF repeat_kv: query head i reads kv head i / (nh / nkv).
-      k = k.repeat_interleave(nh / nkv, /*dim=*/1);
-      v = v.repeat_interleave(nh / nkv, /*dim=*/1);
-    }
     const bool windowed = config_.window_for_layer(index) > 0;
-    auto y = attention(q, k, v, windowed ? ctx.keep_window : ctx.keep, scale_).transpose(1, 2).reshape({B, T, nh * hd});
+    const torch::Tensor& keep = windowed ? ctx.keep_window : ctx.keep;
+    torch::Tensor y;
+    if (nkv != nh) {
+      // Grouped-query attention without copying keys and values (HF repeat_kv would, at every decoding step): query
+      // head i reads kv head i / g, so the g query heads of a kv head are consecutive and become g * T query rows of
+      // it, rows ordered (head, position); the mask repeats the same way.
+      const int64_t g = nh / nkv;
+      auto rows = attention(q.reshape({B, nkv, g * T, hd}), k, v, keep.repeat({1, 1, g, 1}), scale_);
+      y = rows.view({B, nh, T, hd});
+    } else {
+      y = attention(q, k, v, keep, scale_);
+    }
+    y = y.transpose(1, 2).reshape({B, T, nh * hd});
     auto a = x + b.o(y);
     auto n = rms_norm(a, b.ln2);
     return a + b.down(torch::silu(b.gate(n)) * b.up(n));
