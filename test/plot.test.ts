@@ -1,4 +1,4 @@
-// The SVG writer (ts/plot.ts) and the HTML report (ts/report.ts): coordinates computed by hand from the documented
+// The SVG writer (ts/report/plot.ts) and the HTML report (ts/report/html.ts): coordinates computed by hand from the documented
 // layout, escaping, well-formed standalone documents; and the Trainer's loss.svg.
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { DataCollatorWithPadding, Dataset, learningRateAt, loadHeaded, Trainer, type HeadConfig } from '../ts/index.js';
-import { rng as rngForTests } from '../ts/data.js';
+import { rng as rngForTests } from '../ts/train/data.js';
 import { fixture, root } from './helpers.js';
 
 const H = 64;

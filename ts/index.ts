@@ -1,31 +1,103 @@
-export { Backbone, loadBackbone, loadTorchScript, runtimeInfo, setNumThreads, TorchScriptModule } from './backbone.js';
-export type { Device, Dtype, HiddenStatesOptions, LoadBackboneOptions } from './backbone.js';
-export type { ModelConfig } from './config.js';
+// The public API of transformer-heads. Each line takes what users see from one layer's face (its index.ts); the
+// layers and what they own are described in docs/ARCHITECTURE.md. test/api.test.ts pins this list.
 export { TransformerHeadsError } from './errors.js';
 export type { ErrorCode } from './errors.js';
-export type { Batch, IntTensor, Tensor, TokenInput } from './tensor.js';
-export { adapterConfigJson, createHeadedQLoRA, HeadedModel, loadHeaded, loadLoraWithHeads, readHeadConfigs } from './headed.js';
-export type { CreateHeadedQLoRAOptions, HeadedBatch, HeadedOutput, LabelInput, LoadHeadedOptions, LoadLoraWithHeadsOptions, LoraConfig, OptimizerSettings, QuantizationConfig, ResolvedLoraConfig } from './headed.js';
-export { headConfigsJson, resolveHeadConfig, resolveHeadConfigs } from './heads.js';
-export type { HeadConfig, LossFunction, OutputActivation, ResolvedHeadConfig } from './heads.js';
-export { decodeSafetensors, encodeSafetensors, readSafetensors } from './safetensors.js';
-export type { NamedTensor } from './safetensors.js';
-export { DataCollatorWithPadding, Dataset, permutation } from './data.js';
-export type { CollatedBatch, Column, Example } from './data.js';
-export { loadTokenizer, Tokenizer } from './tokenizer.js';
-export { accuracy, argmaxRows, macroF1, meanSquaredError, r2Score } from './metrics.js';
-export { activationCacheBlocker, finalEvaluation, learningRateAt, Trainer } from './trainer.js';
-export type { EvalPredictions, LogEntry, LrSchedulerType, TrainerCallbacks, TrainerData, TrainingArguments, TrainOutput } from './trainer.js';
-export { readModelConfig } from './archive.js';
-export { evaluateHeadWise, getTopNPreds } from './evaluate.js';
-export type { FinishReason, GenerateOptions, GenerateOutput, GenerationStep, Prompt } from './generate.js';
-export { DEFAULT_MODEL_DIR, loadEmbeddedModel, readEmbeddedModelInfo } from './embedded.js';
-export type { EmbeddedModelInfo } from './embedded.js';
-export { barChart, DEFAULT_MARGIN, escapeXml, lineChart, linearScale, lossChart, niceTicks, PALETTE } from './plot.js';
-export type { BarChartOptions, LineChartOptions, LineSeries, Margin, ReferenceLine } from './plot.js';
-export { htmlReport, htmlTable } from './report.js';
-export type { ReportOptions, ReportSection, Table } from './report.js';
-export { BUILTIN_DATASETS, loadBuiltinDataset, loadLabelledFile, readTable } from './datasets.js';
-export type { BuiltinDataset, LabelledText } from './datasets.js';
-export { accuracyByLayerChart, DEFAULT_MODEL, defaultModelPath, formatProbeTable, layerName, probeLayers, writeProbeOutputs } from './probe.js';
-export type { LayerProbeResult, ProbeLayersOptions, ProbeResult } from './probe.js';
+
+export { runtimeInfo, setNumThreads } from './native/index.js';
+export type { Batch, IntTensor, Tensor, TokenInput } from './native/index.js';
+
+export { decodeSafetensors, encodeSafetensors, loadTokenizer, readModelConfig, readSafetensors, Tokenizer } from './io/index.js';
+export type { ModelConfig, NamedTensor } from './io/index.js';
+
+export { barChart, DEFAULT_MARGIN, escapeXml, htmlReport, htmlTable, lineChart, linearScale, lossChart, niceTicks, PALETTE } from './report/index.js';
+export type { BarChartOptions, LineChartOptions, LineSeries, Margin, ReferenceLine, ReportOptions, ReportSection, Table } from './report/index.js';
+
+export {
+  adapterConfigJson,
+  Backbone,
+  createHeadedQLoRA,
+  DEFAULT_MODEL_DIR,
+  headConfigsJson,
+  HeadedModel,
+  loadBackbone,
+  loadEmbeddedModel,
+  loadHeaded,
+  loadLoraWithHeads,
+  loadTorchScript,
+  readEmbeddedModelInfo,
+  readHeadConfigs,
+  resolveHeadConfig,
+  resolveHeadConfigs,
+  TorchScriptModule,
+} from './model/index.js';
+export type {
+  CreateHeadedQLoRAOptions,
+  Device,
+  Dtype,
+  EmbeddedModelInfo,
+  FinishReason,
+  GenerateOptions,
+  GenerateOutput,
+  GenerationStep,
+  HeadConfig,
+  HeadedBatch,
+  HeadedOutput,
+  HiddenStatesOptions,
+  LabelInput,
+  LoadBackboneOptions,
+  LoadHeadedOptions,
+  LoadLoraWithHeadsOptions,
+  LoraConfig,
+  LossFunction,
+  OptimizerSettings,
+  OutputActivation,
+  Prompt,
+  QuantizationConfig,
+  ResolvedHeadConfig,
+  ResolvedLoraConfig,
+} from './model/index.js';
+
+export {
+  accuracy,
+  accuracyByLayerChart,
+  activationCacheBlocker,
+  argmaxRows,
+  BUILTIN_DATASETS,
+  DataCollatorWithPadding,
+  Dataset,
+  DEFAULT_MODEL,
+  defaultModelPath,
+  evaluateHeadWise,
+  finalEvaluation,
+  formatProbeTable,
+  getTopNPreds,
+  layerName,
+  learningRateAt,
+  loadBuiltinDataset,
+  loadLabelledFile,
+  macroF1,
+  meanSquaredError,
+  permutation,
+  probeLayers,
+  r2Score,
+  readTable,
+  Trainer,
+  writeProbeOutputs,
+} from './train/index.js';
+export type {
+  BuiltinDataset,
+  CollatedBatch,
+  Column,
+  EvalPredictions,
+  Example,
+  LabelledText,
+  LayerProbeResult,
+  LogEntry,
+  LrSchedulerType,
+  ProbeLayersOptions,
+  ProbeResult,
+  TrainerCallbacks,
+  TrainerData,
+  TrainingArguments,
+  TrainOutput,
+} from './train/index.js';

@@ -1,0 +1,181 @@
+import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
+import { parseModelConfig, writeHfFolder, type ModelConfig } from '../io/index.js';
+import { binding, fromRaw, NativeHandle, packTokens, type Batch, type NativeBackbone, type NativeTorchScript, type PackedTokens, type Tensor } from '../native/index.js';
+
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+export type Dtype = 'float32' | 'bfloat16' | 'float16';
+
+export interface LoadBackboneOptions {
+  /** 'cpu', 'cuda' or 'cuda:N'. Defaults to 'cpu'. */
+  device?: Device;
+  /** Weights and activations dtype. Defaults to 'float32'. float16 needs CUDA. */
+  dtype?: Dtype;
+}
+
+export interface HiddenStatesOptions {
+  /**
+   * Hidden-state indices as Hugging Face `output_hidden_states` numbers them: 0 = embeddings, i = output of block i,
+   * L or -1 = the final-norm output. Negative values count from the end. The forward stops after the deepest one.
+   * Defaults to every layer.
+   */
+  layers?: number[];
+}
+
+const DEVICE_RE = /^(cpu|cuda|cuda:\d{1,3})$/;
+const DTYPES: readonly string[] = ['float32', 'bfloat16', 'float16'];
+
+function packBatch(batch: Batch): { ids: PackedTokens; mask: PackedTokens | null } {
+  if (typeof batch !== 'object' || batch === null) invalidArg('batch', 'an object with input_ids', batch);
+  const ids = packTokens(batch.input_ids, 'input_ids');
+  const mask = batch.attention_mask === undefined ? null : packTokens(batch.attention_mask, 'attention_mask');
+  if (mask && (mask.shape[0] !== ids.shape[0] || mask.shape[1] !== ids.shape[1])) {
+    throw new TransformerHeadsError(
+      `attention_mask shape [${mask.shape.join(', ')}] does not match input_ids shape [${ids.shape.join(', ')}]`,
+      'ERR_TH_SHAPE',
+    );
+  }
+  return { ids, mask };
+}
+
+/**
+ * A pretrained transformer trunk (GPT-2 or Llama family) running natively in libtorch.
+ * Calls on one model run one at a time, in order, off the event loop.
+ */
+export class Backbone extends NativeHandle<NativeBackbone> {
+  /** The model's config.json, parsed. */
+  readonly config: ModelConfig;
+  /** The path it was loaded from. */
+  readonly path: string;
+  readonly device: string;
+  readonly dtype: Dtype;
+  /** tokenizer.json / tokenizer_config.json text stored with the model, or null. */
+  readonly tokenizerJson: string | null;
+  readonly tokenizerConfigJson: string | null;
+
+  /** @internal use loadBackbone() */
+  constructor(native: NativeBackbone, path: string) {
+    super(native);
+    this.path = path;
+    const info = native.info();
+    this.config = parseModelConfig(info.config);
+    this.device = info.device;
+    this.dtype = info.dtype as Dtype;
+    this.tokenizerJson = info.tokenizer || null;
+    this.tokenizerConfigJson = info.tokenizerConfig || null;
+  }
+
+  /** Number of transformer blocks L. */
+  get numLayers(): number {
+    return this.config.numLayers;
+  }
+
+  /** Bytes held by the weights (tied tensors counted once). */
+  get memoryBytes(): number {
+    return this._live().info().parameterBytes;
+  }
+
+  /** Counters for inspection: `blocksRun` is the number of transformer blocks executed since load. */
+  get stats(): { blocksRun: number } {
+    return { blocksRun: this._live().info().blocksRun };
+  }
+
+
+  /**
+   * Hidden states at the requested layers, keyed by the index as given.
+   * `out.get(-1)` is `{ data: Float32Array, shape: [B, T, H] }`.
+   */
+  async hiddenStates(batch: Batch, options?: HiddenStatesOptions | null): Promise<Map<number, Tensor>> {
+    const layers = options?.layers ?? Array.from({ length: this.numLayers + 1 }, (_, i) => i);
+    const { hiddenStates } = await this.forward(batch, { layers, logits: false });
+    return hiddenStates;
+  }
+
+  /** Next-token logits [B, T, V] from the model's LM head. */
+  async logits(batch: Batch): Promise<Tensor> {
+    const { logits } = await this.forward(batch, { layers: [], logits: true });
+    return logits!;
+  }
+
+  /** Hidden states and, when asked, logits from one forward. */
+  async forward(batch: Batch, options?: { layers?: number[]; logits?: boolean } | null): Promise<{ hiddenStates: Map<number, Tensor>; logits: Tensor | null }> {
+    const layers = options?.layers ?? [];
+    if (!Array.isArray(layers)) invalidArg('layers', 'an array of integers', layers);
+    for (const l of layers) if (!Number.isInteger(l)) invalidArg('layers', 'integer layer indices', l);
+    const { ids, mask } = packBatch(batch);
+    const native = this._live();
+    return this._enqueue(async () => {
+      const out = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, layers, options?.logits ?? false));
+      const hiddenStates = new Map<number, Tensor>();
+      for (const h of out.hidden) hiddenStates.set(h.layer, fromRaw(h));
+      return { hiddenStates, logits: out.logits ? fromRaw(out.logits) : null };
+    });
+  }
+
+  /**
+   * Writes the weights as a Hugging Face model folder that loadBackbone (and transformers' from_pretrained) reads:
+   * model.safetensors (float32, Hugging Face names with the usual prefix, a tied lm_head left out), config.json,
+   * and tokenizer.json / tokenizer_config.json when the model carries them. Each file is replaced atomically.
+   */
+  async saveBackbone(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
+    const native = this._live();
+    return this._enqueue(async () => {
+      const state = await nativeCall(() => native.stateDict());
+      const info = native.info();
+      await writeHfFolder(dir, state, { config: info.config, tokenizer: info.tokenizer || null, tokenizerConfig: info.tokenizerConfig || null });
+    });
+  }
+}
+
+/**
+ * Loads a model: a TorchScript archive made by scripts/export_torchscript.py, or a Hugging Face model folder
+ * (config.json + model.safetensors or a sharded model.safetensors.index.json, tokenizer.json optional) for
+ * gpt2, llama, mistral and qwen2. Runs off the event loop.
+ */
+export async function loadBackbone(path: string, opts?: LoadBackboneOptions | null): Promise<Backbone> {
+  const options = opts ?? {};
+  if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a non-empty string', path);
+  const device = options.device ?? 'cpu';
+  const dtype = options.dtype ?? 'float32';
+  if (typeof device !== 'string' || !DEVICE_RE.test(device)) {
+    throw new TransformerHeadsError(`unknown device '${String(device)}': use 'cpu', 'cuda' or 'cuda:N'`, 'ERR_TH_DEVICE');
+  }
+  if (!DTYPES.includes(dtype)) {
+    throw new TransformerHeadsError(`unknown dtype '${String(dtype)}': use 'float32', 'bfloat16' or 'float16'`, 'ERR_TH_DEVICE');
+  }
+  const native = await nativeCall(() => binding().loadBackbone(path, { device, dtype }));
+  return new Backbone(native, path);
+}
+
+/**
+ * The TorchScript archive's own forward, run by torch::jit: the reference the native backbone is checked against.
+ * Useful to verify an exported model; not needed for normal use.
+ */
+export class TorchScriptModule {
+  #native: NativeTorchScript | null;
+  /** @internal */
+  constructor(native: NativeTorchScript) {
+    this.#native = native;
+  }
+
+  /** Logits [B, T, V] and all L+1 hidden states. */
+  async forward(batch: Batch): Promise<{ logits: Tensor; hiddenStates: Tensor[] }> {
+    if (!this.#native) throw new TransformerHeadsError('this module was disposed', 'ERR_TH_DISPOSED');
+    const { ids, mask } = packBatch(batch);
+    const toI32 = (p: PackedTokens) => (p.data instanceof Int32Array ? p.data : Int32Array.from(p.data, (v) => Number(v)));
+    const maskData = mask ? toI32(mask) : new Int32Array(ids.shape[0] * ids.shape[1]).fill(1);
+    const native = this.#native;
+    const out = await nativeCall(() => native.forward(toI32(ids), ids.shape, maskData, ids.shape));
+    return { logits: fromRaw(out.logits), hiddenStates: out.hidden.map(fromRaw) };
+  }
+
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = null;
+  }
+}
+
+export async function loadTorchScript(path: string): Promise<TorchScriptModule> {
+  if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a non-empty string', path);
+  return new TorchScriptModule(await nativeCall(() => binding().loadTorchScript(path)));
+}

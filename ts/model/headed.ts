@@ -1,0 +1,385 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { fromNative, invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
+import { atomicWrite, encodeSafetensors, loadTokenizer, parseModelConfig, writeHfFolder, type ModelConfig, type NamedTensor, type Tokenizer } from '../io/index.js';
+import { fromRaw, NativeHandle, packTokens, type Batch, type NativeGenerator, type NativeHeaded, type PackedTokens, type RawTensor, type Tensor } from '../native/index.js';
+import type { Dtype } from './backbone.js';
+import {
+  assemble,
+  packPrompt,
+  resolveGenerateOptions,
+  TextTracker,
+  toStep,
+  type GenerateOptions,
+  type GenerateOutput,
+  type GenerationStep,
+  type Prompt,
+} from './generate.js';
+import { headConfigsJson, resolveHeadConfigs, type HeadConfig, type ResolvedHeadConfig } from './heads.js';
+import { packLabel, type HeadedBatch, type LabelInput, type PackedLabel } from './labels.js';
+import { adapterConfigJson, type ResolvedLoraConfig } from './lora.js';
+import type { QuantizationConfig } from './quantization.js';
+
+export interface HeadedOutput {
+  /** Weighted sum of the finite head losses. */
+  loss: number;
+  lossByHead: Record<string, number>;
+  /** Equal to lossByHead unless adaptive loss is on. */
+  adaptedLossByHead: Record<string, number>;
+  /** Every head's output [B, T, C] (float32), when asked for with returnPreds. */
+  predsByHead: Map<string, Tensor> | null;
+}
+
+export interface OptimizerSettings {
+  lr: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Gradient-norm clipping; 0 disables. Defaults to 1.0. */
+  maxGradNorm?: number;
+}
+
+const pairsToRecord = (p: Array<[string, number]>) => Object.fromEntries(p);
+
+/**
+ * A backbone with heads: forward with losses, training steps, saving and loading in the Python library's format.
+ * Calls run one at a time, in order, off the event loop.
+ */
+export class HeadedModel extends NativeHandle<NativeHeaded> {
+  readonly config: ModelConfig;
+  readonly heads: readonly ResolvedHeadConfig[];
+  readonly modelPath: string;
+  readonly device: string;
+  readonly dtype: Dtype;
+  readonly tokenizerJson: string | null;
+  readonly tokenizerConfigJson: string | null;
+  /** Hidden-state indices (0..L) the heads read. */
+  readonly hookedLayers: readonly number[];
+  readonly freezeBaseModel: boolean;
+  readonly onlyInference: boolean;
+  /** The quantization of the backbone's projections, or null. */
+  readonly quantization: Required<QuantizationConfig> | null;
+  /** The name written as base_model_name_or_path in adapter_config.json. */
+  readonly baseModelNameOrPath: string;
+  #lora: ResolvedLoraConfig | null;
+
+  /** @internal use loadHeaded() */
+  constructor(
+    native: NativeHeaded,
+    modelPath: string,
+    heads: HeadConfig[],
+    opts: { freezeBaseModel: boolean; onlyInference: boolean; quantization?: Required<QuantizationConfig> | null; lora?: ResolvedLoraConfig | null; baseModelNameOrPath?: string },
+  ) {
+    super(native);
+    this.quantization = opts.quantization ?? null;
+    this.#lora = opts.lora ?? null;
+    this.baseModelNameOrPath = opts.baseModelNameOrPath ?? modelPath;
+    const info = native.info();
+    this.config = parseModelConfig(info.config);
+    this.heads = resolveHeadConfigs(heads, this.config);
+    this.modelPath = modelPath;
+    this.device = info.device;
+    this.dtype = info.dtype as Dtype;
+    this.tokenizerJson = info.tokenizer || null;
+    this.tokenizerConfigJson = info.tokenizerConfig || null;
+    this.hookedLayers = info.hookedLayers;
+    this.freezeBaseModel = opts.freezeBaseModel;
+    this.onlyInference = opts.onlyInference;
+  }
+
+
+  /** The LoRA configuration, or null (none, or merged by mergeAndUnload). */
+  get lora(): ResolvedLoraConfig | null {
+    return this.#lora;
+  }
+
+  /**
+   * Bytes of weight memory by kind: dense backbone weights, quantized projections (codes and absmax), LoRA
+   * adapters, heads; and the bits per weight of the quantized projections.
+   */
+  memoryFootprint(): { dense: number; quantized: number; lora: number; heads: number; total: number; quantizedBitsPerParameter: number | null } {
+    const info = this._live().info();
+    const m = info.memory;
+    return {
+      ...m,
+      total: m.dense + m.quantized + m.lora + m.heads,
+      quantizedBitsPerParameter: info.quantizedParameters > 0 ? (8 * m.quantized) / info.quantizedParameters : null,
+    };
+  }
+
+  /** LoRA tensors by PEFT name (without "base_model.model."). */
+  loraWeights(): NamedTensor[] {
+    return this._live().loraState().map((t) => ({ key: t.key, ...fromRaw(t) }));
+  }
+
+  /** Folds the LoRA adapters into the projections (4-bit ones become dense) and removes them; returns this model. */
+  mergeAndUnload(): this {
+    if (!this.#lora) throw new TransformerHeadsError('this model has no LoRA adapters to merge', 'ERR_TH_CONFIG');
+    this._live().mergeLora();
+    this.#lora = null;
+    return this;
+  }
+
+  /** Number of weights that train (heads, and the backbone unless frozen). */
+  trainableParameters(): number {
+    return this._live().info().trainableParameters;
+  }
+
+  totalParameters(): number {
+    return this._live().info().totalParameters;
+  }
+
+  /** Bytes of the backbone's weights. */
+  get memoryBytes(): number {
+    return this._live().info().parameterBytes;
+  }
+
+  /** Transformer blocks run since load (early exit makes this smaller than batches x layers). */
+  get blocksRun(): number {
+    return this._live().info().blocksRun;
+  }
+
+  /** Losses and, with returnPreds, every head's predictions. No autograd; adaptive-loss statistics untouched. */
+  async forward(batch: HeadedBatch, options?: { returnPreds?: boolean } | null): Promise<HeadedOutput> {
+    const returnPreds = options?.returnPreds ?? false;
+    const { ids, mask, labels } = this.#pack(batch);
+    const native = this._live();
+    return this._enqueue(async () => {
+      const o = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, returnPreds, null));
+      return this.#output(o, returnPreds);
+    });
+  }
+
+  /**
+   * One training micro-batch: forward with autograd and backward of loss x scale (use 1 / gradient-accumulation
+   * steps). `hidden` replaces the backbone with cached hidden states (frozen backbones only). Usually driven by Trainer.
+   */
+  async trainStep(batch: HeadedBatch, opts?: { scale?: number; hidden?: Map<number, Tensor> } | null): Promise<Omit<HeadedOutput, 'predsByHead'>> {
+    const options = opts ?? {};
+    const { ids, mask, labels } = this.#pack(batch);
+    const hidden = options.hidden ? [...options.hidden].map(([layer, t]) => ({ layer, data: t.data, shape: t.shape })) : null;
+    const native = this._live();
+    return this._enqueue(async () => {
+      const o = await nativeCall(() => native.trainStep(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, options.scale ?? 1, hidden));
+      const { predsByHead: _, ...rest } = this.#output(o, false);
+      return rest;
+    });
+  }
+
+  /** Sets up AdamW (weight decay on weight matrices only) over every trainable tensor. */
+  configureOptimizer(settings: OptimizerSettings): void {
+    if (typeof settings?.lr !== 'number' || !(settings.lr > 0)) invalidArg('lr', 'a positive number', settings?.lr);
+    this._live().configureOptimizer(settings);
+  }
+
+  /** Clips gradients, steps AdamW at learning rate `lr`, clears gradients; resolves with the gradient norm before clipping. */
+  async optimizerStep(lr: number): Promise<number> {
+    if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) invalidArg('lr', 'a finite number >= 0', lr);
+    return this._call((n) => n.optimizerStep(lr));
+  }
+
+  /** @internal */
+  async saveOptimizerState(path: string): Promise<void> {
+    return this._call((n) => n.saveOptimizer(path));
+  }
+
+  /** @internal */
+  async loadOptimizerState(path: string): Promise<void> {
+    return this._call((n) => n.loadOptimizer(path));
+  }
+
+  /** @internal every trainable tensor (heads, and the backbone when not frozen), for exact resume */
+  async saveTrainableState(path: string): Promise<void> {
+    return this._call((n) => n.saveTrainable(path));
+  }
+
+  /** @internal */
+  async loadTrainableState(path: string): Promise<void> {
+    return this._call((n) => n.loadTrainable(path));
+  }
+
+  /** @internal whether training must run the backbone with autograd (so cached activations cannot stand in) */
+  get backboneNeedsGrad(): boolean {
+    return this._live().info().backboneNeedsGrad;
+  }
+
+  /** Hidden states at the hooked layers (what the heads read), without autograd. */
+  async hookedHiddenStates(batch: Batch): Promise<Map<number, Tensor>> {
+    const ids = packTokens(batch.input_ids, 'input_ids');
+    const mask = batch.attention_mask === undefined ? null : packTokens(batch.attention_mask, 'attention_mask');
+    const native = this._live();
+    return this._enqueue(async () => {
+      const out = await nativeCall(() => native.hookedHidden(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null));
+      return new Map(out.map((t) => [Number(t.layer), fromRaw(t)]));
+    });
+  }
+
+  /** A snapshot of one head's weights (keys lins.K.weight|bias, [out, in]). */
+  headWeights(name: string): NamedTensor[] {
+    return this._live().headState(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
+  }
+
+  /** Gradients accumulated on one head since the last optimizer step (empty when it has none). */
+  headGradients(name: string): NamedTensor[] {
+    return this._live().headGrads(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
+  }
+
+  /** L2 norm of the gradients accumulated on the backbone's weights (0 when frozen or blocked). */
+  backboneGradNorm(): number {
+    return this._live().backboneGradNorm();
+  }
+
+  /** Replaces the LoRA weights (strict: every adapter tensor, right shapes). Keys as loraWeights() gives them. */
+  loadLoraWeights(tensors: NamedTensor[]): void {
+    this._live().loadLoraState(tensors);
+  }
+
+  /** Replaces backbone weights by Hugging Face name (e.g. the biases an adapter file carries). */
+  loadBackboneWeights(tensors: NamedTensor[]): void {
+    this._live().loadBackboneTensors(tensors);
+  }
+
+  /** Replaces one head's weights (strict: every key, right shapes). */
+  loadHeadWeights(name: string, tensors: NamedTensor[]): void {
+    this._live().loadHeadState(name, tensors);
+  }
+
+  /**
+   * Generates text with the causal-LM head (usually 'lm_head') and reports every other head's output at each step
+   * (the Python library's generate). Greedy by default; sampling with temperature / topK / topP / minP and a seed.
+   * Returns typed arrays with shapes: sequences [B, P + steps], logprobs [B, steps], headOutputs[name] [B, steps, C].
+   */
+  async generate(prompt: Prompt, options?: GenerateOptions | null): Promise<GenerateOutput> {
+    const steps: GenerationStep[] = [];
+    const stream = this.#generate(prompt, options);
+    let r = await stream.next();
+    while (!r.done) {
+      steps.push(r.value);
+      r = await stream.next();
+    }
+    const { prompt: packed, tracker, hasTokenizer } = r.value;
+    return assemble(packed, steps, tracker, hasTokenizer);
+  }
+
+  /**
+   * Yields each step as it is generated: the tokens, the decoded text delta (`text` for row 0, `texts` per row),
+   * log-probabilities and head outputs. Every step runs off the event loop; `options.signal` or leaving the loop
+   * (break) stops generation and frees its cache.
+   */
+  async *generateStream(prompt: Prompt, options?: GenerateOptions | null): AsyncGenerator<GenerationStep, void, undefined> {
+    yield* this.#generate(prompt, options);
+  }
+
+  async *#generate(
+    prompt: Prompt,
+    options: GenerateOptions | null | undefined,
+  ): AsyncGenerator<GenerationStep, { prompt: ReturnType<typeof packPrompt>; tracker: TextTracker; hasTokenizer: boolean }, undefined> {
+    const native = this._live();
+    const tokenizer = options?.tokenizer ?? (await this.#ownTokenizer());
+    const o = resolveGenerateOptions(options, tokenizer, this.config.eosTokenId, this.config.raw.eos_token_id);
+    o.signal?.throwIfAborted();
+    const packed = packPrompt(prompt, tokenizer, o.pad);
+    let gen: NativeGenerator;
+    try {
+      gen = native.generator(packed.ids, packed.shape, packed.mask, packed.shape, o.native);
+    } catch (e) {
+      throw fromNative(e);
+    }
+    const tracker = new TextTracker(tokenizer, packed.shape[0], o.stopSequences, o.native.eosTokenIds);
+    try {
+      for (;;) {
+        o.signal?.throwIfAborted();
+        const raw = await this._enqueue(() => nativeCall(() => gen.step()));
+        const { deltas, stopped } = tracker.push(raw.tokens.data);
+        if (stopped.length) gen.finish(stopped);
+        const finished = Array.from(raw.finished.data, (f, i) => f !== 0 || tracker.reasons[i] === 'stop');
+        yield toStep(raw, deltas, finished);
+        if (raw.done || gen.info().done) break;
+      }
+    } finally {
+      gen.dispose();
+    }
+    return { prompt: packed, tracker, hasTokenizer: tokenizer !== null };
+  }
+
+  #tokenizer: Promise<Tokenizer | null> | null = null;
+
+  /** The tokenizer stored with the model (null when it has none), parsed once. */
+  #ownTokenizer(): Promise<Tokenizer | null> {
+    if (!this.#tokenizer) {
+      this.#tokenizer = this.tokenizerJson
+        ? loadTokenizer({ tokenizerJson: this.tokenizerJson, tokenizerConfigJson: this.tokenizerConfigJson, config: { raw: this.config.raw } })
+        : Promise.resolve(null);
+    }
+    return this.#tokenizer;
+  }
+
+  /**
+   * Writes the Python library's head files into `dir`: `<name>.safetensors` for every head except 'lm_head'
+   * (keys lins.K.weight|bias, F32, [out, in]) and head_configs.json. Each file is written atomically.
+   */
+  async save(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
+    await mkdir(dir, { recursive: true });
+    if (this.#lora) {
+      // PEFT's layout: adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors {"format": "pt"}, with
+      // the biases that trained (bias 'all' / 'lora_only') next to the adapters, as PEFT stores them.
+      const trained = this._live().trainedBackboneState().map((t) => ({ key: t.key, ...fromRaw(t) }));
+      const tensors = [...this.loraWeights(), ...trained].map((t) => ({ ...t, key: `base_model.model.${t.key}` }));
+      await atomicWrite(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
+      await atomicWrite(join(dir, 'adapter_config.json'), adapterConfigJson(this.#lora, this.baseModelNameOrPath, this.config.modelType === 'gpt2' && !this.quantization));
+    }
+    for (const h of this.heads) {
+      if (h.name === 'lm_head') continue;
+      await atomicWrite(join(dir, `${h.name}.safetensors`), encodeSafetensors(this.headWeights(h.name)));
+    }
+    await atomicWrite(join(dir, 'head_configs.json'), headConfigsJson([...this.heads]));
+  }
+
+  /**
+   * Writes the backbone's current weights (full finetuning included) as a Hugging Face model folder, as
+   * Backbone.saveBackbone does; the heads are not part of it (save() writes them). A LoRA model saves its base
+   * weights without the adapters (mergeAndUnload() first to save merged weights). A quantized model is refused:
+   * its dequantized weights would not be the original ones; after mergeAndUnload() it is dense and can be saved.
+   */
+  async saveBackbone(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
+    const native = this._live();
+    return this._enqueue(async () => {
+      const state = await nativeCall(() => native.backboneState());
+      const info = native.info();
+      await writeHfFolder(dir, state, { config: info.config, tokenizer: info.tokenizer || null, tokenizerConfig: info.tokenizerConfig || null });
+    });
+  }
+
+  #pack(batch: HeadedBatch): { ids: PackedTokens; mask: PackedTokens | null; labels: PackedLabel[] } {
+    if (typeof batch !== 'object' || batch === null) invalidArg('batch', 'an object with input_ids', batch);
+    const ids = packTokens(batch.input_ids, 'input_ids');
+    const mask = batch.attention_mask === undefined ? null : packTokens(batch.attention_mask, 'attention_mask');
+    const labels: PackedLabel[] = [];
+    const targets = new Map<string, boolean>(); // target -> every head using it is cross_entropy
+    for (const h of this.heads) {
+      if (h.lossFct === null) continue;
+      targets.set(h.target, (targets.get(h.target) ?? true) && h.lossFct === 'cross_entropy');
+    }
+    for (const [target, integer] of targets) {
+      const v = batch[target];
+      if (v === undefined || v === null) continue;
+      labels.push(packLabel(v as LabelInput, target, integer));
+    }
+    return { ids, mask, labels };
+  }
+
+  #output(o: { loss: number; lossByHead: Array<[string, number]>; adaptedLossByHead: Array<[string, number]>; preds: Array<RawTensor & { name: string }> }, preds: boolean): HeadedOutput {
+    return {
+      loss: o.loss,
+      lossByHead: pairsToRecord(o.lossByHead),
+      adaptedLossByHead: pairsToRecord(o.adaptedLossByHead),
+      predsByHead: preds ? new Map(o.preds.map((p) => [p.name, fromRaw(p)])) : null,
+    };
+  }
+
+
+}

@@ -1,0 +1,210 @@
+import { TransformerHeadsError } from '../errors.js';
+import type { ModelConfig } from '../io/index.js';
+
+export type OutputActivation = 'linear' | 'sigmoid' | 'relu';
+export type LossFunction = 'cross_entropy' | 'mse' | 'masked_mse' | 'bce' | 'bce_with_logits';
+
+/**
+ * A head to attach to the model: the Python library's HeadConfig, field for field (camelCase here, snake_case in
+ * head_configs.json).
+ */
+export interface HeadConfig {
+  /** Head id; also the weights file name `<name>.safetensors`. The name 'lm_head' reuses the model's own LM head. (Python: name) */
+  name: string;
+  /** Input width; must equal the model's hidden size. (in_size) */
+  inSize: number;
+  /** Output width: classes, regression targets, or the vocabulary size for a causal-LM head. (num_outputs) */
+  numOutputs?: number | null;
+  /** Hidden-state index the head reads (0 = embeddings, -1 = final-norm output). Defaults to -1. (layer_hook) */
+  layerHook?: number;
+  /** Width of the MLP's hidden layers; used when numLayers > 1. Defaults to 0. (hidden_size) */
+  hiddenSize?: number;
+  /** 1 = a linear probe, more = an MLP with ReLU between layers. Defaults to 1. (num_layers) */
+  numLayers?: number;
+  /** Defaults to 'linear'. (output_activation) */
+  outputActivation?: OutputActivation;
+  /** Label column in the batch. Defaults to the name. (target) */
+  target?: string;
+  /** Predict the next token: logits and labels are shifted by one. Defaults to false. (is_causal_lm) */
+  isCausalLm?: boolean;
+  /** One prediction per sequence, at its last real token. Defaults to false. (pred_for_sequence) */
+  predForSequence?: boolean;
+  /** Flatten predictions to 1-D for the loss (regression, bce). Defaults to false. (is_regression) */
+  isRegression?: boolean;
+  /** Bias on the last layer (hidden layers always have one). Defaults to false. (output_bias) */
+  outputBias?: boolean;
+  /** Defaults to 'cross_entropy'; null = no loss (predictions only). (loss_fct) */
+  lossFct?: LossFunction | null;
+  /** Train this head. Defaults to true. (trainable) */
+  trainable?: boolean;
+  /** Multiplier of this head's loss in the total. Defaults to 1. (loss_weight) */
+  lossWeight?: number;
+  /** Use pad tokens to find each sequence's end. Defaults to !isCausalLm. (ignore_pads) */
+  ignorePads?: boolean;
+  /** Keep this head's gradient out of the backbone. Defaults to false. (block_gradients) */
+  blockGradients?: boolean;
+}
+
+/** A HeadConfig with every default filled in. */
+export type ResolvedHeadConfig = Required<Omit<HeadConfig, 'numOutputs' | 'lossFct'>> & {
+  numOutputs: number | null;
+  lossFct: LossFunction | null;
+};
+
+// The Python field order, which is also the key order of head_configs.json.
+const FIELDS: Array<[keyof HeadConfig, string]> = [
+  ['name', 'name'],
+  ['inSize', 'in_size'],
+  ['numOutputs', 'num_outputs'],
+  ['layerHook', 'layer_hook'],
+  ['hiddenSize', 'hidden_size'],
+  ['numLayers', 'num_layers'],
+  ['outputActivation', 'output_activation'],
+  ['target', 'target'],
+  ['isCausalLm', 'is_causal_lm'],
+  ['predForSequence', 'pred_for_sequence'],
+  ['isRegression', 'is_regression'],
+  ['outputBias', 'output_bias'],
+  ['lossFct', 'loss_fct'],
+  ['trainable', 'trainable'],
+  ['lossWeight', 'loss_weight'],
+  ['ignorePads', 'ignore_pads'],
+  ['blockGradients', 'block_gradients'],
+];
+const CAMEL = new Set(FIELDS.map(([c]) => c as string));
+const SNAKE_TO_CAMEL = new Map(FIELDS.map(([c, s]) => [s, c as string]));
+const ACTIVATIONS: readonly string[] = ['linear', 'sigmoid', 'relu'];
+const LOSSES: readonly string[] = ['cross_entropy', 'mse', 'masked_mse', 'bce', 'bce_with_logits'];
+
+function fail(head: string, field: string, message: string, value: unknown): never {
+  throw new TransformerHeadsError(`head '${head}': ${field} ${message}, got ${JSON.stringify(value) ?? String(value)}`, 'ERR_TH_CONFIG');
+}
+
+function int(head: string, field: string, v: unknown, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(head, field, `must be an integer >= ${min}`, v);
+  return v;
+}
+
+function bool(head: string, field: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') fail(head, field, 'must be true or false', v);
+  return v;
+}
+
+/** Fills defaults and checks one head against the model. Throws ERR_TH_CONFIG naming the field and the value. */
+export function resolveHeadConfig(cfg: HeadConfig, model?: Pick<ModelConfig, 'hiddenSize' | 'numLayers' | 'vocabSize'>): ResolvedHeadConfig {
+  if (typeof cfg !== 'object' || cfg === null) throw new TransformerHeadsError(`a head config must be an object, got ${String(cfg)}`, 'ERR_TH_CONFIG');
+  const name = cfg.name;
+  if (typeof name !== 'string' || name.length === 0 || /[/\\\0]/.test(name) || name === '.' || name === '..') {
+    throw new TransformerHeadsError(`head name must be a non-empty string usable as a file name, got ${JSON.stringify(name)}`, 'ERR_TH_CONFIG');
+  }
+  for (const key of Object.keys(cfg)) {
+    if (!CAMEL.has(key)) {
+      const hint = SNAKE_TO_CAMEL.get(key);
+      throw new TransformerHeadsError(`head '${name}': unknown field '${key}'${hint ? ` (did you mean '${hint}'?)` : ''}`, 'ERR_TH_CONFIG');
+    }
+  }
+  const isLm = name === 'lm_head';
+  const inSize = int(name, 'inSize', cfg.inSize, 1);
+  if (model && inSize !== model.hiddenSize) fail(name, 'inSize', `must equal the model's hidden size ${model.hiddenSize}`, inSize);
+  const isCausalLm = bool(name, 'isCausalLm', cfg.isCausalLm ?? false);
+  const predForSequence = bool(name, 'predForSequence', cfg.predForSequence ?? false);
+  if (isCausalLm && predForSequence) fail(name, 'predForSequence', 'cannot be combined with isCausalLm', predForSequence);
+  const lossFct = cfg.lossFct === undefined ? 'cross_entropy' : cfg.lossFct;
+  if (lossFct !== null && !LOSSES.includes(lossFct)) fail(name, 'lossFct', `must be one of ${LOSSES.join(', ')} or null`, lossFct);
+  let numOutputs: number | null = cfg.numOutputs ?? null;
+  if (numOutputs === null) {
+    if (isLm) numOutputs = model ? model.vocabSize : null;
+    else fail(name, 'numOutputs', 'is required (number of classes, regression targets, or the vocabulary size for a causal-LM head)', cfg.numOutputs);
+  }
+  if (numOutputs !== null) numOutputs = int(name, 'numOutputs', numOutputs, 1);
+  const layerHook = cfg.layerHook ?? -1;
+  if (!Number.isInteger(layerHook)) fail(name, 'layerHook', 'must be an integer', layerHook);
+  if (model) {
+    const L = model.numLayers;
+    if (layerHook < -(L + 1) || layerHook > L) fail(name, 'layerHook', `must be from ${-(L + 1)} to ${L} (this model has ${L} layers)`, layerHook);
+  }
+  const numLayers = int(name, 'numLayers', cfg.numLayers ?? 1, 1);
+  const hiddenSize = int(name, 'hiddenSize', cfg.hiddenSize ?? 0, 0);
+  if (numLayers > 1 && hiddenSize < 1) fail(name, 'hiddenSize', 'must be positive for an MLP head (numLayers > 1)', hiddenSize);
+  const outputActivation = cfg.outputActivation ?? 'linear';
+  if (!ACTIVATIONS.includes(outputActivation)) fail(name, 'outputActivation', `must be one of ${ACTIVATIONS.join(', ')}`, outputActivation);
+  const target = cfg.target ?? name;
+  if (typeof target !== 'string' || target.length === 0) fail(name, 'target', 'must be a non-empty string', target);
+  const lossWeight = cfg.lossWeight ?? 1.0;
+  if (typeof lossWeight !== 'number' || !Number.isFinite(lossWeight)) fail(name, 'lossWeight', 'must be a finite number', lossWeight);
+  const outputBias = bool(name, 'outputBias', cfg.outputBias ?? false);
+  if (isLm && (numLayers !== 1 || outputBias || (model && numOutputs !== model.vocabSize))) {
+    fail(name, 'numOutputs', `of 'lm_head' (the model's own LM head) must be the vocabulary size, with numLayers 1 and no outputBias`, numOutputs);
+  }
+  return {
+    name,
+    inSize,
+    numOutputs,
+    layerHook,
+    hiddenSize,
+    numLayers,
+    outputActivation,
+    target,
+    isCausalLm,
+    predForSequence,
+    isRegression: bool(name, 'isRegression', cfg.isRegression ?? false),
+    outputBias,
+    lossFct,
+    trainable: bool(name, 'trainable', cfg.trainable ?? true),
+    lossWeight,
+    ignorePads: bool(name, 'ignorePads', cfg.ignorePads ?? !isCausalLm),
+    blockGradients: bool(name, 'blockGradients', cfg.blockGradients ?? false),
+  };
+}
+
+/** Resolves a list of heads, rejecting duplicate names. */
+export function resolveHeadConfigs(heads: HeadConfig[], model?: Pick<ModelConfig, 'hiddenSize' | 'numLayers' | 'vocabSize'>): ResolvedHeadConfig[] {
+  if (!Array.isArray(heads) || heads.length === 0) throw new TransformerHeadsError('heads must be a non-empty array of head configs', 'ERR_TH_CONFIG');
+  const seen = new Set<string>();
+  return heads.map((h) => {
+    const r = resolveHeadConfig(h, model);
+    if (seen.has(r.name)) throw new TransformerHeadsError(`two heads are named '${r.name}'; head names must be unique`, 'ERR_TH_CONFIG');
+    seen.add(r.name);
+    return r;
+  });
+}
+
+/** The snake_case object of one head, keys in the Python order. */
+export function toSnakeCase(h: ResolvedHeadConfig): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (const [c, s] of FIELDS) o[s] = h[c];
+  return o;
+}
+
+/** A head config read from head_configs.json (snake_case); unknown keys are an error, as in Python. */
+export function fromSnakeCase(o: Record<string, unknown>, where: string): HeadConfig {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    const c = SNAKE_TO_CAMEL.get(k);
+    if (!c) throw new TransformerHeadsError(`${where}: unknown head config key '${k}'`, 'ERR_TH_CONFIG');
+    if (v !== null || c === 'numOutputs' || c === 'lossFct') out[c] = v;
+  }
+  return out as unknown as HeadConfig;
+}
+
+// Python's float repr for the values head configs hold (1.0, 0.5, 1e-05).
+function pyFloat(x: number): string {
+  if (Number.isInteger(x) && Math.abs(x) < 1e16) return x.toFixed(1);
+  return String(x).replace(/e([+-])(\d)$/, 'e$10$2');
+}
+
+function pyJson(v: unknown, floatKeys: Set<string>, key?: string): string {
+  if (v === null) return 'null';
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (typeof v === 'number') return key && floatKeys.has(key) ? pyFloat(v) : String(v);
+  if (typeof v === 'string') return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const entries = Object.entries(v as Record<string, unknown>).map(([k, x]) => `${pyJson(k, floatKeys)}: ${pyJson(x, floatKeys, k)}`);
+  return `{${entries.join(', ')}}`;
+}
+
+/** head_configs.json exactly as Python's json.dump writes it: one line, ", " and ": " separators. */
+export function headConfigsJson(heads: ResolvedHeadConfig[]): string {
+  const o: Record<string, unknown> = {};
+  for (const h of heads) o[h.name] = toSnakeCase(h);
+  return pyJson(o, new Set(['loss_weight']));
+}

@@ -1,0 +1,213 @@
+// Building a HeadedModel: new heads (loadHeaded), saved heads in the Python library's layout (headFolder), LoRA
+// adapters on a possibly quantized backbone (createHeadedQLoRA), and PEFT adapter folders (loadLoraWithHeads).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
+import { parseModelConfig, readSafetensors } from '../io/index.js';
+import { binding } from '../native/index.js';
+import type { Device, Dtype } from './backbone.js';
+import { HeadedModel } from './headed.js';
+import { fromSnakeCase, resolveHeadConfigs, toSnakeCase, type HeadConfig } from './heads.js';
+import { checkLora, defaultTargetModules, type LoraConfig } from './lora.js';
+import { checkQuantization, type QuantizationConfig } from './quantization.js';
+
+export interface LoadHeadedOptions {
+  /** Heads to attach (new, initialised N(0, 0.02) as Hugging Face does). Give this or headFolder. */
+  heads?: HeadConfig[];
+  /** A folder written by HeadedModel.save(): head_configs.json and <name>.safetensors. */
+  headFolder?: string;
+  /** With headFolder: new heads to attach next to the saved ones (e.g. the pretrained lm_head, for generation). */
+  extraHeads?: HeadConfig[];
+  device?: Device;
+  dtype?: Dtype;
+  /** Train heads only; the backbone runs without autograd up to the deepest hooked layer. Defaults to true. */
+  freezeBaseModel?: boolean;
+  /** No training at all. Defaults to false. */
+  onlyInference?: boolean;
+  /** Normalise each head's loss by its running mean and std (Welford, 5 warm-up steps). Defaults to false. */
+  adaptiveLoss?: boolean;
+  /** Seed of the new heads' initial weights (and of new LoRA adapters). Defaults to 42. */
+  seed?: number;
+  /** Recompute each block in the backward pass instead of keeping its activations (training only). Defaults to false. */
+  gradientCheckpointing?: boolean;
+  /**
+   * Quantize the backbone's block projections (bitsandbytes NF4 / FP4 blockwise 4-bit, or 8-bit row-wise); heads,
+   * norms, embeddings and the LM head stay dense. Needs a frozen backbone (or LoRA, see createHeadedQLoRA).
+   */
+  quantization?: QuantizationConfig;
+}
+
+/** Reads head_configs.json (the Python library's format) from a folder. */
+export async function readHeadConfigs(folder: string): Promise<HeadConfig[]> {
+  const path = join(folder, 'head_configs.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new TransformerHeadsError(`no head_configs.json in '${folder}': ${(e as Error).message}`, 'ERR_TH_FILE', { cause: e });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new TransformerHeadsError(`'${path}' is not valid JSON: ${(e as Error).message}`, 'ERR_TH_CONFIG');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new TransformerHeadsError(`'${path}' must hold an object {name: head config}`, 'ERR_TH_CONFIG');
+  }
+  return Object.values(parsed as Record<string, Record<string, unknown>>).map((o) => fromSnakeCase(o, path));
+}
+
+/**
+ * Loads a model (TorchScript archive or Hugging Face model folder) with heads: new ones from `heads`, or saved ones from `headFolder`
+ * (predictions after reload are bit-identical to before saving).
+ */
+export async function loadHeaded(modelPath: string, options: LoadHeadedOptions): Promise<HeadedModel> {
+  if (typeof modelPath !== 'string' || !modelPath) invalidArg('modelPath', 'a non-empty string', modelPath);
+  if (typeof options !== 'object' || options === null) invalidArg('options', 'an object with heads or headFolder', options);
+  if ((options.heads === undefined) === (options.headFolder === undefined)) {
+    throw new TransformerHeadsError('give exactly one of heads and headFolder', 'ERR_TH_CONFIG');
+  }
+  const heads = options.heads ?? (await readHeadConfigs(options.headFolder!));
+  return buildHeaded(modelPath, heads, options, {});
+}
+
+async function buildHeaded(
+  modelPath: string,
+  heads: HeadConfig[],
+  options: LoadHeadedOptions,
+  extra: { lora?: LoraConfig; fullyTrainedHeads?: boolean; baseModelNameOrPath?: string },
+): Promise<HeadedModel> {
+  const freezeBaseModel = options.freezeBaseModel ?? true;
+  const onlyInference = options.onlyInference ?? false;
+  const quantization = options.quantization === undefined ? null : checkQuantization(options.quantization);
+  if (quantization && !freezeBaseModel && !extra.lora && !onlyInference) {
+    throw new TransformerHeadsError(
+      'a quantized backbone cannot be fully finetuned (freezeBaseModel: false), as in the Python library; freeze it, or train LoRA adapters on it with createHeadedQLoRA',
+      'ERR_TH_CONFIG',
+    );
+  }
+  const lora = extra.lora ? checkLora(extra.lora, null) : null;
+  const added = new Set<string>();
+  if (options.extraHeads !== undefined && options.extraHeads !== null) {
+    if (!options.headFolder) throw new TransformerHeadsError('extraHeads adds heads to those of headFolder; without a folder, list every head in heads', 'ERR_TH_CONFIG');
+    if (!Array.isArray(options.extraHeads)) invalidArg('options.extraHeads', 'an array of head configs', options.extraHeads);
+    for (const h of options.extraHeads) added.add(h.name);
+    heads = [...heads, ...options.extraHeads];
+  }
+  const resolved = resolveHeadConfigs(heads); // model-independent checks first: clearer errors, no load wasted
+  const native = await nativeCall(() =>
+    binding().loadHeaded(modelPath, {
+      device: options.device ?? 'cpu',
+      dtype: options.dtype ?? 'float32',
+      heads: JSON.stringify(resolved.map(toSnakeCase)),
+      freezeBase: freezeBaseModel,
+      onlyInference,
+      adaptiveLoss: options.adaptiveLoss ?? false,
+      seed: options.seed ?? 42,
+      ...(quantization ? { quantization } : {}),
+      ...(lora ? { lora: { ...lora, targetModules: lora.targetModules.length ? lora.targetModules : undefined, seed: options.seed ?? 42 } } : {}),
+      ...(extra.fullyTrainedHeads !== undefined ? { fullyTrainedHeads: extra.fullyTrainedHeads } : {}),
+      gradientCheckpointing: options.gradientCheckpointing ?? false,
+    }),
+  );
+  const info = native.info();
+  const modelType = parseModelConfig(info.config).modelType;
+  const model = new HeadedModel(native, modelPath, heads, {
+    freezeBaseModel: freezeBaseModel || lora !== null,
+    onlyInference,
+    quantization,
+    lora: lora ? { ...lora, targetModules: lora.targetModules.length ? lora.targetModules : defaultTargetModules(modelType) } : null,
+    baseModelNameOrPath: extra.baseModelNameOrPath,
+  });
+  if (options.headFolder) {
+    try {
+      for (const h of model.heads) {
+        if (h.name === 'lm_head' || added.has(h.name)) continue;
+        model.loadHeadWeights(h.name, await readSafetensors(join(options.headFolder, `${h.name}.safetensors`)));
+      }
+    } catch (e) {
+      model.dispose();
+      throw e instanceof TransformerHeadsError ? e : new TransformerHeadsError((e as Error).message, 'ERR_TH_CONFIG', { cause: e });
+    }
+  }
+  return model;
+}
+
+export interface CreateHeadedQLoRAOptions extends Omit<LoadHeadedOptions, 'headFolder' | 'freezeBaseModel'> {
+  heads: HeadConfig[];
+  lora: LoraConfig;
+  /** Train the (trainable) heads with the adapters. Defaults to true. */
+  fullyTrainedHeads?: boolean;
+  /** Recompute each block in the backward pass instead of keeping its activations (long sequences). Defaults to false. */
+  gradientCheckpointing?: boolean;
+  /** base_model_name_or_path written in adapter_config.json. Defaults to the model path. */
+  baseModelNameOrPath?: string;
+}
+
+/**
+ * A (optionally 4/8-bit quantized) backbone with LoRA adapters on its projections and new heads: the Python
+ * library's create_headed_qlora. Only the adapters, the chosen biases and the heads train.
+ */
+export async function createHeadedQLoRA(modelPath: string, options: CreateHeadedQLoRAOptions): Promise<HeadedModel> {
+  if (typeof modelPath !== 'string' || !modelPath) invalidArg('modelPath', 'a non-empty string', modelPath);
+  if (typeof options !== 'object' || options === null || !options.lora) invalidArg('options', 'an object with heads and lora', options);
+  return buildHeaded(modelPath, options.heads, { ...options, freezeBaseModel: true }, {
+    lora: options.lora,
+    fullyTrainedHeads: options.fullyTrainedHeads ?? true,
+    baseModelNameOrPath: options.baseModelNameOrPath,
+  });
+}
+
+export interface LoadLoraWithHeadsOptions extends Omit<LoadHeadedOptions, 'heads' | 'headFolder' | 'freezeBaseModel'> {
+  /** The base model; defaults to base_model_name_or_path from adapter_config.json. */
+  modelPath?: string;
+  fullyTrainedHeads?: boolean;
+}
+
+/**
+ * Loads a folder written by save() on a LoRA model (or by the Python library / PEFT): adapter_config.json,
+ * adapter_model.safetensors, head_configs.json and the head files. Unknown adapter_config keys are ignored.
+ */
+export async function loadLoraWithHeads(dir: string, options: LoadLoraWithHeadsOptions = {}): Promise<HeadedModel> {
+  if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(await readFile(join(dir, 'adapter_config.json'), 'utf8'));
+  } catch (e) {
+    throw new TransformerHeadsError(`no readable adapter_config.json in '${dir}': ${(e as Error).message}`, 'ERR_TH_FILE', { cause: e });
+  }
+  if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') throw new TransformerHeadsError(`adapter type ${String(cfg.peft_type)} is not LoRA`, 'ERR_TH_CONFIG');
+  const modelPath = options.modelPath ?? (typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : '');
+  if (!modelPath) throw new TransformerHeadsError(`adapter_config.json in '${dir}' names no base model; pass modelPath`, 'ERR_TH_CONFIG');
+  const tm = cfg.target_modules;
+  if (typeof tm === 'string') {
+    throw new TransformerHeadsError('target_modules given as a regular expression is not supported; list the module names', 'ERR_TH_CONFIG');
+  }
+  const lora: LoraConfig = {
+    r: Number(cfg.r ?? 8),
+    alpha: Number(cfg.lora_alpha ?? 8),
+    dropout: Number(cfg.lora_dropout ?? 0),
+    bias: (cfg.bias as LoraConfig['bias']) ?? 'none',
+    useRslora: Boolean(cfg.use_rslora ?? false),
+    ...(Array.isArray(tm) ? { targetModules: tm.map(String) } : {}),
+  };
+  const heads = await readHeadConfigs(dir);
+  const model = await buildHeaded(modelPath, heads, { ...options, freezeBaseModel: true, headFolder: dir }, {
+    lora,
+    fullyTrainedHeads: options.fullyTrainedHeads ?? true,
+    baseModelNameOrPath: modelPath,
+  });
+  try {
+    const tensors = (await readSafetensors(join(dir, 'adapter_model.safetensors'))).map((t) => ({ ...t, key: t.key.replace(/^base_model\.model\./, '') }));
+    const lora2 = tensors.filter((t) => t.key.includes('lora_')).map((t) => ({ ...t, key: t.key.replace(/\.lora_([AB])\.[^.]+\.weight$/, '.lora_$1.weight') }));
+    model.loadLoraWeights(lora2);
+    const biases = tensors.filter((t) => !t.key.includes('lora_') && t.key.endsWith('.bias'));
+    if (biases.length) model.loadBackboneWeights(biases);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}

@@ -1,0 +1,28 @@
+import { invalidArg, TransformerHeadsError } from '../errors.js';
+import type { Dtype } from './backbone.js';
+
+export interface QuantizationConfig {
+  /** 4 or 8. */
+  bits: 4 | 8;
+  /** 4-bit code: 'nf4' (default) or 'fp4'. */
+  quantType?: 'nf4' | 'fp4';
+  /** Elements per absmax block (power of two, 32..4096). Defaults to 64. */
+  blocksize?: number;
+  /** Quantize the absmax values too (8-bit, blocks of 256): about 4.13 instead of 4.5 bits per weight. Defaults to false. */
+  doubleQuant?: boolean;
+  /** Dtype the dequantized weights multiply in. Defaults to 'float32'. */
+  computeDtype?: Dtype;
+}
+
+/** @internal Fills the defaults and checks the ranges (ERR_TH_CONFIG naming the field). */
+export function checkQuantization(q: QuantizationConfig): Required<QuantizationConfig> {
+  if (typeof q !== 'object' || q === null) invalidArg('quantization', 'an object { bits: 4 | 8, ... }', q);
+  if (q.bits !== 4 && q.bits !== 8) throw new TransformerHeadsError(`quantization.bits must be 4 or 8, got ${JSON.stringify(q.bits)}`, 'ERR_TH_CONFIG');
+  const blocksize = q.blocksize ?? 64;
+  if (!Number.isInteger(blocksize) || blocksize < 32 || blocksize > 4096 || (blocksize & (blocksize - 1)) !== 0) {
+    throw new TransformerHeadsError(`quantization.blocksize must be a power of two from 32 to 4096, got ${blocksize}`, 'ERR_TH_CONFIG');
+  }
+  const quantType = q.quantType ?? 'nf4';
+  if (quantType !== 'nf4' && quantType !== 'fp4') throw new TransformerHeadsError(`quantization.quantType must be 'nf4' or 'fp4', got '${quantType}'`, 'ERR_TH_CONFIG');
+  return { bits: q.bits, quantType, blocksize, doubleQuant: q.doubleQuant ?? false, computeDtype: q.computeDtype ?? 'float32' };
+}

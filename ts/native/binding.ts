@@ -1,0 +1,171 @@
+// Loads the compiled addon and types its raw surface. Nothing else in ts/ touches the binding untyped.
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { TransformerHeadsError } from '../errors.js';
+
+/** @internal A tensor as it crosses the boundary: float32 bytes plus a shape. */
+export interface RawTensor {
+  data: Uint8Array;
+  shape: number[];
+}
+
+/** @internal */
+export interface NativeBackbone {
+  forward(
+    ids: Int32Array | BigInt64Array,
+    shape: number[],
+    mask: Int32Array | BigInt64Array | null,
+    maskShape: number[] | null,
+    layers: number[],
+    logits: boolean,
+  ): Promise<{ hidden: Array<RawTensor & { layer: number }>; logits: RawTensor | null }>;
+  stateDict(): Promise<Array<RawTensor & { key: string }>>;
+  info(): {
+    config: string;
+    tokenizer: string;
+    tokenizerConfig: string;
+    device: string;
+    dtype: string;
+    numLayers: number;
+    parameterBytes: number;
+    blocksRun: number;
+  };
+  dispose(): void;
+}
+
+/** @internal */
+export interface NativeTorchScript {
+  forward(ids: Int32Array, shape: number[], mask: Int32Array, maskShape: number[]): Promise<{ logits: RawTensor; hidden: RawTensor[] }>;
+  dispose(): void;
+}
+
+type Ids = Int32Array | BigInt64Array;
+type LabelTensor = { name: string; data: Float32Array | Int32Array | BigInt64Array; shape: number[] };
+type HiddenTensor = { layer: number; data: Float32Array; shape: number[] };
+type NativeOutput = { loss: number; lossByHead: Array<[string, number]>; adaptedLossByHead: Array<[string, number]>; preds: Array<RawTensor & { name: string }> };
+
+/** @internal The generation settings the native generator takes (model/generate.ts fills them in). */
+export interface NativeGenerateOptions {
+  maxNewTokens: number;
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repetitionPenalty: number;
+  seed?: number;
+  eosTokenIds: number[];
+  padTokenId?: number;
+  useCache: boolean;
+  keepLogits: boolean;
+}
+
+/** @internal What the native step returns. */
+export interface NativeStep {
+  index: number;
+  tokens: { data: Int32Array; shape: number[] };
+  logprobs: RawTensor;
+  finished: { data: Int32Array; shape: number[] };
+  heads: Array<RawTensor & { name: string }>;
+  logits?: RawTensor;
+  done: boolean;
+}
+
+/** @internal */
+export interface NativeGenerator {
+  step(): Promise<NativeStep>;
+  finish(rows: number[]): void;
+  info(): { done: boolean; steps: number; lmHead: string; cacheBytes: number };
+  dispose(): void;
+}
+
+/** @internal */
+export interface NativeHeaded {
+  forward(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], preds: boolean, hidden: HiddenTensor[] | null): Promise<NativeOutput>;
+  trainStep(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], scale: number, hidden: HiddenTensor[] | null): Promise<NativeOutput>;
+  optimizerStep(lr: number): Promise<number>;
+  configureOptimizer(o: { lr: number; weightDecay?: number; beta1?: number; beta2?: number; eps?: number; maxGradNorm?: number }): void;
+  saveOptimizer(path: string): Promise<void>;
+  loadOptimizer(path: string): Promise<void>;
+  saveTrainable(path: string): Promise<void>;
+  loadTrainable(path: string): Promise<void>;
+  hookedHidden(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null): Promise<Array<RawTensor & { layer: string }>>;
+  headState(name: string): Array<RawTensor & { key: string }>;
+  headGrads(name: string): Array<RawTensor & { key: string }>;
+  backboneGradNorm(): number;
+  loraState(): Array<RawTensor & { key: string }>;
+  loadLoraState(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
+  mergeLora(): void;
+  backboneState(): Promise<Array<RawTensor & { key: string }>>;
+  trainedBackboneState(): Array<RawTensor & { key: string }>;
+  loadBackboneTensors(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
+  loadHeadState(name: string, tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
+  generator(ids: Int32Array, shape: number[], mask: Int32Array, maskShape: number[], options: NativeGenerateOptions): NativeGenerator;
+  info(): ReturnType<NativeBackbone['info']> & {
+    trainableParameters: number;
+    totalParameters: number;
+    backboneNeedsGrad: boolean;
+    hookedLayers: number[];
+    memory: { dense: number; quantized: number; lora: number; heads: number };
+    quantized: boolean;
+    quantizedParameters: number;
+  };
+  dispose(): void;
+}
+
+/** @internal */
+export interface NativeBinding {
+  loadHeaded(
+    path: string,
+    options: {
+      device: string;
+      dtype: string;
+      heads: string;
+      freezeBase: boolean;
+      onlyInference: boolean;
+      adaptiveLoss: boolean;
+      seed: number;
+      quantization?: object;
+      lora?: object;
+      fullyTrainedHeads?: boolean;
+      gradientCheckpointing?: boolean;
+    },
+  ): Promise<NativeHeaded>;
+  loadBackbone(path: string, options: { device: string; dtype: string }): Promise<NativeBackbone>;
+  loadTorchScript(path: string): Promise<NativeTorchScript>;
+  setNumThreads(n: number): void;
+  runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
+}
+
+const require = createRequire(import.meta.url);
+// dist/native/binding.js -> the package root, where node-gyp-build looks for prebuilds/ and build/.
+const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+let cached: NativeBinding | undefined;
+
+/**
+ * The addon: `TRANSFORMER_HEADS_BINDING` (a path to a .node file) if set, else node-gyp-build's search
+ * (prebuilds/ first, then build/Release).
+ * @internal
+ */
+export function binding(): NativeBinding {
+  if (cached) return cached;
+  const override = process.env.TRANSFORMER_HEADS_BINDING;
+  try {
+    cached = override ? (require(resolve(override)) as NativeBinding) : (require('node-gyp-build')(packageRoot) as NativeBinding);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new TransformerHeadsError(
+      `The transformer-heads native addon could not be loaded: ${msg}\n` +
+        'Possible solutions:\n' +
+        '  - build it: `bash scripts/setup.sh` (Debian/Ubuntu: installs libtorch-dev and builds), or `npm run build:native`\n' +
+        '  - with your own libtorch: `LIBTORCH=/path/to/libtorch npm run build:native`\n' +
+        '  - "cannot open shared object file": the libtorch the addon was built against has moved; rebuild it\n' +
+        '  - a specific binary: set TRANSFORMER_HEADS_BINDING=/path/to/transformer_heads.node',
+      'ERR_TH_NATIVE',
+      { cause: e },
+    );
+  }
+  return cached;
+}

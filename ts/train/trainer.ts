@@ -1,0 +1,400 @@
+import { appendFile, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { invalidArg, TransformerHeadsError } from '../errors.js';
+import { atomicWrite } from '../io/index.js';
+import type { HeadedBatch, HeadedModel, ResolvedHeadConfig } from '../model/index.js';
+import type { Tensor } from '../native/index.js';
+import { lossChart } from '../report/index.js';
+import { learningRateAt, type TrainingArguments } from './arguments.js';
+import { checkpoints, latestCheckpoint } from './checkpoints.js';
+import { DataCollatorWithPadding, type CollatedBatch } from './collator.js';
+import { permutation, type Dataset, type Example } from './data.js';
+import { selectForMetrics } from './loss-positions.js';
+import { accuracy, macroF1, meanSquaredError, r2Score } from './metrics.js';
+
+export interface LogEntry {
+  step: number;
+  epoch: number;
+  [key: string]: number;
+}
+
+/** The evaluation logged at the run's last step (epoch or step strategy), if there is one. */
+export function finalEvaluation(res: { logHistory: LogEntry[]; globalStep: number }): Record<string, number> | null {
+  const e = [...res.logHistory].reverse().find((x) => 'eval_loss' in x);
+  if (!e || e.step !== res.globalStep) return null;
+  return Object.fromEntries(Object.entries(e).filter(([k]) => k.startsWith('eval_'))) as Record<string, number>;
+}
+
+export interface TrainerCallbacks {
+  onLog?(entry: LogEntry): void | Promise<void>;
+  onEvaluate?(metrics: Record<string, number>): void | Promise<void>;
+  onSave?(checkpointDir: string): void | Promise<void>;
+  onStepEnd?(state: { step: number; epoch: number; loss: number; learningRate: number; totalSteps: number }): void | Promise<void>;
+}
+
+/**
+ * What computeMetrics receives: per head, the predictions at the positions that carry a loss (the arg-max class for
+ * cross_entropy heads, the raw outputs otherwise, numOutputs values per position) and their labels.
+ */
+export interface EvalPredictions {
+  heads: Record<string, { predictions: Float32Array; labels: Float32Array; numOutputs: number; config: ResolvedHeadConfig }>;
+}
+
+export interface TrainerData {
+  trainDataset?: Dataset;
+  evalDataset?: Dataset;
+  dataCollator: DataCollatorWithPadding;
+  /** Extra metrics from the evaluation predictions; keys get an 'eval_' prefix. */
+  computeMetrics?: (p: EvalPredictions) => Record<string, number>;
+  callbacks?: TrainerCallbacks;
+  /** Stops training cleanly after the step in progress. */
+  signal?: AbortSignal;
+}
+
+export interface TrainOutput {
+  globalStep: number;
+  trainingLoss: number;
+  stopped: boolean;
+  activationCache: boolean;
+  metrics: Record<string, number>;
+  logHistory: LogEntry[];
+}
+
+/** Why the activation cache cannot stand in for the backbone, or null when it can. */
+export function activationCacheBlocker(model: HeadedModel): string | null {
+  if (!model.freezeBaseModel || model.backboneNeedsGrad) return 'the backbone trains (freezeBaseModel is false or a tied lm_head trains)';
+  for (const h of model.heads) {
+    if (h.lossFct === null || h.ignorePads) continue;
+    // Without ignorePads a head reads padded positions unless its loss skips -100 labels there.
+    if (h.predForSequence || !(h.lossFct === 'cross_entropy' || h.lossFct === 'masked_mse')) {
+      return `head '${h.name}' reads padded positions (ignorePads is false)`;
+    }
+  }
+  return null;
+}
+
+function progressBar(): ((done: number, total: number, info: string) => void) & { end(): void } {
+  const start = Date.now();
+  const fmt = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}:` : '') + new Date(s * 1000).toISOString().slice(s >= 3600 ? 14 : 14, 19);
+  const f = (done: number, total: number, info: string) => {
+    const width = 28;
+    const frac = total > 0 ? done / total : 0;
+    const elapsed = (Date.now() - start) / 1000;
+    const eta = done > 0 ? (elapsed * (total - done)) / done : 0;
+    const bar = '='.repeat(Math.floor(frac * width)).padEnd(width, ' ');
+    process.stderr.write(`\r[${bar}] ${done}/${total} ${fmt(elapsed)}<${fmt(eta)} ${info}\x1b[K`);
+  };
+  return Object.assign(f, { end: () => process.stderr.write('\n') });
+}
+
+/** Trains a HeadedModel: the loop, schedules, gradient accumulation, evaluation, logging and checkpoints. */
+export class Trainer {
+  readonly model: HeadedModel;
+  readonly args: Required<Omit<TrainingArguments, 'evalSteps' | 'saveSteps' | 'saveTotalLimit' | 'resumeFromCheckpoint'>> &
+    Pick<TrainingArguments, 'evalSteps' | 'saveSteps' | 'saveTotalLimit' | 'resumeFromCheckpoint'>;
+  readonly data: TrainerData;
+  readonly logHistory: LogEntry[] = [];
+  #cache: Array<Map<number, Float32Array> | undefined> | null = null;
+
+  constructor(model: HeadedModel, args: TrainingArguments, data: TrainerData) {
+    if (!model || typeof model.trainStep !== 'function') invalidArg('model', 'a HeadedModel', model);
+    if (typeof args?.outputDir !== 'string' || !args.outputDir) invalidArg('args.outputDir', 'a folder path', args?.outputDir);
+    if (!(data?.dataCollator instanceof DataCollatorWithPadding)) invalidArg('dataCollator', 'a DataCollatorWithPadding', data?.dataCollator);
+    const pos = (name: string, v: number, int = true) => {
+      if (typeof v !== 'number' || !(v > 0) || (int && !Number.isInteger(v))) invalidArg(`args.${name}`, int ? 'a positive integer' : 'a positive number', v);
+      return v;
+    };
+    const nonneg = (name: string, v: number) => {
+      if (typeof v !== 'number' || !(v >= 0)) invalidArg(`args.${name}`, 'a number >= 0', v);
+      return v;
+    };
+    this.model = model;
+    this.data = data;
+    this.args = {
+      outputDir: args.outputDir,
+      learningRate: pos('learningRate', args.learningRate ?? 5e-5, false),
+      numTrainEpochs: pos('numTrainEpochs', args.numTrainEpochs ?? 3, false),
+      maxSteps: args.maxSteps ?? -1,
+      perDeviceTrainBatchSize: pos('perDeviceTrainBatchSize', args.perDeviceTrainBatchSize ?? 8),
+      perDeviceEvalBatchSize: pos('perDeviceEvalBatchSize', args.perDeviceEvalBatchSize ?? 8),
+      gradientAccumulationSteps: pos('gradientAccumulationSteps', args.gradientAccumulationSteps ?? 1),
+      warmupSteps: nonneg('warmupSteps', args.warmupSteps ?? 0),
+      warmupRatio: nonneg('warmupRatio', args.warmupRatio ?? 0),
+      lrSchedulerType: args.lrSchedulerType ?? 'linear',
+      weightDecay: nonneg('weightDecay', args.weightDecay ?? 0),
+      adamBeta1: args.adamBeta1 ?? 0.9,
+      adamBeta2: args.adamBeta2 ?? 0.999,
+      adamEpsilon: args.adamEpsilon ?? 1e-8,
+      maxGradNorm: nonneg('maxGradNorm', args.maxGradNorm ?? 1),
+      seed: args.seed ?? 42,
+      loggingSteps: pos('loggingSteps', args.loggingSteps ?? 500),
+      evalStrategy: args.evalStrategy ?? (args.evalSteps ? 'steps' : data.evalDataset ? 'epoch' : 'no'),
+      evalSteps: args.evalSteps,
+      saveStrategy: args.saveStrategy ?? (args.saveSteps ? 'steps' : 'no'),
+      saveSteps: args.saveSteps,
+      saveTotalLimit: args.saveTotalLimit,
+      resumeFromCheckpoint: args.resumeFromCheckpoint,
+      activationCache: args.activationCache ?? 'auto',
+      activationCacheMaxBytes: args.activationCacheMaxBytes ?? 2 ** 30,
+      disableProgressBar: args.disableProgressBar ?? false,
+    };
+    if (!['linear', 'cosine', 'constant', 'constant_with_warmup'].includes(this.args.lrSchedulerType)) {
+      invalidArg('args.lrSchedulerType', "'linear', 'cosine', 'constant' or 'constant_with_warmup'", this.args.lrSchedulerType);
+    }
+    if (this.args.evalStrategy === 'steps' && !this.args.evalSteps) invalidArg('args.evalSteps', 'a positive integer with evalStrategy "steps"', this.args.evalSteps);
+    if (this.args.saveStrategy === 'steps' && !this.args.saveSteps) invalidArg('args.saveSteps', 'a positive integer with saveStrategy "steps"', this.args.saveSteps);
+  }
+
+  async train(): Promise<TrainOutput> {
+    const { trainDataset, signal, callbacks } = this.data;
+    const a = this.args;
+    if (!trainDataset) throw new TransformerHeadsError('train() needs a trainDataset', 'ERR_TH_VALUE');
+    const n = trainDataset.length;
+    if (n === 0) throw new TransformerHeadsError('the training dataset is empty', 'ERR_TH_VALUE');
+    if (this.model.onlyInference) throw new TransformerHeadsError('the model was loaded with onlyInference: true', 'ERR_TH_CONFIG');
+    const bs = a.perDeviceTrainBatchSize;
+    const accum = a.gradientAccumulationSteps;
+    const microPerEpoch = Math.ceil(n / bs);
+    const updatesPerEpoch = Math.max(1, Math.floor(microPerEpoch / accum));
+    const totalSteps = a.maxSteps > 0 ? a.maxSteps : Math.ceil(a.numTrainEpochs * updatesPerEpoch);
+    const numEpochs = a.maxSteps > 0 ? Math.ceil(a.maxSteps / updatesPerEpoch) : Math.ceil(a.numTrainEpochs);
+    const warmup = a.warmupSteps > 0 ? a.warmupSteps : Math.ceil(a.warmupRatio * totalSteps);
+
+    await mkdir(a.outputDir, { recursive: true });
+    this.model.configureOptimizer({
+      lr: a.learningRate,
+      weightDecay: a.weightDecay,
+      beta1: a.adamBeta1,
+      beta2: a.adamBeta2,
+      eps: a.adamEpsilon,
+      maxGradNorm: a.maxGradNorm,
+    });
+
+    let globalStep = 0;
+    let startEpoch = 0;
+    let skipMicro = 0;
+    if (a.resumeFromCheckpoint) {
+      const dir = a.resumeFromCheckpoint === true ? await latestCheckpoint(a.outputDir) : a.resumeFromCheckpoint;
+      const st = await this.#loadCheckpoint(dir);
+      globalStep = st.globalStep;
+      startEpoch = st.epoch;
+      skipMicro = st.microStep;
+      this.logHistory.push(...st.logHistory);
+    }
+
+    const cacheBlocker = activationCacheBlocker(this.model);
+    let useCache = false;
+    if (a.activationCache !== false) {
+      const bytes = this.#cacheBytes(trainDataset);
+      const blocker = cacheBlocker ?? (bytes > a.activationCacheMaxBytes ? `it needs ${bytes} bytes, over activationCacheMaxBytes ${a.activationCacheMaxBytes}` : null);
+      if (blocker === null) useCache = true;
+      else if (a.activationCache === true) throw new TransformerHeadsError(`the activation cache cannot be used: ${blocker}`, 'ERR_TH_CONFIG');
+    }
+    this.#cache = useCache ? new Array(n) : null;
+
+    const bar = !a.disableProgressBar && process.stderr.isTTY ? progressBar() : null;
+    const t0 = performance.now();
+    let stopped = false;
+    let windowLoss = 0;
+    let windowSteps = 0;
+    let totalLoss = 0;
+    let lastGradNorm = 0;
+    let stepLoss = 0;
+    const finished = () => globalStep >= totalSteps;
+
+    outer: for (let epoch = startEpoch; epoch < numEpochs && !finished(); epoch++) {
+      const order = permutation(n, a.seed + epoch);
+      for (let micro = 0; micro < microPerEpoch; micro++) {
+        if (epoch === startEpoch && micro < skipMicro) continue;
+        if (signal?.aborted) {
+          stopped = true;
+          break outer;
+        }
+        const idx = order.slice(micro * bs, (micro + 1) * bs);
+        const examples = idx.map((i) => trainDataset.at(i));
+        const batch = this.data.dataCollator.collate(examples);
+        const hidden = this.#cache ? await this.#cachedHidden(idx, examples, batch) : undefined;
+        const out = await this.model.trainStep(batch as unknown as HeadedBatch, { scale: 1 / accum, hidden });
+        stepLoss += out.loss / accum;
+        const boundary = (micro + 1) % accum === 0 || micro === microPerEpoch - 1;
+        if (!boundary) continue;
+        const lr = learningRateAt(a.lrSchedulerType, a.learningRate, globalStep, warmup, totalSteps);
+        lastGradNorm = await this.model.optimizerStep(lr);
+        globalStep++;
+        windowLoss += stepLoss;
+        windowSteps++;
+        totalLoss += stepLoss;
+        const epochFloat = epoch + (micro + 1) / microPerEpoch;
+        bar?.(globalStep, totalSteps, `loss ${stepLoss.toFixed(4)} lr ${lr.toExponential(2)}`);
+        await callbacks?.onStepEnd?.({ step: globalStep, epoch: epochFloat, loss: stepLoss, learningRate: lr, totalSteps });
+        stepLoss = 0;
+        if (globalStep % a.loggingSteps === 0 || finished()) {
+          await this.#log({ step: globalStep, epoch: round(epochFloat), loss: windowLoss / windowSteps, grad_norm: lastGradNorm, learning_rate: lr });
+          windowLoss = 0;
+          windowSteps = 0;
+        }
+        if (a.evalStrategy === 'steps' && globalStep % a.evalSteps! === 0 && this.data.evalDataset) await this.#evaluateAndLog(globalStep, epochFloat);
+        if (a.saveStrategy === 'steps' && globalStep % a.saveSteps! === 0) await this.#saveCheckpoint(globalStep, epoch, micro + 1, microPerEpoch);
+        // Leave the epoch, not the run: as in Hugging Face's Trainer, the epoch-end evaluation and save still happen.
+        if (finished()) break;
+      }
+      if (a.evalStrategy === 'epoch' && this.data.evalDataset) await this.#evaluateAndLog(globalStep, epoch + 1);
+      if (a.saveStrategy === 'epoch') await this.#saveCheckpoint(globalStep, epoch + 1, 0, microPerEpoch);
+    }
+    bar?.end();
+    const runtime = (performance.now() - t0) / 1000;
+    const metrics = {
+      train_runtime: round(runtime),
+      train_samples_per_second: round((globalStep * bs * accum) / runtime),
+      train_steps_per_second: round(globalStep / runtime),
+      train_loss: globalStep > 0 ? totalLoss / globalStep : Number.NaN,
+    };
+    await this.#log({ step: globalStep, epoch: this.logHistory.at(-1)?.epoch ?? 0, ...metrics });
+    await atomicWrite(join(a.outputDir, 'loss.svg'), lossChart(this.logHistory));
+    this.#cache = null;
+    return { globalStep, trainingLoss: metrics.train_loss, stopped, activationCache: useCache, metrics, logHistory: [...this.logHistory] };
+  }
+
+  /**
+   * Mean loss per head and in total over a dataset (the Python library's evaluate_head_wise), plus accuracy /
+   * macro-F1 for classification heads, MSE / R² for regression heads, and computeMetrics' results.
+   */
+  async evaluate(dataset: Dataset | undefined = this.data.evalDataset): Promise<Record<string, number>> {
+    if (!dataset) throw new TransformerHeadsError('evaluate() needs an evalDataset', 'ERR_TH_VALUE');
+    if (dataset.length === 0) throw new TransformerHeadsError('the evaluation dataset is empty', 'ERR_TH_VALUE');
+    const bs = this.args.perDeviceEvalBatchSize;
+    const sums: Record<string, number> = {};
+    const counts: Record<string, number> = {};
+    let total = 0;
+    let batches = 0;
+    const collected: Record<string, { preds: number[]; labels: number[] }> = {};
+    const pad = this.model.config.padTokenId ?? this.model.config.eosTokenId;
+    for (let i = 0; i < dataset.length; i += bs) {
+      const examples = dataset.rows.slice(i, i + bs) as Example[];
+      const batch = this.data.dataCollator.collate(examples);
+      const out = await this.model.forward(batch as unknown as HeadedBatch, { returnPreds: true });
+      total += out.loss;
+      batches++;
+      for (const [h, l] of Object.entries(out.lossByHead)) {
+        sums[h] = (sums[h] ?? 0) + l;
+        counts[h] = (counts[h] ?? 0) + 1;
+      }
+      for (const h of this.model.heads) {
+        const col = batch[h.target];
+        const preds = out.predsByHead!.get(h.name);
+        if (!col || !preds || h.lossFct === null) continue;
+        const c = (collected[h.name] ??= { preds: [], labels: [] });
+        selectForMetrics(h, preds, col, batch.input_ids!, pad, c);
+      }
+    }
+    const metrics: Record<string, number> = { eval_loss: total / batches };
+    for (const h of Object.keys(sums)) metrics[`eval_loss_${h}`] = sums[h]! / counts[h]!;
+    const forUser: EvalPredictions = { heads: {} };
+    for (const h of this.model.heads) {
+      const c = collected[h.name];
+      if (!c || c.labels.length === 0) continue;
+      const C = h.lossFct === 'cross_entropy' || h.isRegression ? 1 : h.numOutputs ?? 1;
+      const preds = Float32Array.from(c.preds);
+      const labels = Float32Array.from(c.labels);
+      forUser.heads[h.name] = { predictions: preds, labels, numOutputs: C, config: h };
+      if (h.lossFct === 'cross_entropy') {
+        metrics[`eval_${h.name}_accuracy`] = accuracy(preds, labels);
+        // macro-F1 over a vocabulary says little and costs a pass per class: classification heads only
+        if (!h.isCausalLm) metrics[`eval_${h.name}_f1_macro`] = macroF1(preds, labels);
+      } else if (h.lossFct === 'bce' || h.lossFct === 'bce_with_logits') {
+        const thr = h.lossFct === 'bce' ? 0.5 : 0;
+        metrics[`eval_${h.name}_accuracy`] = accuracy(preds.map((p) => (p > thr ? 1 : 0)), labels);
+      } else {
+        metrics[`eval_${h.name}_mse`] = meanSquaredError(preds, labels);
+        metrics[`eval_${h.name}_r2`] = r2Score(preds, labels);
+      }
+    }
+    if (this.data.computeMetrics) {
+      for (const [k, v] of Object.entries(this.data.computeMetrics(forUser))) metrics[k.startsWith('eval_') ? k : `eval_${k}`] = v;
+    }
+    return metrics;
+  }
+
+  async #evaluateAndLog(step: number, epoch: number): Promise<void> {
+    const m = await this.evaluate();
+    await this.#log({ step, epoch: round(epoch), ...m });
+    await this.data.callbacks?.onEvaluate?.(m);
+  }
+
+  async #log(entry: LogEntry): Promise<void> {
+    this.logHistory.push(entry);
+    await appendFile(join(this.args.outputDir, 'log_history.jsonl'), JSON.stringify(entry) + '\n');
+    await this.data.callbacks?.onLog?.(entry);
+  }
+
+  #cacheBytes(ds: Dataset): number {
+    let tokens = 0;
+    for (const r of ds) tokens += lengthOf(r.input_ids);
+    return tokens * this.model.config.hiddenSize * 4 * this.model.hookedLayers.length;
+  }
+
+  // Hidden states for a batch: from the cache when every row is there, else computed once and stored (unpadded).
+  async #cachedHidden(idx: number[], examples: Example[], batch: CollatedBatch): Promise<Map<number, Tensor>> {
+    const cache = this.#cache!;
+    const [B, T] = batch.input_ids!.shape as [number, number];
+    const H = this.model.config.hiddenSize;
+    if (idx.every((i) => cache[i])) {
+      const out = new Map<number, Tensor>();
+      for (const layer of this.model.hookedLayers) {
+        const data = new Float32Array(B * T * H); // padded positions stay 0: no head with a loss reads them
+        idx.forEach((ex, b) => data.set(cache[ex]!.get(layer)!, b * T * H));
+        out.set(layer, { data, shape: [B, T, H] });
+      }
+      return out;
+    }
+    const hidden = await this.model.hookedHiddenStates(batch as never);
+    idx.forEach((ex, b) => {
+      const len = lengthOf(examples[b]!.input_ids);
+      const m = new Map<number, Float32Array>();
+      for (const [layer, t] of hidden) m.set(layer, t.data.slice(b * T * H, b * T * H + len * H));
+      cache[ex] = m;
+    });
+    return hidden;
+  }
+
+  async #saveCheckpoint(step: number, epoch: number, microStep: number, microPerEpoch: number): Promise<void> {
+    const dir = join(this.args.outputDir, `checkpoint-${step}`);
+    const tmp = `${dir}.tmp`;
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    await this.model.save(tmp);
+    await this.model.saveTrainableState(join(tmp, 'trainable.pt'));
+    await this.model.saveOptimizerState(join(tmp, 'optimizer.pt'));
+    const state = { global_step: step, epoch: microStep >= microPerEpoch ? epoch + 1 : epoch, micro_step: microStep >= microPerEpoch ? 0 : microStep, log_history: this.logHistory };
+    await atomicWrite(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2));
+    await rm(dir, { recursive: true, force: true });
+    await rename(tmp, dir);
+    if (this.args.saveTotalLimit) {
+      const all = await checkpoints(this.args.outputDir);
+      for (const old of all.slice(0, Math.max(0, all.length - this.args.saveTotalLimit))) await rm(join(this.args.outputDir, `checkpoint-${old}`), { recursive: true, force: true });
+    }
+    await this.data.callbacks?.onSave?.(dir);
+  }
+
+  async #loadCheckpoint(dir: string): Promise<{ globalStep: number; epoch: number; microStep: number; logHistory: LogEntry[] }> {
+    let state: { global_step: number; epoch: number; micro_step: number; log_history: LogEntry[] };
+    try {
+      state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8'));
+    } catch (e) {
+      throw new TransformerHeadsError(`'${dir}' is not a checkpoint (no readable trainer_state.json)`, 'ERR_TH_FILE', { cause: e });
+    }
+    await this.model.loadTrainableState(join(dir, 'trainable.pt'));
+    await this.model.loadOptimizerState(join(dir, 'optimizer.pt'));
+    return { globalStep: state.global_step, epoch: state.epoch, microStep: state.micro_step, logHistory: state.log_history ?? [] };
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 1e4) / 1e4;
+}
+
+function lengthOf(v: unknown): number {
+  if (Array.isArray(v) || ArrayBuffer.isView(v)) return (v as ArrayLike<unknown>).length;
+  throw new TransformerHeadsError('every example needs an input_ids array', 'ERR_TH_VALUE');
+}
