@@ -5,13 +5,13 @@ import { fileURLToPath } from 'node:url';
 
 import { TransformerHeadsError } from '../errors.js';
 
-/** @internal A tensor as it crosses the boundary: float32 bytes plus a shape. */
+/** A tensor as it crosses the boundary: float32 bytes plus a shape. Not public API (as every Native* type here). */
 export interface RawTensor {
   data: Uint8Array;
   shape: number[];
 }
 
-/** @internal */
+/** The addon's backbone object. Not public API, but kept in the .d.ts: Backbone's declaration refers to it. */
 export interface NativeBackbone {
   forward(
     ids: Int32Array | BigInt64Array,
@@ -46,7 +46,7 @@ type LabelTensor = { name: string; data: Float32Array | Int32Array | BigInt64Arr
 type HiddenTensor = { layer: number; data: Float32Array; shape: number[] };
 type NativeOutput = { loss: number; lossByHead: Array<[string, number]>; adaptedLossByHead: Array<[string, number]>; preds: Array<RawTensor & { name: string }> };
 
-/** @internal The generation settings the native generator takes (model/generate.ts fills them in). */
+/** The generation settings the native generator takes (model/generate.ts fills them in). */
 export interface NativeGenerateOptions {
   maxNewTokens: number;
   doSample: boolean;
@@ -62,7 +62,7 @@ export interface NativeGenerateOptions {
   keepLogits: boolean;
 }
 
-/** @internal What the native step returns. */
+/** What the native generation step returns. */
 export interface NativeStep {
   index: number;
   tokens: { data: Int32Array; shape: number[] };
@@ -73,7 +73,7 @@ export interface NativeStep {
   done: boolean;
 }
 
-/** @internal */
+/** The addon's generator object. */
 export interface NativeGenerator {
   step(): Promise<NativeStep>;
   finish(rows: number[]): void;
@@ -81,7 +81,7 @@ export interface NativeGenerator {
   dispose(): void;
 }
 
-/** @internal */
+/** The addon's headed-model object. Not public API, but kept in the .d.ts: HeadedModel's declaration refers to it. */
 export interface NativeHeaded {
   forward(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], preds: boolean, hidden: HiddenTensor[] | null): Promise<NativeOutput>;
   trainStep(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], scale: number, hidden: HiddenTensor[] | null): Promise<NativeOutput>;

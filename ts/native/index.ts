@@ -1,8 +1,15 @@
 // The native layer: loading the compiled addon and typing its raw surface, the handle that serialises calls on a
 // native object, and tensors as they cross the boundary. Nothing above this folder touches the binding untyped.
+// The re-exports tagged internal stay out of the published .d.ts (tsconfig stripInternal), as their declarations do.
+export type { NativeBackbone, NativeGenerateOptions, NativeGenerator, NativeHeaded, NativeStep, RawTensor } from './binding.js';
+/** @internal */
 export { binding } from './binding.js';
-export type { NativeBackbone, NativeBinding, NativeGenerateOptions, NativeGenerator, NativeHeaded, NativeStep, NativeTorchScript, RawTensor } from './binding.js';
+/** @internal */
+export type { NativeBinding, NativeTorchScript } from './binding.js';
 export { NativeHandle } from './handle.js';
 export { runtimeInfo, setNumThreads } from './runtime.js';
+/** @internal */
 export { fromRaw, packTokens } from './tensor.js';
-export type { Batch, IntTensor, PackedTokens, Tensor, TokenInput } from './tensor.js';
+/** @internal */
+export type { PackedTokens } from './tensor.js';
+export type { Batch, IntTensor, Tensor, TokenInput } from './tensor.js';
