@@ -40,7 +40,16 @@ export interface GenerateOptions {
 /** Token ids of one prompt, or of several (ragged rows are left-padded), or text when a tokenizer is available. */
 export type Prompt = string | string[] | readonly number[] | readonly (readonly number[])[] | Int32Array;
 
-export interface GenerationStep {
+/**
+ * The heads generation reports (headOutputs), given a model's head names H: every head except the causal-LM head that
+ * generates (the one named 'lm_head', else the first causal-LM head). With the names known (inferred by loadHeaded)
+ * and an 'lm_head' among them, that is exactly the other heads, and a misspelt name is a compile error; otherwise
+ * which head generates is known only at run time, and the names are plain strings.
+ */
+export type GeneratedHeadName<H extends string> = 'lm_head' extends H ? Exclude<H, 'lm_head'> : string;
+
+/** `O`: the names of the heads in headOutputs (see GeneratedHeadName). */
+export interface GenerationStep<O extends string = string> {
   /** 0-based step number. */
   step: number;
   /** The token appended to each row, [B]. */
@@ -54,7 +63,7 @@ export interface GenerationStep {
   /** log_softmax of the raw LM logits at each row's token, [B]. */
   logprobs: Float32Array;
   /** Every non-LM head's output at the last input position of this step, [B, C]. */
-  headOutputs: Record<string, Tensor>;
+  headOutputs: Record<O, Tensor>;
   /** Rows finished after this step (eos, stop string). */
   finished: boolean[];
   /** Raw LM logits [B, V] (with outputLogits). */
@@ -63,7 +72,8 @@ export interface GenerationStep {
 
 export type FinishReason = 'eos' | 'stop' | 'length';
 
-export interface GenerateOutput {
+/** `O`: the names of the heads in headOutputs (see GeneratedHeadName). */
+export interface GenerateOutput<O extends string = string> {
   /** Left-padded prompts followed by the generated tokens, [B, promptLength + steps]. Finished rows hold the pad token. */
   sequences: { data: Int32Array; shape: [number, number] };
   /** Attention mask of sequences (0 on left padding). */
@@ -73,7 +83,7 @@ export interface GenerateOutput {
   /** log-probability of each generated token under the raw logits, [B, steps]. */
   logprobs: Tensor;
   /** Every non-LM head's output at each step, [B, steps, C]: step 0 at the last prompt token, step s at generated token s-1. */
-  headOutputs: Record<string, Tensor>;
+  headOutputs: Record<O, Tensor>;
   /** Generated text of each row, without the eos token (null without a tokenizer). */
   texts: string[] | null;
   finishReasons: FinishReason[];

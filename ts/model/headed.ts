@@ -12,6 +12,7 @@ import {
   TextTracker,
   toStep,
   type GenerateOptions,
+  type GeneratedHeadName,
   type GenerateOutput,
   type GenerationStep,
   type Prompt,
@@ -21,14 +22,14 @@ import { packLabel, type HeadedBatch, type LabelInput, type PackedLabel } from '
 import { adapterConfigJson, type ResolvedLoraConfig } from './lora.js';
 import type { QuantizationConfig } from './quantization.js';
 
-export interface HeadedOutput {
+export interface HeadedOutput<H extends string = string> {
   /** Weighted sum of the finite head losses. */
   loss: number;
-  lossByHead: Record<string, number>;
+  lossByHead: Record<H, number>;
   /** Equal to lossByHead unless adaptive loss is on. */
-  adaptedLossByHead: Record<string, number>;
+  adaptedLossByHead: Record<H, number>;
   /** Every head's output [B, T, C] (float32), when asked for with returnPreds. */
-  predsByHead: Map<string, Tensor> | null;
+  predsByHead: Map<H, Tensor> | null;
 }
 
 export interface OptimizerSettings {
@@ -41,15 +42,16 @@ export interface OptimizerSettings {
   maxGradNorm?: number;
 }
 
-const pairsToRecord = (p: Array<[string, number]>) => Object.fromEntries(p);
+// The native side names the heads of this model, so the keys are H.
+const pairsToRecord = <H extends string>(p: Array<[string, number]>) => Object.fromEntries(p) as Record<H, number>;
 
 /**
  * A backbone with heads: forward with losses, training steps, saving and loading in the Python library's format.
  * Calls run one at a time, in order, off the event loop.
  */
-export class HeadedModel extends NativeHandle<NativeHeaded> {
+export class HeadedModel<H extends string = string, T extends string = string> extends NativeHandle<NativeHeaded> {
   readonly config: ModelConfig;
-  readonly heads: readonly ResolvedHeadConfig[];
+  readonly heads: readonly ResolvedHeadConfig<H>[];
   readonly modelPath: string;
   readonly device: string;
   readonly dtype: Dtype;
@@ -69,7 +71,7 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
   constructor(
     native: NativeHeaded,
     modelPath: string,
-    heads: HeadConfig[],
+    heads: HeadConfig<H>[],
     opts: { freezeBaseModel: boolean; onlyInference: boolean; quantization?: Required<QuantizationConfig> | null; lora?: ResolvedLoraConfig | null; baseModelNameOrPath?: string },
   ) {
     super(native);
@@ -142,7 +144,7 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
   }
 
   /** Losses and, with returnPreds, every head's predictions. No autograd; adaptive-loss statistics untouched. */
-  async forward(batch: HeadedBatch, options?: { returnPreds?: boolean } | null): Promise<HeadedOutput> {
+  async forward(batch: HeadedBatch<T>, options?: { returnPreds?: boolean } | null): Promise<HeadedOutput<H>> {
     const returnPreds = options?.returnPreds ?? false;
     const { ids, mask, labels } = this.#pack(batch);
     const native = this._live();
@@ -156,7 +158,7 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
    * One training micro-batch: forward with autograd and backward of loss x scale (use 1 / gradient-accumulation
    * steps). `hidden` replaces the backbone with cached hidden states (frozen backbones only). Usually driven by Trainer.
    */
-  async trainStep(batch: HeadedBatch, opts?: { scale?: number; hidden?: Map<number, Tensor> } | null): Promise<Omit<HeadedOutput, 'predsByHead'>> {
+  async trainStep(batch: HeadedBatch<T>, opts?: { scale?: number; hidden?: Map<number, Tensor> } | null): Promise<Omit<HeadedOutput<H>, 'predsByHead'>> {
     const options = opts ?? {};
     const { ids, mask, labels } = this.#pack(batch);
     const hidden = options.hidden ? [...options.hidden].map(([layer, t]) => ({ layer, data: t.data, shape: t.shape })) : null;
@@ -217,12 +219,12 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
   }
 
   /** A snapshot of one head's weights (keys lins.K.weight|bias, [out, in]). */
-  headWeights(name: string): NamedTensor[] {
+  headWeights(name: H): NamedTensor[] {
     return this._live().headState(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
   /** Gradients accumulated on one head since the last optimizer step (empty when it has none). */
-  headGradients(name: string): NamedTensor[] {
+  headGradients(name: H): NamedTensor[] {
     return this._live().headGrads(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
@@ -242,7 +244,7 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
   }
 
   /** Replaces one head's weights (strict: every key, right shapes). */
-  loadHeadWeights(name: string, tensors: NamedTensor[]): void {
+  loadHeadWeights(name: H, tensors: NamedTensor[]): void {
     this._live().loadHeadState(name, tensors);
   }
 
@@ -251,7 +253,7 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
    * (the Python library's generate). Greedy by default; sampling with temperature / topK / topP / minP and a seed.
    * Returns typed arrays with shapes: sequences [B, P + steps], logprobs [B, steps], headOutputs[name] [B, steps, C].
    */
-  async generate(prompt: Prompt, options?: GenerateOptions | null): Promise<GenerateOutput> {
+  async generate(prompt: Prompt, options?: GenerateOptions | null): Promise<GenerateOutput<GeneratedHeadName<H>>> {
     const steps: GenerationStep[] = [];
     const stream = this.#generate(prompt, options);
     let r = await stream.next();
@@ -260,7 +262,7 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
       r = await stream.next();
     }
     const { prompt: packed, tracker, hasTokenizer } = r.value;
-    return assemble(packed, steps, tracker, hasTokenizer);
+    return assemble(packed, steps, tracker, hasTokenizer) as GenerateOutput<GeneratedHeadName<H>>;
   }
 
   /**
@@ -268,8 +270,9 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
    * log-probabilities and head outputs. Every step runs off the event loop; `options.signal` or leaving the loop
    * (break) stops generation and frees its cache.
    */
-  async *generateStream(prompt: Prompt, options?: GenerateOptions | null): AsyncGenerator<GenerationStep, void, undefined> {
-    yield* this.#generate(prompt, options);
+  async *generateStream(prompt: Prompt, options?: GenerateOptions | null): AsyncGenerator<GenerationStep<GeneratedHeadName<H>>, void, undefined> {
+    // The steps' head outputs are keyed by this model's head names (typed H).
+    yield* this.#generate(prompt, options) as AsyncGenerator<GenerationStep<GeneratedHeadName<H>>, unknown, undefined>;
   }
 
   async *#generate(
@@ -354,7 +357,7 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
     });
   }
 
-  #pack(batch: HeadedBatch): { ids: PackedTokens; mask: PackedTokens | null; labels: PackedLabel[] } {
+  #pack(batch: HeadedBatch<T>): { ids: PackedTokens; mask: PackedTokens | null; labels: PackedLabel[] } {
     if (typeof batch !== 'object' || batch === null) invalidArg('batch', 'an object with input_ids', batch);
     const ids = packTokens(batch.input_ids, 'input_ids');
     const mask = batch.attention_mask === undefined ? null : packTokens(batch.attention_mask, 'attention_mask');
@@ -365,19 +368,19 @@ export class HeadedModel extends NativeHandle<NativeHeaded> {
       targets.set(h.target, (targets.get(h.target) ?? true) && h.lossFct === 'cross_entropy');
     }
     for (const [target, integer] of targets) {
-      const v = batch[target];
+      const v = (batch as HeadedBatch)[target];
       if (v === undefined || v === null) continue;
       labels.push(packLabel(v as LabelInput, target, integer));
     }
     return { ids, mask, labels };
   }
 
-  #output(o: { loss: number; lossByHead: Array<[string, number]>; adaptedLossByHead: Array<[string, number]>; preds: Array<RawTensor & { name: string }> }, preds: boolean): HeadedOutput {
+  #output(o: { loss: number; lossByHead: Array<[string, number]>; adaptedLossByHead: Array<[string, number]>; preds: Array<RawTensor & { name: string }> }, preds: boolean): HeadedOutput<H> {
     return {
       loss: o.loss,
       lossByHead: pairsToRecord(o.lossByHead),
       adaptedLossByHead: pairsToRecord(o.adaptedLossByHead),
-      predsByHead: preds ? new Map(o.preds.map((p) => [p.name, fromRaw(p)])) : null,
+      predsByHead: preds ? new Map(o.preds.map((p) => [p.name as H, fromRaw(p)])) : null,
     };
   }
 

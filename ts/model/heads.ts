@@ -4,13 +4,10 @@ import type { ModelConfig } from '../io/index.js';
 export type OutputActivation = 'linear' | 'sigmoid' | 'relu';
 export type LossFunction = 'cross_entropy' | 'mse' | 'masked_mse' | 'bce' | 'bce_with_logits';
 
-/**
- * A head to attach to the model: the Python library's HeadConfig, field for field (camelCase here, snake_case in
- * head_configs.json).
- */
-export interface HeadConfig {
+/** The fields every head has, whatever its kind (see HeadConfig). */
+export interface HeadConfigFields<N extends string = string, T extends string = string> {
   /** Head id; also the weights file name `<name>.safetensors`. The name 'lm_head' reuses the model's own LM head. (Python: name) */
-  name: string;
+  name: N;
   /** Input width; must equal the model's hidden size. (in_size) */
   inSize: number;
   /** Output width: classes, regression targets, or the vocabulary size for a causal-LM head. (num_outputs) */
@@ -24,7 +21,7 @@ export interface HeadConfig {
   /** Defaults to 'linear'. (output_activation) */
   outputActivation?: OutputActivation;
   /** Label column in the batch. Defaults to the name. (target) */
-  target?: string;
+  target?: T;
   /** Predict the next token: logits and labels are shifted by one. Defaults to false. (is_causal_lm) */
   isCausalLm?: boolean;
   /** One prediction per sequence, at its last real token. Defaults to false. (pred_for_sequence) */
@@ -45,14 +42,35 @@ export interface HeadConfig {
   blockGradients?: boolean;
 }
 
+/** A head that predicts labels of the text: one per token, or one per sequence with predForSequence. */
+export interface PredictionHeadConfig<N extends string = string, T extends string = string> extends HeadConfigFields<N, T> {
+  isCausalLm?: false;
+}
+
+/** A causal language-model head: the next token at every position. It predicts per token, never per sequence. */
+export interface CausalLmHeadConfig<N extends string = string, T extends string = string> extends HeadConfigFields<N, T> {
+  isCausalLm: true;
+  /** A causal-LM head predicts at every position: true is refused (ERR_TH_CONFIG). */
+  predForSequence?: false;
+}
+
+/**
+ * A head to attach to the model: the Python library's HeadConfig, field for field (camelCase here, snake_case in
+ * head_configs.json). Its kind, `isCausalLm`, rules out at compile time the combinations the model refuses (a
+ * causal-LM head predicting per sequence); resolveHeadConfig checks the same at run time for JavaScript callers.
+ * `N` is the head's name and `T` its label column: loadHeaded infers them from literal configs, so that head names
+ * and label columns are checked where outputs and batches use them. Both default to string.
+ */
+export type HeadConfig<N extends string = string, T extends string = string> = PredictionHeadConfig<N, T> | CausalLmHeadConfig<N, T>;
+
 /** A HeadConfig with every default filled in. */
-export type ResolvedHeadConfig = Required<Omit<HeadConfig, 'numOutputs' | 'lossFct'>> & {
+export type ResolvedHeadConfig<N extends string = string> = Required<Omit<HeadConfigFields<N>, 'numOutputs' | 'lossFct'>> & {
   numOutputs: number | null;
   lossFct: LossFunction | null;
 };
 
 // The Python field order, which is also the key order of head_configs.json.
-const FIELDS: Array<[keyof HeadConfig, string]> = [
+const FIELDS: Array<[keyof HeadConfigFields, string]> = [
   ['name', 'name'],
   ['inSize', 'in_size'],
   ['numOutputs', 'num_outputs'],
@@ -91,7 +109,7 @@ function bool(head: string, field: string, v: unknown): boolean {
 }
 
 /** Fills defaults and checks one head against the model. Throws ERR_TH_CONFIG naming the field and the value. */
-export function resolveHeadConfig(cfg: HeadConfig, model?: Pick<ModelConfig, 'hiddenSize' | 'numLayers' | 'vocabSize'>): ResolvedHeadConfig {
+export function resolveHeadConfig<N extends string = string>(cfg: HeadConfig<N>, model?: Pick<ModelConfig, 'hiddenSize' | 'numLayers' | 'vocabSize'>): ResolvedHeadConfig<N> {
   if (typeof cfg !== 'object' || cfg === null) throw new TransformerHeadsError(`a head config must be an object, got ${String(cfg)}`, 'ERR_TH_CONFIG');
   const name = cfg.name;
   if (typeof name !== 'string' || name.length === 0 || /[/\\\0]/.test(name) || name === '.' || name === '..') {
@@ -158,11 +176,11 @@ export function resolveHeadConfig(cfg: HeadConfig, model?: Pick<ModelConfig, 'hi
 }
 
 /** Resolves a list of heads, rejecting duplicate names. */
-export function resolveHeadConfigs(heads: HeadConfig[], model?: Pick<ModelConfig, 'hiddenSize' | 'numLayers' | 'vocabSize'>): ResolvedHeadConfig[] {
+export function resolveHeadConfigs<N extends string = string>(heads: readonly HeadConfig<N>[], model?: Pick<ModelConfig, 'hiddenSize' | 'numLayers' | 'vocabSize'>): ResolvedHeadConfig<N>[] {
   if (!Array.isArray(heads) || heads.length === 0) throw new TransformerHeadsError('heads must be a non-empty array of head configs', 'ERR_TH_CONFIG');
   const seen = new Set<string>();
   return heads.map((h) => {
-    const r = resolveHeadConfig(h, model);
+    const r = resolveHeadConfig<N>(h, model);
     if (seen.has(r.name)) throw new TransformerHeadsError(`two heads are named '${r.name}'; head names must be unique`, 'ERR_TH_CONFIG');
     seen.add(r.name);
     return r;

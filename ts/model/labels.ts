@@ -6,8 +6,11 @@ import type { Batch, TokenInput } from '../native/index.js';
 /** Labels: nested number arrays, a flat typed array (one value per row), or `{ data, shape }`. */
 export type LabelInput = number[] | number[][] | number[][][] | Float32Array | Float64Array | Int32Array | BigInt64Array | { data: ArrayLike<number> | BigInt64Array; shape: number[] };
 
-/** A batch with label columns named by the heads' `target`s. */
-export type HeadedBatch = Batch & { [target: string]: LabelInput | TokenInput | undefined };
+/**
+ * A batch with label columns named by the heads' `target`s. `T` is the union of those names when loadHeaded inferred
+ * them (a misspelt column is then a compile error), else string.
+ */
+export type HeadedBatch<T extends string = string> = Batch & { [K in T]?: LabelInput | TokenInput };
 
 /** @internal */
 export interface PackedLabel {

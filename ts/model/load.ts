@@ -12,9 +12,10 @@ import { fromSnakeCase, resolveHeadConfigs, toSnakeCase, type HeadConfig } from 
 import { checkLora, defaultTargetModules, type LoraConfig } from './lora.js';
 import { checkQuantization, type QuantizationConfig } from './quantization.js';
 
-export interface LoadHeadedOptions {
+/** `N` and `T`: the head names and label columns of `heads` (see HeadConfig); string when the heads come from a folder. */
+export interface LoadHeadedOptions<N extends string = string, T extends string = string> {
   /** Heads to attach (new, initialised N(0, 0.02) as Hugging Face does). Give this or headFolder. */
-  heads?: HeadConfig[];
+  heads?: HeadConfig<N, T>[];
   /** A folder written by HeadedModel.save(): head_configs.json and <name>.safetensors. */
   headFolder?: string;
   /** With headFolder: new heads to attach next to the saved ones (e.g. the pretrained lm_head, for generation). */
@@ -61,16 +62,25 @@ export async function readHeadConfigs(folder: string): Promise<HeadConfig[]> {
 
 /**
  * Loads a model (TorchScript archive or Hugging Face model folder) with heads: new ones from `heads`, or saved ones from `headFolder`
- * (predictions after reload are bit-identical to before saving).
+ * (predictions after reload are bit-identical to before saving). With literal `heads`, the model's type carries their
+ * names (N) and label columns (N and the targets, T): a misspelt head name or label column is a compile error.
  */
-export async function loadHeaded(modelPath: string, options: LoadHeadedOptions): Promise<HeadedModel> {
+export async function loadHeaded<const N extends string = string, const T extends string = never>(
+  modelPath: string,
+  options: LoadHeadedOptions<N, T>,
+): Promise<HeadedModel<N, N | T>> {
   if (typeof modelPath !== 'string' || !modelPath) invalidArg('modelPath', 'a non-empty string', modelPath);
   if (typeof options !== 'object' || options === null) invalidArg('options', 'an object with heads or headFolder', options);
   if ((options.heads === undefined) === (options.headFolder === undefined)) {
     throw new TransformerHeadsError('give exactly one of heads and headFolder', 'ERR_TH_CONFIG');
   }
   const heads = options.heads ?? (await readHeadConfigs(options.headFolder!));
-  return buildHeaded(modelPath, heads, options, {});
+  return typedHeads(buildHeaded(modelPath, heads, options, {}));
+}
+
+/** The model built from a caller's heads, typed by their names and label columns (string when read from a folder). */
+function typedHeads<N extends string, T extends string>(model: Promise<HeadedModel>): Promise<HeadedModel<N, N | T>> {
+  return model as unknown as Promise<HeadedModel<N, N | T>>;
 }
 
 async function buildHeaded(
@@ -135,8 +145,8 @@ async function buildHeaded(
   return model;
 }
 
-export interface CreateHeadedQLoRAOptions extends Omit<LoadHeadedOptions, 'headFolder' | 'freezeBaseModel'> {
-  heads: HeadConfig[];
+export interface CreateHeadedQLoRAOptions<N extends string = string, T extends string = string> extends Omit<LoadHeadedOptions<N, T>, 'headFolder' | 'freezeBaseModel'> {
+  heads: HeadConfig<N, T>[];
   lora: LoraConfig;
   /** Train the (trainable) heads with the adapters. Defaults to true. */
   fullyTrainedHeads?: boolean;
@@ -150,14 +160,19 @@ export interface CreateHeadedQLoRAOptions extends Omit<LoadHeadedOptions, 'headF
  * A (optionally 4/8-bit quantized) backbone with LoRA adapters on its projections and new heads: the Python
  * library's create_headed_qlora. Only the adapters, the chosen biases and the heads train.
  */
-export async function createHeadedQLoRA(modelPath: string, options: CreateHeadedQLoRAOptions): Promise<HeadedModel> {
+export async function createHeadedQLoRA<const N extends string = string, const T extends string = never>(
+  modelPath: string,
+  options: CreateHeadedQLoRAOptions<N, T>,
+): Promise<HeadedModel<N, N | T>> {
   if (typeof modelPath !== 'string' || !modelPath) invalidArg('modelPath', 'a non-empty string', modelPath);
   if (typeof options !== 'object' || options === null || !options.lora) invalidArg('options', 'an object with heads and lora', options);
-  return buildHeaded(modelPath, options.heads, { ...options, freezeBaseModel: true }, {
-    lora: options.lora,
-    fullyTrainedHeads: options.fullyTrainedHeads ?? true,
-    baseModelNameOrPath: options.baseModelNameOrPath,
-  });
+  return typedHeads(
+    buildHeaded(modelPath, options.heads, { ...options, freezeBaseModel: true }, {
+      lora: options.lora,
+      fullyTrainedHeads: options.fullyTrainedHeads ?? true,
+      baseModelNameOrPath: options.baseModelNameOrPath,
+    }),
+  );
 }
 
 export interface LoadLoraWithHeadsOptions extends Omit<LoadHeadedOptions, 'heads' | 'headFolder' | 'freezeBaseModel'> {

@@ -5,12 +5,12 @@ import type { DataCollatorWithPadding } from './collator.js';
 import type { Dataset, Example } from './data.js';
 
 /** Mean total loss and mean loss per head over a dataset, batch by batch (the Python library's evaluate_head_wise). */
-export async function evaluateHeadWise(
-  model: HeadedModel,
+export async function evaluateHeadWise<H extends string = string>(
+  model: HeadedModel<H, string>,
   dataset: Dataset,
   collator: DataCollatorWithPadding,
   batchSize = 8,
-): Promise<{ loss: number; lossByHead: Record<string, number> }> {
+): Promise<{ loss: number; lossByHead: Record<H, number> }> {
   if (dataset.length === 0) throw new TransformerHeadsError('the evaluation dataset is empty', 'ERR_TH_VALUE');
   if (!Number.isInteger(batchSize) || batchSize < 1) invalidArg('batchSize', 'a positive integer', batchSize);
   const byHead: Record<string, number[]> = {};
@@ -19,22 +19,22 @@ export async function evaluateHeadWise(
     const batch = collator.collate(dataset.rows.slice(i, i + batchSize) as Example[]);
     const out = await model.forward(batch as unknown as HeadedBatch);
     losses.push(out.loss);
-    for (const [k, v] of Object.entries(out.lossByHead)) (byHead[k] ??= []).push(v);
+    for (const [k, v] of Object.entries<number>(out.lossByHead)) (byHead[k] ??= []).push(v);
   }
   const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-  return { loss: mean(losses), lossByHead: Object.fromEntries(Object.entries(byHead).map(([k, v]) => [k, mean(v)])) };
+  return { loss: mean(losses), lossByHead: Object.fromEntries(Object.entries(byHead).map(([k, v]) => [k, mean(v)])) as Record<H, number> };
 }
 
 /**
  * For each head, the `n` highest-scoring outputs at the text's last token, decoded as tokens (the Python library's
  * get_top_n_preds; meant for causal-LM heads such as 'lm_head').
  */
-export async function getTopNPreds(n: number, model: HeadedModel, text: string, tokenizer: Tokenizer): Promise<Record<string, string[]>> {
+export async function getTopNPreds<H extends string = string>(n: number, model: HeadedModel<H, string>, text: string, tokenizer: Tokenizer): Promise<Record<H, string[]>> {
   if (!Number.isInteger(n) || n < 1) invalidArg('n', 'a positive integer', n);
   const ids = tokenizer.encode(text).ids;
   if (ids.length === 0) throw new TransformerHeadsError('the text encodes to no tokens', 'ERR_TH_VALUE');
   const out = await model.forward({ input_ids: [ids] }, { returnPreds: true });
-  const result: Record<string, string[]> = {};
+  const result = {} as Record<H, string[]>;
   for (const [name, t] of out.predsByHead!) {
     const [, T, C] = t.shape as [number, number, number];
     const row = t.data.subarray((T - 1) * C, T * C);

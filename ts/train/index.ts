@@ -13,4 +13,4 @@ export { accuracy, argmaxRows, macroF1, meanSquaredError, r2Score } from './metr
 export { accuracyByLayerChart, DEFAULT_MODEL, defaultModelPath, formatProbeTable, layerName, probeLayers, writeProbeOutputs } from './probe.js';
 export type { LayerProbeResult, ProbeLayersOptions, ProbeResult } from './probe.js';
 export { activationCacheBlocker, finalEvaluation, Trainer } from './trainer.js';
-export type { EvalPredictions, LogEntry, TrainerCallbacks, TrainerData, TrainOutput } from './trainer.js';
+export type { EvalMetricKey, EvalMetrics, EvalPredictions, LogEntry, TrainerCallbacks, TrainerData, TrainOutput } from './trainer.js';

@@ -37,16 +37,31 @@ export interface TrainerCallbacks {
  * What computeMetrics receives: per head, the predictions at the positions that carry a loss (the arg-max class for
  * cross_entropy heads, the raw outputs otherwise, numOutputs values per position) and their labels.
  */
-export interface EvalPredictions {
-  heads: Record<string, { predictions: Float32Array; labels: Float32Array; numOutputs: number; config: ResolvedHeadConfig }>;
+export interface EvalPredictions<H extends string = string> {
+  /** Heads with a loss and labels in the evaluation data. */
+  heads: Record<H, { predictions: Float32Array; labels: Float32Array; numOutputs: number; config: ResolvedHeadConfig<H> }>;
 }
 
-export interface TrainerData {
+/** A computeMetrics key as evaluate() reports it: with the 'eval_' prefix. */
+export type EvalMetricKey<M extends string> = M extends `eval_${string}` ? M : `eval_${M}`;
+
+/**
+ * What Trainer.evaluate() returns: eval_loss, and per head H eval_loss_<H>, then eval_<H>_accuracy and
+ * eval_<H>_f1_macro (classification heads) or eval_<H>_mse and eval_<H>_r2 (regression heads), and the keys
+ * computeMetrics returns (M), prefixed with 'eval_'. With the head names known a misspelt key is a compile error;
+ * with string names it is a Record<string, number>.
+ */
+export type EvalMetrics<H extends string = string, M extends string = never> = string extends H
+  ? Record<string, number>
+  : { eval_loss: number } & Record<`eval_loss_${H}` | `eval_${H}_${'accuracy' | 'f1_macro' | 'mse' | 'r2'}` | EvalMetricKey<M>, number>;
+
+/** `H`: the model's head names (see HeadConfig); `M`: the keys computeMetrics returns. */
+export interface TrainerData<H extends string = string, M extends string = string> {
   trainDataset?: Dataset;
   evalDataset?: Dataset;
   dataCollator: DataCollatorWithPadding;
   /** Extra metrics from the evaluation predictions; keys get an 'eval_' prefix. */
-  computeMetrics?: (p: EvalPredictions) => Record<string, number>;
+  computeMetrics?: (p: EvalPredictions<H>) => Record<M, number>;
   callbacks?: TrainerCallbacks;
   /** Stops training cleanly after the step in progress. */
   signal?: AbortSignal;
@@ -88,16 +103,19 @@ function progressBar(): ((done: number, total: number, info: string) => void) & 
   return Object.assign(f, { end: () => process.stderr.write('\n') });
 }
 
-/** Trains a HeadedModel: the loop, schedules, gradient accumulation, evaluation, logging and checkpoints. */
-export class Trainer {
-  readonly model: HeadedModel;
+/**
+ * Trains a HeadedModel: the loop, schedules, gradient accumulation, evaluation, logging and checkpoints. `H` (the
+ * model's head names) and `M` (computeMetrics' keys) type the metrics evaluate() returns.
+ */
+export class Trainer<H extends string = string, M extends string = never> {
+  readonly model: HeadedModel<H, string>;
   readonly args: Required<Omit<TrainingArguments, 'evalSteps' | 'saveSteps' | 'saveTotalLimit' | 'resumeFromCheckpoint'>> &
     Pick<TrainingArguments, 'evalSteps' | 'saveSteps' | 'saveTotalLimit' | 'resumeFromCheckpoint'>;
-  readonly data: TrainerData;
+  readonly data: TrainerData<H, M>;
   readonly logHistory: LogEntry[] = [];
   #cache: Array<Map<number, Float32Array> | undefined> | null = null;
 
-  constructor(model: HeadedModel, args: TrainingArguments, data: TrainerData) {
+  constructor(model: HeadedModel<H, string>, args: TrainingArguments, data: TrainerData<H, M>) {
     if (!model || typeof model.trainStep !== 'function') invalidArg('model', 'a HeadedModel', model);
     if (typeof args?.outputDir !== 'string' || !args.outputDir) invalidArg('args.outputDir', 'a folder path', args?.outputDir);
     if (!(data?.dataCollator instanceof DataCollatorWithPadding)) invalidArg('dataCollator', 'a DataCollatorWithPadding', data?.dataCollator);
@@ -260,7 +278,7 @@ export class Trainer {
    * Mean loss per head and in total over a dataset (the Python library's evaluate_head_wise), plus accuracy /
    * macro-F1 for classification heads, MSE / R² for regression heads, and computeMetrics' results.
    */
-  async evaluate(dataset: Dataset | undefined = this.data.evalDataset): Promise<Record<string, number>> {
+  async evaluate(dataset: Dataset | undefined = this.data.evalDataset): Promise<EvalMetrics<H, M>> {
     if (!dataset) throw new TransformerHeadsError('evaluate() needs an evalDataset', 'ERR_TH_VALUE');
     if (dataset.length === 0) throw new TransformerHeadsError('the evaluation dataset is empty', 'ERR_TH_VALUE');
     const bs = this.args.perDeviceEvalBatchSize;
@@ -276,7 +294,7 @@ export class Trainer {
       const out = await this.model.forward(batch as unknown as HeadedBatch, { returnPreds: true });
       total += out.loss;
       batches++;
-      for (const [h, l] of Object.entries(out.lossByHead)) {
+      for (const [h, l] of Object.entries<number>(out.lossByHead)) {
         sums[h] = (sums[h] ?? 0) + l;
         counts[h] = (counts[h] ?? 0) + 1;
       }
@@ -290,7 +308,7 @@ export class Trainer {
     }
     const metrics: Record<string, number> = { eval_loss: total / batches };
     for (const h of Object.keys(sums)) metrics[`eval_loss_${h}`] = sums[h]! / counts[h]!;
-    const forUser: EvalPredictions = { heads: {} };
+    const forUser = { heads: {} } as EvalPredictions<H>;
     for (const h of this.model.heads) {
       const c = collected[h.name];
       if (!c || c.labels.length === 0) continue;
@@ -311,9 +329,9 @@ export class Trainer {
       }
     }
     if (this.data.computeMetrics) {
-      for (const [k, v] of Object.entries(this.data.computeMetrics(forUser))) metrics[k.startsWith('eval_') ? k : `eval_${k}`] = v;
+      for (const [k, v] of Object.entries<number>(this.data.computeMetrics(forUser))) metrics[k.startsWith('eval_') ? k : `eval_${k}`] = v;
     }
-    return metrics;
+    return metrics as EvalMetrics<H, M>;
   }
 
   async #evaluateAndLog(step: number, epoch: number): Promise<void> {
