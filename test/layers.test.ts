@@ -73,37 +73,39 @@ describe('check_layers', () => {
     expect(r.err).toContain("ts/report/plot.ts:1: import '../train/index.js' reaches up from layer report to layer train");
   });
 
-  it('fails on an import that bypasses a lower layer\'s face, and on one through its own face', async () => {
-    const dir = tree({
-      'io/index.ts': "export { w } from './atomic.js';\n",
-      'io/atomic.ts': 'export const w = 1;\n',
-      'io/tok.ts': "import { w } from './index.js';\nexport const t = w;\n",
-      'model/index.ts': '',
-      'model/headed.ts': "import { w } from '../io/atomic.js';\nexport const h = w;\n",
-    });
-    const r = await check(dir);
+  it.each([
+    {
+      what: "an import that bypasses a lower layer's face, and one through its own face",
+      files: {
+        'io/index.ts': "export { w } from './atomic.js';\n",
+        'io/atomic.ts': 'export const w = 1;\n',
+        'io/tok.ts': "import { w } from './index.js';\nexport const t = w;\n",
+        'model/index.ts': '',
+        'model/headed.ts': "import { w } from '../io/atomic.js';\nexport const h = w;\n",
+      },
+      messages: [
+        "ts/model/headed.ts:1: import '../io/atomic.js' reaches into layer io (ts/io/atomic.ts); import from its face, ts/io/index.ts",
+        "ts/io/tok.ts:1: import './index.js' goes through its own layer's face",
+      ],
+    },
+    {
+      what: 'an import cycle inside a layer',
+      files: {
+        'native/index.ts': '',
+        'native/binding.ts': "import type { Step } from './generate.js';\nexport interface B { s: Step }\n",
+        'native/generate.ts': "import type { T } from './tensor.js';\nexport interface Step { t: T }\n",
+        'native/tensor.ts': "import type { B } from './binding.js';\nexport interface T { b: B }\n",
+      },
+      messages: ['import cycle: ts/native/binding.ts -> ts/native/generate.ts -> ts/native/tensor.ts -> ts/native/binding.ts'],
+    },
+    {
+      what: 'a folder that is not a layer, and a loose file in ts/',
+      files: { 'hub/download.ts': 'export const d = 1;\n', 'util.ts': 'export const u = 1;\n' },
+      messages: ['ts/hub/ is not a known layer', 'ts/util.ts sits directly in ts/'],
+    },
+  ])('fails on $what, naming it', async ({ files, messages }) => {
+    const r = await check(tree(files));
     expect(r.code).toBe(1);
-    expect(r.err).toContain("ts/model/headed.ts:1: import '../io/atomic.js' reaches into layer io (ts/io/atomic.ts); import from its face, ts/io/index.ts");
-    expect(r.err).toContain("ts/io/tok.ts:1: import './index.js' goes through its own layer's face");
-  });
-
-  it('fails on an import cycle inside a layer and prints it', async () => {
-    const dir = tree({
-      'native/index.ts': '',
-      'native/binding.ts': "import type { Step } from './generate.js';\nexport interface B { s: Step }\n",
-      'native/generate.ts': "import type { T } from './tensor.js';\nexport interface Step { t: T }\n",
-      'native/tensor.ts': "import type { B } from './binding.js';\nexport interface T { b: B }\n",
-    });
-    const r = await check(dir);
-    expect(r.code).toBe(1);
-    expect(r.err).toContain('import cycle: ts/native/binding.ts -> ts/native/generate.ts -> ts/native/tensor.ts -> ts/native/binding.ts');
-  });
-
-  it('fails on a folder that is not a layer and on a loose file in ts/', async () => {
-    const dir = tree({ 'hub/download.ts': 'export const d = 1;\n', 'util.ts': 'export const u = 1;\n' });
-    const r = await check(dir);
-    expect(r.code).toBe(1);
-    expect(r.err).toContain('ts/hub/ is not a known layer');
-    expect(r.err).toContain('ts/util.ts sits directly in ts/');
+    for (const m of messages) expect(r.err).toContain(m);
   });
 });
