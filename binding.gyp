@@ -12,8 +12,11 @@
         "native/core/device.cpp",
         "native/core/generate.cpp",
         "native/core/gpt2.cpp",
+        "native/core/headed_model.cpp",
         "native/core/heads.cpp",
         "native/core/llama.cpp",
+        "native/core/losses.cpp",
+        "native/core/optimizer.cpp",
         "native/core/quant.cpp",
         "native/core/safetensors.cpp"
       ],

@@ -14,7 +14,7 @@
 #include "device.h"
 #include "errors.h"
 #include "generate.h"
-#include "heads.h"
+#include "headed_model.h"
 
 namespace {
 
