@@ -6,6 +6,12 @@
       "target_name": "transformer_heads",
       "sources": [
         "native/addon/addon.cc",
+        "native/addon/backbone.cc",
+        "native/addon/common.cc",
+        "native/addon/convert.cc",
+        "native/addon/generator.cc",
+        "native/addon/headed.cc",
+        "native/addon/torchscript.cc",
         "native/core/backbone.cpp",
         "native/core/checkpoint.cpp",
         "native/core/config.cpp",
@@ -22,6 +28,8 @@
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
+        # native: the binding includes core headers as "core/<name>.h" (native/addon has its own backbone.h).
+        "native",
         "native/core",
         "<!@(node scripts/libtorch.mjs include)"
       ],
