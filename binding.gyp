@@ -6,19 +6,30 @@
       "target_name": "transformer_heads",
       "sources": [
         "native/addon/addon.cc",
+        "native/addon/backbone.cc",
+        "native/addon/common.cc",
+        "native/addon/convert.cc",
+        "native/addon/generator.cc",
+        "native/addon/headed.cc",
+        "native/addon/torchscript.cc",
         "native/core/backbone.cpp",
         "native/core/checkpoint.cpp",
         "native/core/config.cpp",
         "native/core/device.cpp",
         "native/core/generate.cpp",
         "native/core/gpt2.cpp",
+        "native/core/headed_model.cpp",
         "native/core/heads.cpp",
         "native/core/llama.cpp",
+        "native/core/losses.cpp",
+        "native/core/optimizer.cpp",
         "native/core/quant.cpp",
         "native/core/safetensors.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
+        # native: the binding includes core headers as "core/<name>.h" (native/addon has its own backbone.h).
+        "native",
         "native/core",
         "<!@(node scripts/libtorch.mjs include)"
       ],

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "heads.h"
+#include "headed_model.h"
 
 namespace th {
 

@@ -8,7 +8,7 @@
 #include "backbone.h"
 #include "errors.h"
 #include "generate.h"
-#include "heads.h"
+#include "headed_model.h"
 #include "test_helpers.h"
 
 using th_test::fixture;

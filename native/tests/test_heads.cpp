@@ -7,7 +7,8 @@
 
 #include "backbone.h"
 #include "errors.h"
-#include "heads.h"
+#include "headed_model.h"
+#include "losses.h"
 #include "test_helpers.h"
 
 using th_test::fixture;
