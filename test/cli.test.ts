@@ -6,7 +6,7 @@ import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { fixture, root } from './helpers.js';
+import { expectRel, F32_EPS, fixture, relErr, root } from './helpers.js';
 import { checkXml } from './plot-xml.js';
 
 const cli = join(root, 'dist', 'cli.js');
@@ -36,11 +36,12 @@ function expectOneLineError(stderr: string, pattern: RegExp) {
 const tmp = () => mkdtempSync(join(tmpdir(), 'th-cli-'));
 
 beforeAll(() => {
-  // The CLI runs from dist/: compile the TypeScript first (incremental work is small).
+  // The CLI runs from dist/: compile the TypeScript first. tsc checks the whole project each time (37 s of CPU here,
+  // 260 s of wall time on a loaded 2-core machine), more than the default 2-minute hook timeout allows.
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { cwd: root, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
-});
+}, 900_000);
 
 describe('train', () => {
   it('trains from a config file and writes head files, log_history.jsonl, loss.svg, metrics, run.json and report.html', () => {
@@ -92,8 +93,10 @@ describe('train', () => {
     expect(e.code).toBe(0);
     const ev = JSON.parse(e.stdout.trim());
     expect(ev.examples).toBe(12);
-    expect(ev.byHead.ends7.accuracy).toBeCloseTo(result.byHead.ends7.accuracy, 10);
-    expect(ev.metrics.eval_loss).toBeCloseTo(result.eval.eval_loss, 4);
+    expect(ev.byHead.ends7.accuracy).toBe(result.byHead.ends7.accuracy); // a ratio of counts of the same predictions
+    // The same forwards of the same weights on the same batches: measured bit-identical; 8 eps allow another order of
+    // the mean.
+    expectRel(relErr(ev.metrics.eval_loss, result.eval.eval_loss), 8 * F32_EPS, 'eval_loss');
     const human = run(['eval', out, '-q']);
     expect(human.stdout).toMatch(/head\s+layer\s+loss\s+accuracy/);
   });
@@ -120,7 +123,9 @@ describe('train', () => {
     expect(lines.map((l) => l.text)).toEqual(['win a free prize', 'lunch on monday?']);
     for (const l of lines) {
       expect(['ham', 'spam']).toContain(l.predictions.spam.label);
-      expect(l.predictions.spam.probabilities.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 3);
+      // Each probability is rounded to 4 decimals: the sum is 1 within half a unit of the 4th decimal per class.
+      const p: number[] = l.predictions.spam.probabilities;
+      expect(Math.abs(p.reduce((a, b) => a + b, 0) - 1)).toBeLessThanOrEqual(p.length * 0.5e-4 + 1e-12);
     }
     // stdin, one text per line
     const s = run(['predict', join(dir, 'run'), '-q'], { input: 'first text\n\nsecond text\n' });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { createHeadedQLoRA, loadHeaded, loadLoraWithHeads, TransformerHeadsError, type HeadedBatch } from '../ts/index.js';
-import { fixture, maxDiff, readReference, root } from './helpers.js';
+import { expectRel, F32_EPS, fixture, LOSS_RTOL, readReference, relDiff, relErr, root } from './helpers.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'th-lora-'));
 const cls = { name: 'cls', inSize: 64, numOutputs: 2, predForSequence: true };
@@ -25,7 +25,7 @@ describe.each(['lora-gpt2', 'lora-llama'])('%s (adapter written by Python in PEF
     const exp = readReference(fixture(`${dir}/expected.safetensors`));
     const b = Object.fromEntries(Object.entries(ref).map(([k, v]) => [k, { data: v.data, shape: v.shape }])) as HeadedBatch;
     const out = await m.forward(b);
-    expect(Math.abs(out.loss - Number(exp.loss!.data[0]))).toBeLessThan(1e-5);
+    expectRel(relErr(out.loss, Number(exp.loss!.data[0])), LOSS_RTOL, 'loss');
     expect(m.lora).toMatchObject({ r: 4, alpha: 8 });
     m.dispose();
   });
@@ -102,7 +102,8 @@ print(json.dumps({"meta": h.pop("__metadata__", None), "keys": {k: [v["dtype"], 
     m.mergeAndUnload();
     expect(m.lora).toBeNull();
     const merged = (await m.forward(probe, { returnPreds: true })).predsByHead!.get('cls')!;
-    expect(maxDiff(merged, before)).toBeLessThan(1e-5);
+    // W + B A s rounded once per weight instead of two products added at run time: a few eps per layer (measured 3.4e-7)
+    expectRel(relDiff(merged, before), 64 * F32_EPS, 'merged predictions');
     m.dispose();
     again.dispose();
   });
@@ -148,8 +149,10 @@ describe('gradient checkpointing', () => {
       };
       const a = await run(false);
       const b = await run(true);
-      a.w.forEach((t, i) => expect(maxDiff({ data: t.data, shape: [1, 1, t.data.length] }, { data: b.w[i]!.data, shape: [1, 1, t.data.length] }), `${setup} ${t.key}`).toBeLessThan(1e-6));
-      expect(maxDiff(a.h, b.h), setup).toBeLessThan(1e-5);
+      // Recomputing a segment runs the same kernels on the same inputs: measured bit-identical; 8 eps would allow a
+      // reordered gradient accumulation, nothing more.
+      a.w.forEach((t, i) => expectRel(relDiff(b.w[i]!, t), 8 * F32_EPS, `${setup} ${t.key}`));
+      expectRel(relDiff(b.h, a.h), 8 * F32_EPS, `${setup} hidden state`);
     }
   });
 });

@@ -1,11 +1,9 @@
 // The native forward against two independent references: the TorchScript archive's own forward (torch::jit) and
-// the eager Python module's outputs dumped at export time. float32, 1e-4 max abs error, with and without padding.
+// the eager Python module's outputs dumped at export time. float32, with and without padding.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadBackbone, loadTorchScript, type Backbone, type TorchScriptModule } from '../ts/index.js';
-import { fixture, maxDiff, readReference, tinyFixtures } from './helpers.js';
-
-const TOL = 1e-4;
+import { expectRel, fixture, FORWARD_RTOL as RTOL, readReference, relDiff, tinyFixtures } from './helpers.js';
 
 describe.each(tinyFixtures)('%s', (name) => {
   let model: Backbone;
@@ -27,10 +25,9 @@ describe.each(tinyFixtures)('%s', (name) => {
     const L = model.numLayers;
     const out = await model.forward(batch, { layers: Array.from({ length: L + 1 }, (_, i) => i), logits: true });
     for (let i = 0; i <= L; i++) {
-      const d = maxDiff(out.hiddenStates.get(i)!, ref[`hidden_states.${i}`]!, mask.data);
-      expect(d, `hidden_states[${i}]`).toBeLessThan(TOL);
+      expectRel(relDiff(out.hiddenStates.get(i)!, ref[`hidden_states.${i}`]!, mask.data), RTOL, `hidden_states[${i}]`);
     }
-    expect(maxDiff(out.logits!, ref.logits!, mask.data)).toBeLessThan(TOL);
+    expectRel(relDiff(out.logits!, ref.logits!, mask.data), RTOL, 'logits');
   });
 
   it('matches the TorchScript module run through torch::jit, with and without padding', async () => {
@@ -45,10 +42,10 @@ describe.each(tinyFixtures)('%s', (name) => {
       const ref = await jit.forward(batch);
       const hs = await model.hiddenStates(batch);
       expect(hs.size).toBe(model.numLayers + 1);
-      ref.hiddenStates.forEach((r, i) => expect(maxDiff(hs.get(i)!, r, flatMask), `hidden_states[${i}]`).toBeLessThan(TOL));
+      ref.hiddenStates.forEach((r, i) => expectRel(relDiff(hs.get(i)!, r, flatMask), RTOL, `hidden_states[${i}]`));
       const logits = await model.logits(batch);
       expect(logits.shape).toEqual([B, T, V]);
-      expect(maxDiff(logits, ref.logits, flatMask)).toBeLessThan(TOL);
+      expectRel(relDiff(logits, ref.logits, flatMask), RTOL, 'logits');
     }
   });
 });
@@ -59,7 +56,7 @@ it('a wrong reference is detected (the comparison can fail)', async () => {
   const batch = { input_ids: [[1, 2, 3, 4]] };
   const ours = await model.hiddenStates(batch, { layers: [-1] });
   const ref = await other.forward(batch);
-  expect(maxDiff(ours.get(-1)!, ref.hiddenStates[ref.hiddenStates.length - 1]!)).toBeGreaterThan(0.1);
+  expect(relDiff(ours.get(-1)!, ref.hiddenStates[ref.hiddenStates.length - 1]!)).toBeGreaterThan(0.1);
   model.dispose();
   other.dispose();
 });

@@ -11,12 +11,13 @@
 
 using th_test::fixture;
 using th_test::max_diff;
+using th_test::rel_diff;
 
 namespace {
 
 const std::vector<std::string> kFixtures = {"tiny-gpt2",         "tiny-llama",  "tiny-llama-linear", "tiny-llama-dynamic",
                                             "tiny-llama3",       "tiny-mistral", "tiny-qwen2"};
-constexpr double kTol = 1e-4;
+constexpr double kRtol = th_test::kForwardRtol;
 
 std::vector<std::string> devices() {
   std::vector<std::string> d{"cpu"};
@@ -38,13 +39,11 @@ void check_parity(th::Backbone& model, th::TorchScriptModel& jit, const torch::T
   auto ref = jit.forward(ids, mask);
   REQUIRE(ref.hidden_states.size() == static_cast<size_t>(L + 1));
   for (int64_t i = 0; i <= L; ++i) {
-    const double d = max_diff(ours.hidden_states[i].second, ref.hidden_states[i], mask);
-    INFO(what << " hidden_states[" << i << "] maxdiff " << d);
-    CHECK(d < kTol);
+    INFO(what << " hidden_states[" << i << "]");
+    CHECK_REL(rel_diff(ours.hidden_states[i].second, ref.hidden_states[i], mask), kRtol);
   }
-  const double d = max_diff(ours.logits, ref.logits, mask);
-  INFO(what << " logits maxdiff " << d);
-  CHECK(d < kTol);
+  INFO(what << " logits");
+  CHECK_REL(rel_diff(ours.logits, ref.logits, mask), kRtol);
   CHECK(torch::isfinite(ours.logits).all().item<bool>());
 }
 
@@ -67,11 +66,10 @@ TEST_CASE("native forward matches the TorchScript module's own forward and the P
       // Against the eager Python module's outputs (second, independent reference).
       auto ours = model->forward({ids, mask, all_layers(L), true});
       for (int64_t i = 0; i <= L; ++i) {
-        const double d = max_diff(ours.hidden_states[i].second, ref.at("hidden_states." + std::to_string(i)), mask);
-        INFO("python hidden_states[" << i << "] maxdiff " << d);
-        CHECK(d < kTol);
+        INFO("python hidden_states[" << i << "]");
+        CHECK_REL(rel_diff(ours.hidden_states[i].second, ref.at("hidden_states." + std::to_string(i)), mask), kRtol);
       }
-      CHECK(max_diff(ours.logits, ref.at("logits"), mask) < kTol);
+      CHECK_REL(rel_diff(ours.logits, ref.at("logits"), mask), kRtol);
 
       // Without padding, and a longer sequence than the export's batch.
       auto gen = torch::Generator();
@@ -92,8 +90,8 @@ TEST_CASE("padding does not change the outputs at real tokens") {
   auto lmask = torch::cat({pad, torch::ones({1, 6}, torch::kLong)}, 1);
   auto r = model->forward({right, rmask, {-1}, true});
   auto l = model->forward({left, lmask, {-1}, true});
-  CHECK(max_diff(r.logits.narrow(1, 0, 6), alone.logits) < kTol);
-  CHECK(max_diff(l.logits.narrow(1, 3, 6), alone.logits) < kTol);
+  CHECK_REL(rel_diff(r.logits.narrow(1, 0, 6), alone.logits), kRtol);
+  CHECK_REL(rel_diff(l.logits.narrow(1, 3, 6), alone.logits), kRtol);
 }
 
 TEST_CASE("early exit runs only the blocks up to the deepest requested layer") {
@@ -106,6 +104,7 @@ TEST_CASE("early exit runs only the blocks up to the deepest requested layer") {
     const uint64_t before = model->blocks_run();
     auto part = model->forward({ids, mask, {k}, false});
     CHECK(model->blocks_run() - before == static_cast<uint64_t>(k));
+    // The same blocks on the same input with the same threads: bit-identical, whatever the machine.
     CHECK(max_diff(part.hidden_states[0].second, full.hidden_states[k].second) == 0.0);
   }
   // Negative indices are Python-style: -1 is the final-norm output, -(L+1) the embeddings.
@@ -114,7 +113,7 @@ TEST_CASE("early exit runs only the blocks up to the deepest requested layer") {
   CHECK(max_diff(neg.hidden_states[1].second, full.hidden_states[0].second) == 0.0);
   CHECK(max_diff(neg.hidden_states[2].second, full.hidden_states[L - 1].second) == 0.0);
   // hs[L] is normed, hs[L-1] is a raw block output: they must differ (catches an off-by-one in the indexing).
-  CHECK(max_diff(full.hidden_states[L].second, full.hidden_states[L - 1].second) > 1e-3);
+  CHECK(rel_diff(full.hidden_states[L].second, full.hidden_states[L - 1].second) > 1e-2);
 }
 
 TEST_CASE("no autograd graph is built by a forward") {

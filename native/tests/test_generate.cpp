@@ -12,8 +12,11 @@
 #include "test_helpers.h"
 
 using th_test::fixture;
+using th_test::rel_diff;
 
 namespace {
+
+constexpr double kRtol = th_test::kForwardRtol;
 
 std::shared_ptr<th::HeadedModel> lm_model(const std::string& name, const std::string& device = "cpu", bool qlora = false) {
   auto bb = th::load_backbone(fixture(name + ".pt"), {device, "float32"});
@@ -92,14 +95,13 @@ TEST_CASE("greedy generation with the KV cache equals full recomputation") {
         CHECK(full.cache_bytes == 0);
         double logits = 0, heads = 0, lp = 0;
         for (size_t s = 0; s < 12; ++s) {
-          logits = std::max(logits, th_test::max_diff(cached.steps[s].lm_logits, full.steps[s].lm_logits));
-          heads = std::max(heads, th_test::max_diff(cached.steps[s].heads.at(0).second, full.steps[s].heads.at(0).second));
-          lp = std::max(lp, th_test::max_diff(cached.steps[s].logprobs, full.steps[s].logprobs));
+          logits = std::max(logits, rel_diff(cached.steps[s].lm_logits, full.steps[s].lm_logits));
+          heads = std::max(heads, rel_diff(cached.steps[s].heads.at(0).second, full.steps[s].heads.at(0).second));
+          lp = std::max(lp, rel_diff(cached.steps[s].logprobs, full.steps[s].logprobs));
         }
-        MESSAGE(name << " " << dev << std::string(qlora ? " qlora" : "") << ": max |logits diff| " << logits << ", heads " << heads);
-        CHECK(logits < 1e-4);
-        CHECK(heads < 1e-4);
-        CHECK(lp < 1e-4);
+        CHECK_REL(logits, kRtol);
+        CHECK_REL(heads, kRtol);
+        CHECK_REL(lp, kRtol);
       }
     }
   }
@@ -116,11 +118,11 @@ TEST_CASE("the first step's logits equal the TorchScript archive's forward on th
     auto r = generate(m, ids, mask, o);
     th::TorchScriptModel ts(fixture(name + ".pt"));
     auto ref = ts.forward(ids, mask).logits.select(1, 6);
-    CHECK(th_test::max_diff(r.steps[0].lm_logits, ref) < 1e-4);
+    CHECK_REL(rel_diff(r.steps[0].lm_logits, ref), kRtol);
     CHECK(torch::equal(r.steps[0].tokens, ref.argmax(-1)));
     // The chosen token's log-probability is log_softmax of the raw logits.
     auto lp = torch::log_softmax(ref, -1).gather(1, ref.argmax(-1).unsqueeze(1)).squeeze(1);
-    CHECK(th_test::max_diff(r.steps[0].logprobs, lp) < 1e-4);
+    CHECK_REL(rel_diff(r.steps[0].logprobs, lp), kRtol);
   }
 }
 
@@ -141,7 +143,7 @@ TEST_CASE("per-step head outputs equal a forward of the whole sequence at those 
     REQUIRE(probe.defined());
     // Step s reports the head at the last input position of that step: prompt end (6), then generated token s-1.
     for (size_t s = 0; s < steps.size(); ++s) {
-      CHECK(th_test::max_diff(steps[s].heads.at(0).second, probe.select(1, 6 + static_cast<int64_t>(s))) < 1e-4);
+      CHECK_REL(rel_diff(steps[s].heads.at(0).second, probe.select(1, 6 + static_cast<int64_t>(s))), kRtol);
     }
   }
 }
@@ -237,13 +239,14 @@ TEST_CASE("logits processors on a hand-made distribution") {
   o.min_p = 0;
   o.temperature = 0.5;
   auto s = th::process_logits(logits, {}, {}, o);
-  CHECK(th_test::max_diff(s, logits / 0.5) < 1e-6);
+  CHECK(th_test::max_diff(s, logits / 0.5) == 0);  // division by a power of two is exact
   // Without sampling, only the processors (repetition penalty) apply.
   o.do_sample = false;
   o.top_k = 1;
+  // No processor applies: the logits come back untouched.
   CHECK(th_test::max_diff(th::process_logits(logits, {}, {}, o), logits) == 0);
 
-  // Repetition penalty: positive logits divided, negative multiplied, only for real tokens of the context.
+  // Repetition penalty: positive logits divided, negative multiplied, only for real tokens of the context (by 2: exact).
   th::SamplingOptions r;
   r.repetition_penalty = 2.0;
   auto l = torch::tensor({2.0f, -1.0f, 0.5f, 3.0f}).unsqueeze(0);

@@ -335,7 +335,8 @@ TEST_CASE("hf_state_dict after merging LoRA adapters lists each weight once, wit
   std::set<std::string> names;
   for (const auto& [k, t] : sd) CHECK_MESSAGE(names.insert(k).second, k);
   for (const auto& [k, t] : sd) {
-    if (k == "model.layers.0.self_attn.q_proj.weight") CHECK(torch::allclose(t, expected));
+    // W + (B A) s with r = 2: a few roundings of values of W's size.
+    if (k == "model.layers.0.self_attn.q_proj.weight") CHECK_REL(th_test::rel_diff(t, expected), 8 * th_test::kF32Eps);
   }
 }
 
