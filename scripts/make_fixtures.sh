@@ -9,7 +9,7 @@ out=fixtures
 mkdir -p "$out"
 py=$(bash scripts/find_torch_python.sh) || { echo "make_fixtures: no python3 with torch found (apt install python3-torch)" >&2; exit 1; }
 stamp="$out/.stamp"
-sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/make_quant_fixtures.py scripts/make_lora_fixtures.py scripts/make_hf_fixtures.py scripts/gpt2_tokenizer.mjs scripts/make_fixtures.sh | sha256sum | cut -c1-16)
+sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/make_quant_fixtures.py scripts/make_lora_fixtures.py scripts/make_hf_fixtures.py scripts/make_corrupt_fixtures.py scripts/gpt2_tokenizer.mjs scripts/make_fixtures.sh | sha256sum | cut -c1-16)
 
 fixture() {  # name, export args...
   local name=$1; shift
@@ -44,6 +44,10 @@ m = torch.jit.script(torch.nn.Linear(2, 2))
 torch.jit.save(m, f"{out}/no-config.pt")
 torch.jit.save(m, f"{out}/bert-config.pt", _extra_files={"config.json": json.dumps({"model_type": "bert", "vocab_size": 10})})
 PY
+fi
+# Damaged archives (truncated / missing storage records, an int32 weight) from tiny-gpt2.pt.
+if [[ ! -f "$out/int-weight-gpt2.pt" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then
+  "$py" scripts/make_corrupt_fixtures.py "$out" && echo "fixture $out/tiny-gpt2-{rezipped,truncated,dropped}.pt $out/int-weight-gpt2.pt"
 fi
 # Heads: reference losses and gradients (scripts/make_head_fixtures.py).
 if [[ ! -f "$out/heads-gpt2/expected.safetensors" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then

@@ -88,6 +88,12 @@ torch::Tensor Backbone::take(const std::string& name, std::vector<int64_t> shape
                       " with this config.json)");
   }
   const torch::Tensor& t = it->second;
+  // Every tensor a backbone takes is a weight it multiplies or adds in its own dtype; an integer one would only fail
+  // (or be silently rounded into) the first forward pass.
+  if (!t.is_floating_point()) {
+    throw FileError("checkpoint tensor '" + name + "' is stored as " + dtype_name(t.scalar_type()) +
+                    "; model weights must be floating point (float32, float16, bfloat16 or float64)");
+  }
   if (t.sizes() != c10::IntArrayRef(shape)) {
     throw ConfigError("checkpoint tensor '" + name + "' has shape " + shape_str(t.sizes()) + " but config.json implies " +
                       shape_str(shape));

@@ -9,6 +9,7 @@
 #include "errors.h"
 #include "json_strict.h"
 #include "safetensors.h"
+#include "torchscript_check.h"
 
 namespace th {
 namespace {
@@ -31,10 +32,14 @@ void check_readable(const std::string& path) {
 
 torch::jit::Module load_module(const std::string& path, torch::jit::ExtraFilesMap& extra) {
   check_readable(path);
+  check_torchscript_records(path);
   try {
     return torch::jit::load(path, torch::Device(torch::kCPU), extra);
   } catch (const c10::Error& e) {
-    throw FileError("'" + path + "' could not be read as a TorchScript archive: " + torch_message(e));
+    throw FileError("'" + path + "' could not be read as a TorchScript archive: " + bounded_name(torch_message(e), 400));
+  } catch (const std::exception& e) {
+    // The TorchScript compiler reports broken code records with its own exception types (ErrorReport, ...).
+    throw FileError("'" + path + "' could not be read as a TorchScript archive: " + bounded_name(e.what(), 400));
   }
 }
 
@@ -81,12 +86,15 @@ std::map<std::string, std::set<std::string>> read_index(const fs::path& index_pa
   if (wm->empty()) throw FileError(where + " has an empty weight_map");
   std::map<std::string, std::set<std::string>> shards;
   for (auto it = wm->begin(); it != wm->end(); ++it) {
-    if (!it.value().is_string()) throw FileError(where + ": weight_map entry '" + it.key() + "' is not a file name");
+    if (!it.value().is_string()) {
+      throw FileError(where + ": weight_map entry '" + bounded_name(it.key()) + "' is not a file name, got " + describe_json(it.value()));
+    }
     const std::string shard = it.value().get<std::string>();
     // Only files next to the index: a name with a path in it could point anywhere on the disk.
     if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos ||
         shard.find('\\') != std::string::npos) {
-      throw FileError(where + ": weight_map maps '" + it.key() + "' to '" + shard + "', which is not a file name in the same folder");
+      throw FileError(where + ": weight_map maps '" + bounded_name(it.key()) + "' to '" + bounded_name(shard) +
+                      "', which is not a file name in the same folder");
     }
     shards[shard].insert(it.key());
   }
@@ -121,8 +129,8 @@ Checkpoint load_hf_checkpoint(const std::string& dir, std::optional<torch::Scala
     shards = read_index(index);
     for (const auto& [shard, names] : shards) {
       if (!fs::exists(root / shard, ec)) {
-        throw FileError("'" + index.string() + "' maps " + std::to_string(names.size()) + " tensors (e.g. '" + *names.begin() +
-                        "') to '" + shard + "', which is not in the folder");
+        throw FileError("'" + index.string() + "' maps " + std::to_string(names.size()) + " tensors (e.g. '" + bounded_name(*names.begin()) +
+                        "') to '" + bounded_name(shard) + "', which is not in the folder");
       }
     }
   } else {
@@ -140,7 +148,8 @@ Checkpoint load_hf_checkpoint(const std::string& dir, std::optional<torch::Scala
     SafetensorsFile st(file.string());
     for (const std::string& name : listed) {
       if (!st.contains(name)) {
-        throw FileError("'" + index.string() + "' maps tensor '" + name + "' to '" + shard + "', which does not contain it");
+        throw FileError("'" + index.string() + "' maps tensor '" + bounded_name(name) + "' to '" + bounded_name(shard) +
+                        "', which does not contain it");
       }
     }
     for (const std::string& name : st.names()) {
@@ -150,7 +159,7 @@ Checkpoint load_hf_checkpoint(const std::string& dir, std::optional<torch::Scala
       if (!fresh) {
         const std::string where = it->second == file.string() ? "in '" + file.string() + "' (with and without the base-model prefix)"
                                                               : "in '" + it->second + "' and in '" + file.string() + "'";
-        throw FileError("tensor '" + key + "' is stored twice, " + where + "; each tensor must appear exactly once");
+        throw FileError("tensor '" + bounded_name(key) + "' is stored twice, " + where + "; each tensor must appear exactly once");
       }
       ck.tensors.emplace(key, st.load(name, float_dtype));
     }
@@ -179,7 +188,11 @@ Checkpoint load_torchscript_checkpoint(const std::string& path) {
                       "' has no config.json extra file; export it with scripts/export_torchscript.py, which stores the "
                       "Hugging Face config next to the weights");
   }
-  ck.config = parse_config(ck.config_json);
+  try {
+    ck.config = parse_config(ck.config_json);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string(e.what()) + " (in the config.json of '" + path + "')");
+  }
   for (const auto& p : m.named_parameters(/*recurse=*/true)) {
     ck.tensors.emplace(strip_prefix(p.name, ck.config.arch), p.value.detach());
   }

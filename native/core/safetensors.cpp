@@ -125,28 +125,38 @@ void SafetensorsFile::parse() {
     const json& v = it.value();
     if (key == "__metadata__") {
       if (v.is_null()) continue;
-      if (!v.is_object()) fail("__metadata__ must be an object of strings");
+      if (!v.is_object()) fail("__metadata__ must be an object of strings, got " + describe_json(v));
       for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) fail("__metadata__ value '" + m.key() + "' is not a string");
+        if (!m.value().is_string()) fail("__metadata__ value '" + bounded_name(m.key()) + "' is not a string, got " + describe_json(m.value()));
         metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
-    const std::string what = "tensor '" + key + "'";
+    const std::string what = "tensor '" + bounded_name(key) + "'";
     if (!v.is_object()) fail(what + " is not described by an object");
     auto dt = v.find("dtype");
     if (dt == v.end() || !dt->is_string()) fail(what + " has no dtype string");
     const DtypeInfo* info = find_dtype(dt->get<std::string>());
-    if (!info) fail(what + " has unknown dtype '" + dt->get<std::string>() + "'");
+    if (!info) fail(what + " has unknown dtype '" + bounded_name(dt->get<std::string>(), 40) + "'");
     auto sh = v.find("shape");
     if (sh == v.end() || !sh->is_array()) fail(what + " has no shape array");
+    if (sh->size() > kSafetensorsMaxRank) {
+      fail(what + " has " + std::to_string(sh->size()) + " dimensions; at most " + std::to_string(kSafetensorsMaxRank) + " are read");
+    }
     Entry e;
     e.dtype = info->name;
-    uint64_t numel = 1;
+    // numel is what the byte count must match; `extent` (zero dims counted as 1) is what torch multiplies to make the
+    // strides, which must stay an int64 even for an empty tensor such as [0, 2^40, 2^40].
+    uint64_t numel = 1, extent = 1;
     for (const json& d : *sh) {
       uint64_t dim = 0;
-      if (!as_u64(d, dim) || dim > static_cast<uint64_t>(INT64_MAX)) fail(what + " has a shape entry that is not a non-negative integer: " + d.dump());
-      if (__builtin_mul_overflow(numel, dim, &numel)) fail(what + " has a shape whose element count overflows");
+      if (!as_u64(d, dim) || dim > static_cast<uint64_t>(INT64_MAX)) {
+        fail(what + " has a shape entry that is not a non-negative integer: " + describe_json(d));
+      }
+      if (__builtin_mul_overflow(numel, dim, &numel) || __builtin_mul_overflow(extent, std::max<uint64_t>(dim, 1), &extent) ||
+          extent > static_cast<uint64_t>(INT64_MAX)) {
+        fail(what + " has a shape whose element count overflows a 64-bit integer");
+      }
       e.shape.push_back(static_cast<int64_t>(dim));
     }
     auto off = v.find("data_offsets");
@@ -158,9 +168,10 @@ void SafetensorsFile::parse() {
       fail(what + " ends at byte " + std::to_string(e.end) + ", past the data buffer (" + std::to_string(data_size_) + " bytes)");
     }
     uint64_t bits = 0;
-    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(info->bits), &bits) || bits % 8 != 0 || bits / 8 != e.end - e.begin) {
-      fail(what + " has " + std::to_string(e.end - e.begin) + " bytes of data but shape " + shape_str(e.shape) + " of " + e.dtype +
-           " needs " + (bits % 8 == 0 ? std::to_string(bits / 8) : std::to_string(bits) + " bits (not whole bytes)"));
+    const bool too_many = __builtin_mul_overflow(numel, static_cast<uint64_t>(info->bits), &bits);
+    if (too_many || bits % 8 != 0 || bits / 8 != e.end - e.begin) {
+      const std::string need = too_many ? "more than 2^64 bits" : bits % 8 == 0 ? std::to_string(bits / 8) : std::to_string(bits) + " bits (not whole bytes)";
+      fail(what + " has " + std::to_string(e.end - e.begin) + " bytes of data but shape " + shape_str(e.shape) + " of " + e.dtype + " needs " + need);
     }
     auto ins = entries_.emplace(key, std::move(e));
     spans.push_back({ins.first->second.begin, ins.first->second.end, &ins.first->first});
@@ -171,8 +182,11 @@ void SafetensorsFile::parse() {
   uint64_t at = 0;
   const std::string* prev = nullptr;
   for (const Span& s : spans) {
-    if (s.begin < at) fail("tensors '" + *prev + "' and '" + *s.name + "' overlap");
-    if (s.begin > at) fail("bytes " + std::to_string(at) + ".." + std::to_string(s.begin) + " of the data buffer belong to no tensor (before '" + *s.name + "')");
+    if (s.begin < at) fail("tensors '" + bounded_name(*prev) + "' and '" + bounded_name(*s.name) + "' overlap");
+    if (s.begin > at) {
+      fail("bytes " + std::to_string(at) + ".." + std::to_string(s.begin) + " of the data buffer belong to no tensor (before '" +
+           bounded_name(*s.name) + "')");
+    }
     at = s.end;
     prev = s.name;
     order_.push_back(*s.name);
@@ -185,7 +199,7 @@ void SafetensorsFile::parse() {
 
 const SafetensorsFile::Entry& SafetensorsFile::entry(const std::string& name) const {
   auto it = entries_.find(name);
-  if (it == entries_.end()) throw FileError("safetensors file '" + path_ + "' has no tensor '" + name + "'");
+  if (it == entries_.end()) throw FileError("safetensors file '" + path_ + "' has no tensor '" + bounded_name(name) + "'");
   return it->second;
 }
 
@@ -193,14 +207,14 @@ torch::Tensor SafetensorsFile::load(const std::string& name, std::optional<torch
   const Entry& e = entry(name);
   const DtypeInfo* info = find_dtype(e.dtype);
   if (!info->torch_type) {
-    throw FileError("tensor '" + name + "' in '" + path_ + "' has dtype " + e.dtype +
+    throw FileError("tensor '" + bounded_name(name) + "' in '" + path_ + "' has dtype " + e.dtype +
                     ", which this reader cannot load (supported: BOOL, U8, I8, I16, I32, I64, F16, BF16, F32, F64)");
   }
   const size_t bytes = static_cast<size_t>(e.end - e.begin);
   const uint8_t* src = data_ + e.begin;
   if (*info->torch_type == torch::kBool) {
     for (size_t i = 0; i < bytes; ++i) {
-      if (src[i] > 1) throw FileError("tensor '" + name + "' in '" + path_ + "' is BOOL but holds a byte other than 0 or 1");
+      if (src[i] > 1) throw FileError("tensor '" + bounded_name(name) + "' in '" + path_ + "' is BOOL but holds a byte other than 0 or 1");
     }
   }
   // memcpy into fresh memory: offsets need not be aligned for the element type, and the result must not point

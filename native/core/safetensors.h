@@ -14,6 +14,9 @@ namespace th {
 
 // Header length limit of the reference implementation (safetensors' MAX_HEADER_SIZE).
 constexpr uint64_t kSafetensorsMaxHeader = 100000000;
+// Most dimensions a tensor may have. The format sets no limit, but no model weight has more than 5, and torch's
+// element-wise kernels refuse tensors of more than 25 (a file could otherwise list a million dimensions of 1).
+constexpr size_t kSafetensorsMaxRank = 16;
 
 class SafetensorsFile {
  public:

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 
 #include "backbone.h"
@@ -144,6 +145,98 @@ TEST_CASE("safetensors: malformed files are refused with a FileError naming the 
     CHECK(message_of<th::FileError>([] { th::SafetensorsFile f(fs::temp_directory_path().string()); }).find("not a regular file") !=
           std::string::npos);
   }
+}
+
+TEST_CASE("safetensors: hostile headers (deep nesting, overflowing shapes, huge values in messages)") {
+  const std::string f2 = floats({1, 2});
+  SUBCASE("nesting far deeper than any header") {
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    expect_refused("deep_shape", R"({"a":{"dtype":"F32","shape":)" + deep + R"(,"data_offsets":[0,8]}})", f2, "nested more than 64 levels");
+    expect_refused("deep_meta", R"({"__metadata__":{"x":)" + deep + "}}", "", "nested more than 64 levels");
+    expect_refused("deep_open", "{\"a\":" + std::string(1000000, '['), "", "nested more than 64 levels");
+  }
+  SUBCASE("shapes whose products overflow int64") {
+    // The element count fits (it is 0) but torch's strides would be 2^62 * 2^62.
+    expect_refused("zero_extent", R"({"a":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]}})", "",
+                   "overflows a 64-bit integer");
+    expect_refused("numel", R"({"a":{"dtype":"F32","shape":[3037000500,3037000500],"data_offsets":[0,8]}})", f2, "overflows");
+    // The element count fits in uint64 but not in int64.
+    expect_refused("int64", R"({"a":{"dtype":"U8","shape":[9223372036854775808],"data_offsets":[0,8]}})", f2, "not a non-negative integer");
+    expect_refused("int64b", R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", f2, "overflows");
+    // The byte count overflows although the element count does not.
+    expect_refused("bits", R"({"a":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,8]}})", f2, "needs more than 2^64 bits");
+    expect_refused("huge_dim", R"({"a":{"dtype":"F32","shape":[1e30],"data_offsets":[0,8]}})", f2, "not a non-negative integer: 1e+30");
+    expect_refused("neg_huge", R"({"a":{"dtype":"F32","shape":[-9223372036854775808],"data_offsets":[0,8]}})", f2, "not a non-negative integer");
+    expect_refused("huge_offset", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[18446744073709551608,18446744073709551615]}})", f2,
+                   "past the data buffer");
+    expect_refused("offset_too_big", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551616]}})", f2, "data_offsets");
+  }
+  SUBCASE("too many dimensions") {
+    std::string dims = "1";
+    for (int i = 0; i < 16; ++i) dims += ",1";
+    expect_refused("rank", R"({"a":{"dtype":"F32","shape":[)" + dims + R"(],"data_offsets":[0,4]}})", floats({1}), "has 17 dimensions; at most 16");
+    // 16 are read.
+    const std::string path = make_file("rank16", R"({"a":{"dtype":"F32","shape":[)" + dims.substr(2) + R"(],"data_offsets":[0,4]}})", floats({5}));
+    CHECK(th::SafetensorsFile(path).load("a").dim() == 16);
+    std::remove(path.c_str());
+  }
+  SUBCASE("values from the file are quoted briefly") {
+    const std::string long_name(100000, 'k');
+    const std::string path = make_file("long", "{\"" + long_name + R"(":{"dtype":"F32","shape":[2],"data_offsets":[0,9]}})", f2);
+    std::string msg = open_error(path);
+    CHECK(msg.find("(100000 bytes)") != std::string::npos);
+    CHECK(msg.size() < 600);
+    std::remove(path.c_str());
+    expect_refused("long_dtype", R"({"a":{"dtype":")" + std::string(100000, 'F') + R"(","shape":[2],"data_offsets":[0,8]}})", f2, "unknown dtype");
+    expect_refused("wide_dim", R"({"a":{"dtype":"F32","shape":[")" + std::string(100000, '9') + R"("],"data_offsets":[0,8]}})", f2,
+                   "(100000 bytes)");
+    expect_refused("deepish_dim", R"({"a":{"dtype":"F32","shape":[[[[[[[[[[1]]]]]]]]]],"data_offsets":[0,8]}})", f2, "integer: [[[...]]]");
+    expect_refused("meta_value", R"({"__metadata__":{"format":[1,2,3,4,5,6]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", f2,
+                   "got [1, 2, 3, ...] (an array of 6)");
+  }
+}
+
+// Random mutations of a valid file, in this process: each must open or throw a FileError, and every tensor of a file
+// that opens must load. A crash here is a crash of the caller's process.
+TEST_CASE("safetensors: mutated files never crash the reader") {
+  const std::string header =
+      R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"BF16","shape":[3],"data_offsets":[16,22]},"c":{"dtype":"BOOL","shape":[2],"data_offsets":[22,24]}})";
+  std::string good = u64le(header.size()) + header + floats({1, 2, 3, 4}) + halves({1, 2, 3}) + std::string("\x01\x00", 2);
+  const std::string path = tmp_path("mutate");
+  std::mt19937 rng(1234);
+  const std::string alphabet = "{}[],:\"0123456789-.eE FIBUCabc_\\\xff";
+  int opened = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string m = good;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int k = 0; k < edits; ++k) {
+      const size_t at = rng() % m.size();
+      switch (rng() % 4) {
+        case 0: m[at] = alphabet[rng() % alphabet.size()]; break;
+        case 1: m.erase(at, 1 + rng() % 4); break;
+        case 2: m.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
+        default: m[at] = static_cast<char>(rng()); break;
+      }
+    }
+    // Keep the length field consistent half of the time, so that mutations reach the JSON and the checks after it.
+    if (i % 2 == 0 && m.size() >= 8) m.replace(0, 8, u64le(header.size() + (m.size() - good.size())));
+    write_bytes(path, m);
+    try {
+      th::SafetensorsFile f(path);
+      for (const auto& name : f.names()) {
+        try {
+          f.load(name, torch::kFloat32);
+        } catch (const th::FileError&) {
+          // A dtype this reader cannot hold, or BOOL bytes other than 0/1.
+        }
+      }
+      ++opened;
+    } catch (const th::FileError&) {
+    }
+  }
+  std::remove(path.c_str());
+  MESSAGE(opened << " of 3000 mutated files opened");
+  CHECK(opened > 0);  // the mutations are not all fatal, so the checks after the header are reached too
 }
 
 TEST_CASE("safetensors: values written by hand are read exactly, converted on request") {
