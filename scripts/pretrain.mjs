@@ -64,15 +64,15 @@ export const SETTINGS = Object.freeze({
   seqLen: 256,
   // optimisation
   batchSize: 8,
-  steps: 800,
+  steps: 450,
   learningRate: 2e-3,
-  warmupSteps: 40,
+  warmupSteps: 25,
   lrSchedulerType: 'cosine',
   weightDecay: 0.1,
   adamBeta2: 0.95,
   maxGradNorm: 1.0,
   seed: 1234,
-  threads: 2,
+  threads: 1,
   // evaluation: every held-out document (windows of seqLen overlapping by one token, so each token is predicted
   // once); the first `testSubset` windows / sentences again, which test/embedded-model.test.ts recomputes
   oodSentences: 2000,
@@ -533,8 +533,16 @@ export async function pretrain({ force = false, settings = SETTINGS, dir = MODEL
   await mkdir(work, { recursive: true });
   const initDir = join(WORK_DIR, `${MODEL_NAME}-init`);
 
-  // 1. tokenizer (trained on the training documents only) and the random-init model
-  const tokFiles = buildTokenizer(settings);
+  // 1. tokenizer (trained on the training documents only; cached in models/.work, training it takes minutes) and
+  // the random-init model
+  const tokCache = join(WORK_DIR, `tokenizer-${createHash('sha256').update(readFileSync(join(root, 'scripts/train_bpe.mjs'))).update(readFileSync(join(root, 'scripts/corpus.mjs'))).update(JSON.stringify([settings.vocabSize, settings.maxPositions, PACKAGES.map(packageVersion)])).digest('hex').slice(0, 16)}.json`);
+  let tokFiles;
+  if (existsSync(tokCache)) tokFiles = JSON.parse(readFileSync(tokCache, 'utf8'));
+  else {
+    tokFiles = buildTokenizer(settings);
+    await mkdir(WORK_DIR, { recursive: true });
+    await writeFile(tokCache, JSON.stringify(tokFiles));
+  }
   await rm(initDir, { recursive: true, force: true });
   await writeRandomInit(initDir, tokFiles, settings);
   await writeFile(join(initDir, 'signature'), signature);
