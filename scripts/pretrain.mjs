@@ -7,12 +7,20 @@
 // The folder is committed (float16 weights), so nothing is trained on a fresh machine.
 //
 //   node scripts/pretrain.mjs            checks that models/tiny-llama-en matches this script (its build signature:
-//                                        a hash of the scripts, the settings and the package versions) and makes
-//                                        the random-init model of the same shape in models/.work when missing
-//   node scripts/pretrain.mjs --force    rebuilds it: tokenizer, random init, training, evaluation (about 90 min of
-//                                        2-core CPU), deterministic for a given machine and thread count
+//                                        a hash of RECIPE, the settings and the package versions) and makes the
+//                                        random-init model of the same shape in models/.work when missing
+//   node scripts/pretrain.mjs --force    rebuilds it: tokenizer, random init, training, evaluation (estimated at
+//                                        about 85 min on 2 idle cores), deterministic for a given machine and thread
+//                                        count; checkpoints every 250 steps in models/.work
+//   node scripts/pretrain.mjs --resume   continues a killed --force build from its last checkpoint
 //   TH_PRETRAIN_SETTINGS='{"steps":30}'  overrides settings (experiments; recorded in the signature), written to
-//                                        TH_PRETRAIN_DIR (default models/tiny-llama-en)
+//                                        TH_PRETRAIN_DIR (default models/tiny-llama-en), work files in
+//                                        TH_PRETRAIN_WORK; TH_PRETRAIN_EVAL_LIMIT=N evaluates N windows per set
+//   node scripts/embedded_readme.mjs     prints the README's section on the model from its training.json
+//
+// It is one file of about 700 lines because every step of the build (tokenizer, random init, data, training,
+// float16 output, evaluation, the training record) shares the settings and the signature; corpus.mjs and
+// train_bpe.mjs hold the parts that stand alone.
 //
 // Output: a Hugging Face Llama folder (config.json, model.safetensors in float16 with Hugging Face names,
 // tokenizer.json, tokenizer_config.json, generation_config.json) and training.json (every setting, the corpus with
@@ -64,18 +72,19 @@ export const SETTINGS = Object.freeze({
   seqLen: 256,
   // optimisation
   batchSize: 8,
-  steps: 450,
+  steps: 4500,
   learningRate: 2e-3,
-  warmupSteps: 25,
+  warmupSteps: 100,
   lrSchedulerType: 'cosine',
   weightDecay: 0.1,
   adamBeta2: 0.95,
   maxGradNorm: 1.0,
   seed: 1234,
-  threads: 1,
-  // evaluation: every held-out document (windows of seqLen overlapping by one token, so each token is predicted
-  // once); the first `testSubset` windows / sentences again, which test/embedded-model.test.ts recomputes
+  threads: 2,
+  // evaluation: the first evalWindows windows of seqLen tokens of each source (windows overlap by one token, so each
+  // token is predicted once); the first testSubset windows of each set, which test/embedded-model.test.ts recomputes
   oodSentences: 2000,
+  evalWindows: 1000000,
   evalBatch: 16,
   testSubset: 48,
   ...JSON.parse(process.env.TH_PRETRAIN_SETTINGS ?? '{}'),
@@ -454,32 +463,51 @@ export function evaluationTexts(settings = SETTINGS) {
 export function evaluationWindows(tokenizer, docs, seqLen, subset = Infinity) {
   const windows = [];
   let bytes = 0;
+  let documents = 0;
   for (const d of docs) {
+    if (windows.length >= subset) break;
+    documents++;
     const ids = tokenizer.encode(d.text, { addSpecialTokens: false }).ids;
     for (const w of evalWindows(ids, seqLen)) {
-      if (windows.length >= subset) return { windows, bytes };
+      if (windows.length >= subset) break;
       windows.push(w);
       bytes += Buffer.byteLength(tokenizer.decode(Array.from(w.subarray(1))));
     }
   }
-  return { windows, bytes };
+  return { windows, bytes, documents };
 }
 
 // TH_PRETRAIN_EVAL_LIMIT=N evaluates only the first N windows of each set: a quick end-to-end check of the script.
 const EVAL_LIMIT = Number(process.env.TH_PRETRAIN_EVAL_LIMIT ?? Infinity);
 
-export async function evaluate(model, tokenizer, settings = SETTINGS, subset = EVAL_LIMIT) {
+/**
+ * The figures of each evaluation set: the first `evalWindows` windows of each source (documents in order); the
+ * held-out 'all' sums its two sources.
+ */
+export async function evaluate(model, tokenizer, settings = SETTINGS) {
+  const limit = Math.min(settings.evalWindows, EVAL_LIMIT);
   const sets = evaluationTexts(settings);
+  const one = async (docs) => {
+    const { windows, bytes, documents } = evaluationWindows(tokenizer, docs, settings.seqLen, limit);
+    return { documents, windows: windows.length, bytes, ...(await sumLoss(model, windows, settings.evalBatch)) };
+  };
+  const fig = (r) => ({ documents: r.documents, windows: r.windows, ...figures(r, r.bytes) });
+  const brown = await one(sets.held_out.filter((d) => d.source === 'brown'));
+  const moby = await one(sets.held_out.filter((d) => d.source === 'mobyDick'));
+  const all = { documents: brown.documents + moby.documents, windows: brown.windows + moby.windows, bytes: brown.bytes + moby.bytes, nats: brown.nats + moby.nats, tokens: brown.tokens + moby.tokens };
+  return {
+    held_out: { all: fig(all), brown: fig(brown), mobyDick: fig(moby) },
+    out_of_corpus: { all: fig(await one(sets.out_of_corpus)) },
+    out_of_corpus_sentences: { all: fig(await one(sets.out_of_corpus_sentences)) },
+  };
+}
+
+/** The first `subset` windows of each set (documents in order), as test/embedded-model.test.ts recomputes them. */
+export async function evaluateSubset(model, tokenizer, settings = SETTINGS, subset = settings.testSubset) {
   const out = {};
-  for (const [name, docs] of Object.entries(sets)) {
-    const groups = name === 'held_out' ? ['all', 'brown', 'mobyDick'] : ['all'];
-    out[name] = {};
-    for (const g of groups) {
-      const part = g === 'all' ? docs : docs.filter((d) => d.source === g);
-      const { windows, bytes } = evaluationWindows(tokenizer, part, settings.seqLen, subset);
-      out[name][g] = { documents: part.length, windows: windows.length, ...figures(await sumLoss(model, windows, settings.evalBatch), bytes) };
-      if (subset !== EVAL_LIMIT) break;
-    }
+  for (const [name, docs] of Object.entries(evaluationTexts(settings))) {
+    const { windows, bytes, documents } = evaluationWindows(tokenizer, docs, settings.seqLen, subset);
+    out[name] = { documents, windows: windows.length, ...figures(await sumLoss(model, windows, settings.evalBatch), bytes) };
   }
   return out;
 }
@@ -599,14 +627,11 @@ export async function pretrain({ force = false, settings = SETTINGS, dir = MODEL
   await writeFile(join(tmp, 'config.json'), JSON.stringify(llamaConfig(settings, 'float16'), null, 2) + '\n');
   await writeFile(join(tmp, 'generation_config.json'), JSON.stringify({ bos_token_id: 0, eos_token_id: 1, pad_token_id: 2 }, null, 2) + '\n');
   const saved = await loadForPretraining(tmp, settings, { onlyInference: true });
-  const random = await loadForPretraining(initDir, settings, { onlyInference: true });
   const tEval0 = performance.now();
   const results = await evaluate(saved, tokenizer, settings);
-  const subset = await evaluate(saved, tokenizer, settings, settings.testSubset);
-  const randomSubset = await evaluate(random, tokenizer, settings, settings.testSubset);
+  const subset = await evaluateSubset(saved, tokenizer, settings);
   const generations = await samples(saved, tokenizer);
   saved.dispose();
-  random.dispose();
   const tEval = performance.now();
   for (const [k, v] of Object.entries(results)) log(`${k}: ${JSON.stringify(v.all)}`);
 
@@ -653,14 +678,13 @@ export async function pretrain({ force = false, settings = SETTINGS, dir = MODEL
       final_train_loss: round(losses.at(-1).loss),
     },
     results: {
-      note: 'figures of the float16 weights as committed; loss in nats per token; bits per UTF-8 byte of the predicted text; every token of each held-out document predicted once',
+      note: `figures of the float16 weights as committed: the first ${settings.evalWindows} windows of ${settings.seqLen} tokens of each source (documents in order; windows overlap by one token, so every token of them is predicted once); loss in nats per token; bits per UTF-8 byte of the predicted text`,
       ...results,
       uniform: { loss: round(Math.log(settings.vocabSize)), perplexity: settings.vocabSize },
     },
     test_subset: {
       note: `the first ${settings.testSubset} windows of each set (documents in the order of corpus.held_out; sentences in order), recomputed by test/embedded-model.test.ts`,
-      trained: Object.fromEntries(Object.entries(subset).map(([k, v]) => [k, v.all])),
-      random_init: Object.fromEntries(Object.entries(randomSubset).map(([k, v]) => [k, v.all])),
+      trained: subset,
     },
     generations: { note: 'greedy, 24 new tokens, <s> + prompt', samples: generations },
     time_s: {

@@ -51,7 +51,7 @@ type Info = {
   settings: Record<string, number> & { seqLen: number; vocabSize: number; hidden: number; threads: number; testSubset: number; oodSentences: number };
   corpus: { held_out: { brown: string[]; mobyDick: string[] }; out_of_corpus: { documents: string[] } };
   results: Record<'held_out' | 'out_of_corpus' | 'out_of_corpus_sentences', { all: Figures }>;
-  test_subset: Record<'trained' | 'random_init', Record<'held_out' | 'out_of_corpus' | 'out_of_corpus_sentences', Figures>>;
+  test_subset: { trained: Record<'held_out' | 'out_of_corpus' | 'out_of_corpus_sentences', Figures> };
 };
 
 let corpus: CorpusModule;
