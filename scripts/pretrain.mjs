@@ -549,7 +549,11 @@ export async function pretrain({ force = false, settings = SETTINGS, dir = MODEL
   const signature = buildSignature(settings);
   if (!force && !resume) {
     // The model is committed: check it, and make its random-init twin (for comparisons) when missing.
-    if (!existsSync(join(dir, 'training.json'))) throw new Error(`${relative(root, dir)} is missing: it is committed to git (restore it), or rebuild it with \`npm run pretrain -- --force\` (about 90 min of 2-core CPU)`);
+    if (!existsSync(join(dir, 'training.json'))) {
+      // A warning, not a failure: the rest of the test suite does not need the model (its own tests say it is missing).
+      log(`warning: ${relative(root, dir)} is missing: it is committed to git once built (restore it), or build it with \`npm run pretrain -- --force\` (about 85 min on 2 idle cores)`);
+      return null;
+    }
     if (upToDate(dir, signature)) log(`${relative(root, dir)} is up to date (build signature ${signature})`);
     else log(`warning: ${relative(root, dir)} was built with other settings or package versions than scripts/pretrain.mjs now has (build signature ${signature}); its figures are those of its own build. \`npm run pretrain -- --force\` rebuilds it (about 90 min of 2-core CPU)`);
     await ensureRandomInit(dir);
@@ -712,5 +716,5 @@ function bySourceTotal(bySource, k) {
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const info = await pretrain({ force: process.argv.includes('--force'), resume: process.argv.includes('--resume') });
-  console.log(JSON.stringify({ dir: relative(root, MODEL_DIR), held_out: info.results.held_out.all, out_of_corpus: info.results.out_of_corpus.all, out_of_corpus_sentences: info.results.out_of_corpus_sentences.all }));
+  if (info) console.log(JSON.stringify({ dir: relative(root, MODEL_DIR), held_out: info.results.held_out.all, out_of_corpus: info.results.out_of_corpus.all, out_of_corpus_sentences: info.results.out_of_corpus_sentences.all }));
 }
