@@ -8,6 +8,7 @@
 
 #include "errors.h"
 #include "format.h"
+#include "json_strict.h"
 
 namespace th {
 namespace {
@@ -39,7 +40,7 @@ T field(const json& o, const char* key, const std::string& head, T fallback) {
   try {
     return it->get<T>();
   } catch (const json::exception&) {
-    throw ConfigError("head '" + head + "': field '" + key + "' has the wrong type: " + it->dump());
+    throw ConfigError("head '" + head + "': field '" + key + "' has the wrong type: " + describe_json(*it));
   }
 }
 
@@ -47,11 +48,8 @@ T field(const json& o, const char* key, const std::string& head, T fallback) {
 
 std::vector<HeadConfig> parse_head_configs(const std::string& text) {
   json arr;
-  try {
-    arr = json::parse(text);
-  } catch (const json::exception& e) {
-    throw ConfigError(std::string("head configs are not valid JSON: ") + e.what());
-  }
+  std::string error;
+  if (!parse_json_strict(text, arr, error)) throw ConfigError("head configs are not valid JSON: " + error);
   if (!arr.is_array()) throw ConfigError("head configs must be a JSON array");
   std::vector<HeadConfig> out;
   for (const auto& o : arr) {
