@@ -1,5 +1,5 @@
-// The embedded default model: models/tiny-llama-en, a Hugging Face Llama folder (float16 weights, its own byte-level
-// BPE tokenizer) built by scripts/pretrain.mjs and committed, with its training record in training.json.
+// The embedded default model: models/tiny-gpt2-en, a Hugging Face GPT-2 folder made by scripts/pretrain.mjs
+// (`npm run pretrain`), with its training record in training.json.
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,16 +8,13 @@ import { TransformerHeadsError } from '../errors.js';
 import type { HeadedModel } from './headed.js';
 import { loadHeaded, type LoadHeadedOptions } from './load.js';
 
-/** The embedded model shipped with this package: a Hugging Face Llama folder (from dist/model/). */
-export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'tiny-llama-en');
+/** Where `npm run pretrain` writes the embedded model: a Hugging Face GPT-2 folder inside this package. */
+export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'tiny-gpt2-en'); // from dist/model/
 
 /** What training.json records about the embedded model (snake_case, as written). */
 export interface EmbeddedModelInfo {
-  /**
-   * The random-init model of the same shape and tokenizer (a Hugging Face folder), relative to the model folder;
-   * `node scripts/pretrain.mjs` makes it when missing.
-   */
-  init_dir: string;
+  /** The random-init TorchScript archive the weights were trained from (same shape), relative to the model folder. */
+  init_archive: string;
   [key: string]: unknown;
 }
 
@@ -28,7 +25,7 @@ export async function readEmbeddedModelInfo(dir: string = DEFAULT_MODEL_DIR): Pr
     text = await readFile(join(dir, 'training.json'), 'utf8');
   } catch (e) {
     throw new TransformerHeadsError(
-      `no embedded model in '${dir}' (${(e as Error).message}); it ships with the package (models/tiny-llama-en in git); rebuild it with \`npm run pretrain -- --force\` (about 90 min on 2 cores)`,
+      `no embedded model in '${dir}' (${(e as Error).message}); build it with \`npm run pretrain\` (a few minutes on 2 cores)`,
       'ERR_TH_FILE',
       { cause: e },
     );
@@ -38,6 +35,6 @@ export async function readEmbeddedModelInfo(dir: string = DEFAULT_MODEL_DIR): Pr
 
 /** Loads the embedded model (or another folder written by scripts/pretrain.mjs) with heads, as loadHeaded does. */
 export async function loadEmbeddedModel(options: LoadHeadedOptions, dir: string = DEFAULT_MODEL_DIR): Promise<HeadedModel> {
-  await readEmbeddedModelInfo(dir); // a clear error when the folder is missing
+  await readEmbeddedModelInfo(dir); // a clear "build it with npm run pretrain" when it is missing
   return loadHeaded(dir, options);
 }
