@@ -1,9 +1,12 @@
 // The file-format layer: what is read from and written to disk, with no model logic. safetensors, zip/TorchScript
-// archives, Hugging Face model folders and their config.json, tokenizers, and atomic file writes.
+// archives, Hugging Face model folders and their config.json, tokenizers, JSON files from strangers, and crash-safe
+// writes of files and whole folders.
 export { readModelConfig, zipEntries } from './archive.js';
-export { atomicWrite } from './atomic.js';
-export { writeHfFolder } from './hf-folder.js';
+export { atomicWrite, removePath, saveFolder } from './atomic.js';
+export { hfFolderOwns, writeHfFolder } from './hf-folder.js';
 export type { HfFolderTexts } from './hf-folder.js';
+export { clip, jsonDepth, kindOf, MAX_JSON_DEPTH, parseJson, readJsonFile, shown } from './json.js';
+export type { JsonOptions, JsonTop } from './json.js';
 export { parseModelConfig } from './model-config.js';
 export type { ModelConfig } from './model-config.js';
 export { decodeSafetensors, encodeSafetensors, readSafetensors } from './safetensors.js';
