@@ -43,7 +43,7 @@ MSE and R² for regression heads).
     const saved = await readHeadConfigs(run.headsDir);
     const { resolved } = resolveHeadsForModel(saved, mc, `${run.headsDir}/head_configs.json`);
     const labelling = await labellingFor(run, resolved, mc, strFlag(v, 'text'));
-    let rows = await readRows(dataPath, run.data);
+    let rows = await readRows(dataPath, { ...run.data, textColumn: labelling.textColumn });
     if (split) rows = [...new Dataset(rows).trainTestSplit(split, run.splitSeed ?? 42).test.rows];
     labelling.labelMaps = buildLabelMaps([{ rows, where: basename(dataPath) }], resolved, labelling.labelColumns, labelling.labelMaps);
     const tokenizer = await tryTokenizer(run.data.tokenizer, run.model);
