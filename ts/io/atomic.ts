@@ -15,7 +15,7 @@
 // whose process is gone (an `.old-` folder whose target is missing is renamed back: it is the last complete save).
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, link, lstat, mkdir, open, readdir, readlink, realpath, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { appendFile, copyFile, link, lstat, mkdir, open, readdir, readlink, realpath, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
 import { fromNative, TransformerHeadsError } from '../errors.js';
@@ -362,5 +362,23 @@ export async function removePath(entry: string): Promise<void> {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fileError(e, 'remove', path);
   } finally {
     inFlight.delete(gone);
+  }
+}
+
+/** mkdir -p whose failure (permissions, a file in the way, a full disk) is an ERR_TH_FILE naming the folder. */
+export async function ensureFolder(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (e) {
+    throw fileError(e, 'create the folder', dir);
+  }
+}
+
+/** Appends text to a file (logs written as training goes); a failure is an ERR_TH_FILE naming the file. */
+export async function appendText(path: string, text: string): Promise<void> {
+  try {
+    await appendFile(path, text);
+  } catch (e) {
+    throw fileError(e, 'append to', path);
   }
 }

@@ -2,7 +2,7 @@
 // archives, Hugging Face model folders and their config.json, tokenizers, JSON files from strangers, and crash-safe
 // writes of files and whole folders.
 export { readModelConfig, zipEntries } from './archive.js';
-export { atomicWrite, removePath, saveFolder } from './atomic.js';
+export { appendText, atomicWrite, ensureFolder, removePath, saveFolder } from './atomic.js';
 export { hfFolderOwns, writeHfFolder } from './hf-folder.js';
 export type { HfFolderTexts } from './hf-folder.js';
 export { clip, jsonDepth, kindOf, MAX_JSON_DEPTH, parseJson, readJsonFile, shown } from './json.js';

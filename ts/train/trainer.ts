@@ -1,8 +1,8 @@
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { invalidArg, TransformerHeadsError } from '../errors.js';
-import { atomicWrite, readJsonFile, removePath, saveFolder, shown } from '../io/index.js';
+import { appendText, atomicWrite, ensureFolder, readJsonFile, removePath, saveFolder, shown } from '../io/index.js';
 import type { HeadedBatch, HeadedModel, ResolvedHeadConfig } from '../model/index.js';
 import type { Tensor } from '../native/index.js';
 import { lossChart } from '../report/index.js';
@@ -161,7 +161,7 @@ export class Trainer {
     const numEpochs = a.maxSteps > 0 ? Math.ceil(a.maxSteps / updatesPerEpoch) : Math.ceil(a.numTrainEpochs);
     const warmup = a.warmupSteps > 0 ? a.warmupSteps : Math.ceil(a.warmupRatio * totalSteps);
 
-    await mkdir(a.outputDir, { recursive: true });
+    await ensureFolder(a.outputDir);
     this.model.configureOptimizer({
       lr: a.learningRate,
       weightDecay: a.weightDecay,
@@ -324,7 +324,7 @@ export class Trainer {
 
   async #log(entry: LogEntry): Promise<void> {
     this.logHistory.push(entry);
-    await appendFile(join(this.args.outputDir, 'log_history.jsonl'), JSON.stringify(entry) + '\n');
+    await appendText(join(this.args.outputDir, 'log_history.jsonl'), JSON.stringify(entry) + '\n');
     await this.data.callbacks?.onLog?.(entry);
   }
 

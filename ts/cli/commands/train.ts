@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 
 import { TransformerHeadsError } from '../../errors.js';
-import { atomicWrite, saveFolder } from '../../io/index.js';
+import { atomicWrite, ensureFolder, saveFolder } from '../../io/index.js';
 import { createHeadedQLoRA, loadHeaded, type Device, type ResolvedHeadConfig } from '../../model/index.js';
 import { htmlReport, lossChart } from '../../report/index.js';
 import { DataCollatorWithPadding, Dataset, finalEvaluation, Trainer, type Example, type LogEntry, type TrainingArguments } from '../../train/index.js';
@@ -99,7 +99,7 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
   const stop = interruptible(ui);
   const prog = trainProgress(ui);
   try {
-    await mkdir(outputDir, { recursive: true });
+    await ensureFolder(outputDir);
     // A fresh log for a fresh run (the Trainer appends; a resumed run keeps its history in the checkpoint).
     if (!cfg.training.resumeFromCheckpoint) await atomicWrite(join(outputDir, 'log_history.jsonl'), '');
     let trainer: Trainer;
