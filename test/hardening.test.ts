@@ -3,7 +3,7 @@
 // PEFT shape mismatches are coded; folder saves are all-or-nothing, keep the user's files and clean the leftovers of
 // killed saves (the kill -9 test itself is test/save-kill.test.ts, the fuzz suite test/fuzz.test.ts).
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -176,8 +176,10 @@ describe('folder saves', () => {
     writeFileSync(join(dir, 'README.md'), 'my notes');
     mkdirSync(join(dir, 'extra'));
     writeFileSync(join(dir, 'extra', 'data.txt'), 'kept');
+    chmodSync(dir, 0o750);
     const m2 = await loadHeaded(fixture('tiny-gpt2.pt'), { heads: [{ name: 'a', inSize: 64, numOutputs: 5 }] });
     await m2.save(dir);
+    expect(statSync(dir).mode & 0o777).toBe(0o750);
     expect(readdirSync(dir).sort()).toEqual(['README.md', 'a.safetensors', 'extra', 'head_configs.json']);
     expect(readFileSync(join(dir, 'extra', 'data.txt'), 'utf8')).toBe('kept');
     const back = await loadHeaded(fixture('tiny-gpt2.pt'), { headFolder: dir });

@@ -15,7 +15,7 @@
 // whose process is gone (an `.old-` folder whose target is missing is renamed back: it is the last complete save).
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { appendFile, copyFile, link, lstat, mkdir, open, readdir, readlink, realpath, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { appendFile, chmod, copyFile, link, lstat, mkdir, open, readdir, readlink, realpath, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
 import { fromNative, TransformerHeadsError } from '../errors.js';
@@ -282,6 +282,8 @@ async function carryOver(target: string, tmp: string, owns: (name: string) => bo
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw e;
   }
+  // The folder keeps its permissions (a shared group folder, a private 0700 one) across the swap.
+  await chmod(tmp, (await stat(target)).mode & 0o7777).catch(() => undefined);
   const written = new Set(await readdir(tmp));
   const budget = { left: MAX_CARRIED };
   for (const n of names) {
