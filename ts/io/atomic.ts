@@ -204,7 +204,7 @@ async function resolveFolder(dir: string): Promise<string> {
     await mkdir(dirname(abs), { recursive: true }).catch((e2) => {
       throw fileError(e2, 'create the folder', dirname(abs));
     });
-    return abs;
+    return real(abs);
   }
   if (st.isSymbolicLink()) {
     let real: string;
@@ -217,7 +217,13 @@ async function resolveFolder(dir: string): Promise<string> {
     return real;
   }
   if (!st.isDirectory()) throw new TransformerHeadsError(`'${dir}' exists and is not a folder; pick a folder path to save into`, 'ERR_TH_FILE');
-  return abs;
+  return real(abs);
+}
+
+/** `path` with its parent's symbolic links resolved (the folder itself is not a link here). */
+async function real(path: string): Promise<string> {
+  const parent = await realpath(dirname(path)).catch(() => dirname(path));
+  return join(parent, basename(path));
 }
 
 function inside(path: string, folder: string): boolean {
