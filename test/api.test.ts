@@ -1,12 +1,12 @@
 // The public API did not move when ts/ was laid out by layer (docs/ARCHITECTURE.md): the runtime names below are
 // Object.keys() of the package entry as it was before (ts/index.ts at commit a56fb62), sorted; the type names are
-// pinned by test/types/api.ts (compiled by test/types.test.ts).
+// pinned by test/types/api.ts (compiled by test/types.test.ts). Added since: ERROR_CODES (the documented error codes).
 import { describe, expect, it } from 'vitest';
 
 import * as api from '../ts/index.js';
 
 const RUNTIME_EXPORTS = [
-  'BUILTIN_DATASETS', 'Backbone', 'DEFAULT_MARGIN', 'DEFAULT_MODEL', 'DEFAULT_MODEL_DIR',
+  'BUILTIN_DATASETS', 'Backbone', 'ERROR_CODES', 'DEFAULT_MARGIN', 'DEFAULT_MODEL', 'DEFAULT_MODEL_DIR',
   'DataCollatorWithPadding', 'Dataset', 'HeadedModel', 'PALETTE', 'Tokenizer', 'TorchScriptModule', 'Trainer',
   'TransformerHeadsError', 'accuracy', 'accuracyByLayerChart', 'activationCacheBlocker', 'adapterConfigJson',
   'argmaxRows', 'barChart', 'createHeadedQLoRA', 'decodeSafetensors', 'defaultModelPath', 'encodeSafetensors',

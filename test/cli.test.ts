@@ -299,3 +299,67 @@ describe('help and export', () => {
     expectOneLineError(hf.stderr, /needs Python with torch and transformers/);
   });
 });
+
+describe('data and options that used to mislead (issue 10, item 12)', () => {
+  it('a CSV text that reads as a number stays text', () => {
+    const dir = tmp();
+    const rows = Array.from({ length: 16 }, (_, i) => [i % 2 ? String(1990 + i) : `year ${1990 + i}`, i % 2 ? 'number' : 'words']);
+    writeFileSync(join(dir, 'train.csv'), 'text,label\n' + rows.map((r) => r.join(',')).join('\n') + '\n');
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({
+        model: bpe(),
+        outputDir: 'run',
+        heads: [{ name: 'kind', numOutputs: 2, predForSequence: true, target: 'label' }],
+        data: { train: 'train.csv', maxLength: 8 },
+        training: { numTrainEpochs: 1, perDeviceTrainBatchSize: 8 },
+      }),
+    );
+    const r = run(['train', join(dir, 'config.json'), '-q']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const p = run(['predict', join(dir, 'run'), '--input', join(dir, 'train.csv'), '-q']);
+    expect(p.code).toBe(0);
+    expect(p.stdout.trim().split('\n').map((l) => JSON.parse(l).text)[1]).toBe('1991');
+  });
+
+  it('train logs about 50 points by default, and the run\'s mean loss is called that', () => {
+    const dir = tmp();
+    const rows = Array.from({ length: 150 }, (_, i) => ({ input_ids: [1 + (i % 50), 2 + (i % 7)], y: i % 2 }));
+    writeFileSync(join(dir, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({
+        model: tiny(),
+        outputDir: 'run',
+        heads: [{ name: 'y', numOutputs: 2, predForSequence: true }],
+        data: { train: 'train.jsonl', padTokenId: 100 },
+        training: { numTrainEpochs: 1, perDeviceTrainBatchSize: 1, learningRate: 1e-3 },
+      }),
+    );
+    const r = run(['train', join(dir, 'config.json')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/trained 150 steps .*mean training loss/);
+    const log = readFileSync(join(dir, 'run', 'log_history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const points = log.filter((e) => typeof e.loss === 'number');
+    expect(points.length).toBe(50); // every 3 steps
+    expect(points[0].step).toBe(3);
+    const report = readFileSync(join(dir, 'run', 'report.html'), 'utf8');
+    expect(report).toMatch(/mean training loss over the run/);
+    expect(report).not.toMatch(/final training loss/);
+  });
+
+  it('generate: -n past the model\'s positions and a negative -n say what to change', () => {
+    const big = run(['generate', 'Hello', '--model', bpe(), '-n', '1000000']);
+    expect(big.code).toBe(2);
+    expectOneLineError(big.stderr, /--max-new-tokens 1000000 does not fit: .* positions and this model has \d+/);
+    expect(big.stderr).toMatch(/^hint: use --max-new-tokens \d+ or less/m);
+    expect(big.stderr).not.toMatch(/label/);
+    for (const args of [['-n', '-5'], ['--max-new-tokens', '-5'], ['-n', '0']]) {
+      const neg = run(['generate', 'Hello', '--model', bpe(), ...args]);
+      expect(neg.code).toBe(2);
+      expectOneLineError(neg.stderr, /--max-new-tokens: expected an integer >= 1, got '-?\d+'/);
+      expect(neg.stderr).not.toMatch(/ambiguous/);
+    }
+  });
+});

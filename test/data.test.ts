@@ -17,7 +17,11 @@ describe('datasets', () => {
     writeFileSync(join(dir, 'a.csv'), 'text,label\r\n"hello, ""world""",1\r\n"two\nlines",0.5\r\n');
     expect((await Dataset.fromCsv(join(dir, 'a.csv'))).rows).toEqual([{ text: 'hello, "world"', label: 1 }, { text: 'two\nlines', label: 0.5 }]);
     writeFileSync(join(dir, 'bad.jsonl'), '{"a": 1}\n[1, 2]\n');
-    await expect(Dataset.fromJsonl(join(dir, 'bad.jsonl'))).rejects.toThrow(/bad.jsonl:2: not a JSON object/);
+    await expect(Dataset.fromJsonl(join(dir, 'bad.jsonl'))).rejects.toThrow(/bad.jsonl:2 must hold a JSON object/);
+    // a text column keeps its text even where it reads as a number
+    writeFileSync(join(dir, 'years.csv'), 'text,label\n1999,1\n"007",0\n');
+    expect((await Dataset.fromCsv(join(dir, 'years.csv'), { textColumns: ['text'] })).rows).toEqual([{ text: '1999', label: 1 }, { text: '007', label: 0 }]);
+    expect((await Dataset.fromCsv(join(dir, 'years.csv'))).rows[0]).toEqual({ text: 1999, label: 1 });
     writeFileSync(join(dir, 'bad.csv'), 'a,b\n1,2,3\n');
     await expect(Dataset.fromCsv(join(dir, 'bad.csv'))).rejects.toThrow(/row 2 has 3 fields but the header has 2/);
     await expect(Dataset.fromCsv(join(dir, 'missing.csv'))).rejects.toMatchObject({ code: 'ERR_TH_FILE' });

@@ -1,16 +1,34 @@
-/** Codes carried by every error the library throws (`err.code`). */
+/**
+ * Codes carried by every error the library throws (`err.code`), as listed in the README's "Errors" section. Every
+ * error the public API throws or rejects with is a TransformerHeadsError with one of these codes.
+ */
 export type ErrorCode =
   | 'ERR_TH_ARG' // a JS argument of the wrong type or form
-  | 'ERR_TH_CONFIG' // a model, its config.json or a head config that cannot be used
+  | 'ERR_TH_CONFIG' // a model, its config.json or a head/adapter config that cannot be used
   | 'ERR_TH_SHAPE' // tensor shapes or values that do not fit the model
-  | 'ERR_TH_FILE' // a missing, unreadable or malformed file
+  | 'ERR_TH_FILE' // a missing, unreadable or malformed file (model, safetensors, JSON, tokenizer, archive)
   | 'ERR_TH_DEVICE' // an unknown or unavailable device or dtype
-  | 'ERR_TH_VALUE' // a number outside its allowed range (layer index, thread count)
+  | 'ERR_TH_VALUE' // a number outside its allowed range (layer index, thread count), an empty dataset
   | 'ERR_TH_DISPOSED' // use of a model after dispose()
   | 'ERR_TH_TORCH' // libtorch itself failed (message kept, C++ backtrace dropped)
-  | 'ERR_TH_MEMORY'
+  | 'ERR_TH_MEMORY' // an allocation failed (out of memory)
   | 'ERR_TH_NATIVE' // the native addon could not be loaded
-  | 'ERR_TH_INTERNAL';
+  | 'ERR_TH_INTERNAL'; // a failure the library did not expect: a bug, please report it with the message
+
+/** Every ErrorCode, in the order the README lists them. */
+export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
+  'ERR_TH_ARG',
+  'ERR_TH_CONFIG',
+  'ERR_TH_SHAPE',
+  'ERR_TH_FILE',
+  'ERR_TH_DEVICE',
+  'ERR_TH_VALUE',
+  'ERR_TH_DISPOSED',
+  'ERR_TH_TORCH',
+  'ERR_TH_MEMORY',
+  'ERR_TH_NATIVE',
+  'ERR_TH_INTERNAL',
+]);
 
 /** The error type of this library. `code` is stable; the message says what was wrong and what to do. */
 export class TransformerHeadsError extends Error {

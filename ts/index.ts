@@ -1,6 +1,6 @@
 // The public API of transformer-heads. Each line takes what users see from one layer's face (its index.ts); the
 // layers and what they own are described in docs/ARCHITECTURE.md. test/api.test.ts pins this list.
-export { TransformerHeadsError } from './errors.js';
+export { ERROR_CODES, TransformerHeadsError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 
 export { runtimeInfo, setNumThreads } from './native/index.js';

@@ -6,6 +6,9 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <cerrno>
+#include <cstring>
+#include <memory>
 #include <string>
 
 #include "backbone.h"
@@ -14,6 +17,17 @@
 #include "generator.h"
 #include "headed.h"
 #include "torchscript.h"
+
+#if defined(__linux__)
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+#elif defined(__APPLE__)
+#include <stdio.h>  // renamex_np, RENAME_SWAP (macOS 10.12+)
+#endif
 
 namespace {
 
@@ -38,6 +52,32 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// ------------------------------------------------------------------------------------------- files
+
+// exchangePaths(a, b) -> boolean: swaps two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE, macOS
+// renamex_np RENAME_SWAP), which Node's fs cannot do. Folder saves (ts/io/atomic.ts) build the new folder next to
+// the old one and swap them, so a reader or a killed process only ever sees one whole version. false: this platform
+// or filesystem cannot swap (the caller falls back to two renames). Synchronous: one metadata syscall, no tensors.
+Napi::Value ExchangePaths(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) throw_error(env, "ERR_TH_ARG", "exchangePaths(a, b): two paths");
+  const std::string a = info[0].As<Napi::String>().Utf8Value();
+  const std::string b = info[1].As<Napi::String>().Utf8Value();
+  int err = 0;
+#if defined(__linux__) && defined(SYS_renameat2)
+  if (syscall(SYS_renameat2, AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0) return Napi::Boolean::New(env, true);
+  err = errno;
+#elif defined(__APPLE__)
+  if (renamex_np(a.c_str(), b.c_str(), RENAME_SWAP) == 0) return Napi::Boolean::New(env, true);
+  err = errno;
+#else
+  return Napi::Boolean::New(env, false);
+#endif
+  // Not supported by the kernel (ENOSYS) or the filesystem (EINVAL, ENOTSUP: NFS, FAT, old overlayfs).
+  if (err == ENOSYS || err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP) return Napi::Boolean::New(env, false);
+  throw_error(env, "ERR_TH_FILE", "cannot swap '" + a + "' and '" + b + "': " + std::strerror(err));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   th::init_threads();
   auto* data = new AddonData();
@@ -51,6 +91,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadTorchScript", Napi::Function::New<LoadTorchScript>(env, "loadTorchScript"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
+  exports.Set("exchangePaths", Napi::Function::New<ExchangePaths>(env, "exchangePaths"));
   return exports;
 }
 

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 import { TransformerHeadsError } from '../errors.js';
-import type { ModelConfig } from '../io/index.js';
+import { parseJson, type ModelConfig } from '../io/index.js';
 import { resolveHeadConfigs, type HeadConfig, type LoraConfig, type QuantizationConfig, type ResolvedHeadConfig } from '../model/index.js';
 import type { TrainingArguments } from '../train/index.js';
 import { CliError } from './ui.js';
@@ -330,9 +330,9 @@ export async function readTrainConfig(path: string, options: { needTrain?: boole
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJson(text, `config file '${path}'`, { top: 'any' });
   } catch (e) {
-    throw new CliError(`config file '${path}' is not valid JSON: ${(e as Error).message}`, 'JSON has no comments or trailing commas; check the line the message points at', 2);
+    throw new CliError((e as Error).message, 'JSON has no comments or trailing commas; check the line the message points at', 2);
   }
   return parseTrainConfig(raw, dirname(abs), options);
 }

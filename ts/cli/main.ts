@@ -2,7 +2,7 @@
 // JSON object per line with --json); logs and progress go to stderr. Exit codes: 0 ok, 1 runtime failure,
 // 2 usage or config error, 130 interrupted (outputs of a stopped training are still written).
 // This file parses the command line and dispatches; each command lives in commands/, registered in commands/index.ts.
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 import { setNumThreads } from '../native/index.js';
 import { BIN, COMMON, COMMON_HELP, intFlag, setCurrentCommand, usageError, version, type Command, type Values } from './args.js';
@@ -26,6 +26,28 @@ Exit codes: 0 done, 1 failed while running, 2 bad command line or config, 130 in
 
 function commandHelp(name: string, c: Command): string {
   return `Usage: ${c.usage}\n\n${c.help}\n\n${COMMON_HELP}\n`;
+}
+
+/**
+ * `-n -5` as `--max-new-tokens=-5`: parseArgs takes a value that starts with '-' for an option ("ambiguous"), and the
+ * option's own check then says what values it accepts.
+ */
+function negativeValues(args: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    const next = args[i + 1];
+    const name = a.startsWith('--') ? a.slice(2) : /^-[^-]$/.test(a) ? Object.entries(options).find(([, o]) => o.short === a[1])?.[0] : undefined;
+    if (name && options[name]?.type === 'string' && next !== undefined && /^-(\d|\.\d|inf|nan)/i.test(next)) {
+      out.push(`--${name}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -52,8 +74,9 @@ export async function main(argv: string[]): Promise<number> {
       usageError(`unknown command '${cmd}'; commands: ${Object.keys(COMMANDS).join(', ')}`);
     }
     let parsed;
+    const options = { ...COMMON, ...command.options };
     try {
-      parsed = parseArgs({ args: rest, options: { ...COMMON, ...command.options }, allowPositionals: true, strict: true });
+      parsed = parseArgs({ args: negativeValues(rest, options), options, allowPositionals: true, strict: true });
     } catch (e) {
       const d = describeError(e);
       throw new CliError(`${cmd}: ${d.message}`, `see '${BIN} ${cmd} --help'`, 2);
@@ -68,7 +91,7 @@ export async function main(argv: string[]): Promise<number> {
     if (threads !== undefined) setNumThreads(threads);
     return await command.run(v, parsed.positionals, ui);
   } catch (e) {
-    const d = describeError(e);
+    const d = describeError(e, argv[0]);
     process.stderr.write(`${BIN}: ${d.message.replace(/\s*\n\s*/g, ' ')}\n`);
     if (d.hint) process.stderr.write(`hint: ${d.hint}\n`);
     if (process.env.TH_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);

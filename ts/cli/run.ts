@@ -2,11 +2,10 @@
 // tokenizers, reading data files, metrics by head, and run.json (written by train, read back by eval, predict and
 // generate to rebuild the model and its data handling).
 import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 import { TransformerHeadsError } from '../errors.js';
-import { loadTokenizer, readModelConfig, type ModelConfig, type Tokenizer } from '../io/index.js';
+import { loadTokenizer, readJsonFile, readModelConfig, type ModelConfig, type Tokenizer } from '../io/index.js';
 import { loadHeaded, loadLoraWithHeads, type Device, type Dtype, type HeadedModel, type QuantizationConfig, type ResolvedHeadConfig } from '../model/index.js';
 import type { Cell } from '../report/index.js';
 import { readTable, type Example } from '../train/index.js';
@@ -51,8 +50,9 @@ export async function tryTokenizer(source: string | null, model: string): Promis
   }
 }
 
-export async function readRows(path: string, data: Pick<DataConfig, 'format' | 'csvDelimiter'>): Promise<Example[]> {
-  const ds = await readTable(path, data.format ?? undefined, data.csvDelimiter ? { delimiter: data.csvDelimiter } : {});
+/** The rows of a data file; in a CSV, the text column stays text even where it reads as a number. */
+export async function readRows(path: string, data: Pick<DataConfig, 'format' | 'csvDelimiter' | 'textColumn'>): Promise<Example[]> {
+  const ds = await readTable(path, data.format ?? undefined, { ...(data.csvDelimiter ? { delimiter: data.csvDelimiter } : {}), textColumns: [data.textColumn] });
   if (ds.length === 0) throw new CliError(`'${path}' holds no examples`, 'a .jsonl file has one JSON object per line; a .csv file a header row and one row per example', 2);
   return [...ds.rows];
 }
@@ -108,12 +108,16 @@ export interface RunInfo {
 async function readRunJson(dir: string): Promise<RunInfo | null> {
   const p = join(dir, 'run.json');
   if (!existsSync(p)) return null;
+  let r: RunInfo;
   try {
-    const r = JSON.parse(await readFile(p, 'utf8')) as RunInfo & { headsDir: string };
-    return { ...r, headsDir: resolve(dir, r.headsDir) };
+    r = (await readJsonFile(p, 'run file', { code: 'ERR_TH_FILE' })) as RunInfo;
+    if (typeof r.headsDir !== 'string' || typeof r.model !== 'string') throw new Error('it names no model or heads folder');
+    if (typeof r.data !== 'object' || r.data === null) throw new Error('it has no data settings');
+    if (typeof r.labelMaps !== 'object' || r.labelMaps === null) r.labelMaps = {};
   } catch (e) {
-    throw new CliError(`'${p}' is not valid JSON: ${(e as Error).message}`, 'it is written by transformer-heads train; train again to rewrite it', 1);
+    throw new CliError(`'${p}' cannot be used: ${(e as Error).message}`, 'it is written by transformer-heads train; train again to rewrite it', 1);
   }
+  return { ...r, headsDir: resolve(dir, r.headsDir) };
 }
 
 /** A run folder (run.json), a heads folder (head_configs.json), or a train config file. */

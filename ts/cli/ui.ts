@@ -60,7 +60,10 @@ export function jsonSafe(_k: string, v: unknown): unknown {
   return typeof v === 'number' && !Number.isFinite(v) ? null : v;
 }
 
-export function describeError(e: unknown): { message: string; hint: string | null; exitCode: number; code?: string } {
+/** Commands whose shape errors come from the data's label columns (elsewhere the message's sizes say it all). */
+const DATA_COMMANDS = new Set(['train', 'eval', 'predict', 'probe']);
+
+export function describeError(e: unknown, command?: string): { message: string; hint: string | null; exitCode: number; code?: string } {
   if (e instanceof CliError) return { message: e.message, hint: e.hint, exitCode: e.exitCode };
   const code = (e as { code?: unknown })?.code;
   if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
@@ -73,7 +76,10 @@ export function describeError(e: unknown): { message: string; hint: string | nul
       ERR_TH_FILE: 'check that the path exists, is readable and is the kind of file expected',
       ERR_TH_CONFIG: "check the model and the head settings (see the command's --help)",
       ERR_TH_ARG: "check the command's options (see its --help)",
-      ERR_TH_SHAPE: 'check the data: label columns must match the heads (classes, number of outputs, one label per token)',
+      ERR_TH_SHAPE:
+        command === undefined || DATA_COMMANDS.has(command)
+          ? 'check the data: label columns must match the heads (classes, number of outputs, one label per token)'
+          : 'the sizes in the message do not fit the model: change the option or input they name',
       ERR_TH_VALUE: 'check the data and the numeric settings',
       ERR_TH_DEVICE: 'use --device cpu, or a libtorch built with CUDA (see the README, Building)',
       ERR_TH_NATIVE: 'build the native addon: bash scripts/setup.sh (or npm run build:native)',

@@ -2,7 +2,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 
-import { TransformerHeadsError } from '../errors.js';
+import { invalidArg, TransformerHeadsError } from '../errors.js';
+import { readJsonFile } from './json.js';
 import { parseModelConfig, type ModelConfig } from './model-config.js';
 
 /**
@@ -13,6 +14,20 @@ export function zipEntries(buf: Buffer, suffixes: string[], where: string): Map<
   const bad = (m: string): never => {
     throw new TransformerHeadsError(`${where} is not a readable zip/TorchScript archive: ${m}`, 'ERR_TH_FILE');
   };
+  try {
+    return readZip(buf, suffixes, bad);
+  } catch (e) {
+    // Offsets read from the file point anywhere: a read past the end (RangeError) or a corrupt deflate stream is a
+    // malformed archive, not a bug.
+    if (e instanceof TransformerHeadsError) throw e;
+    return bad(e instanceof Error ? e.message : String(e));
+  }
+}
+
+/** Largest extra file inflated from an archive (config and tokenizer files are a few MB at most). */
+const MAX_INFLATED = 256 * 1024 * 1024;
+
+function readZip(buf: Buffer, suffixes: string[], bad: (m: string) => never): Map<string, Buffer> {
   let eocd = -1;
   for (let i = buf.length - 22; i >= Math.max(0, buf.length - 65557); i--) {
     if (buf.readUInt32LE(i) === 0x06054b50) {
@@ -65,7 +80,7 @@ export function zipEntries(buf: Buffer, suffixes: string[], where: string): Map<
       const start = local + 30 + buf.readUInt16LE(local + 26) + buf.readUInt16LE(local + 28);
       if (start + csize > buf.length) bad(`entry ${name} runs past the end`);
       const raw = buf.subarray(start, start + csize);
-      out.set(name, method === 0 ? raw : method === 8 ? inflateRawSync(raw) : bad(`entry ${name} uses compression method ${method}`));
+      out.set(name, method === 0 ? raw : method === 8 ? inflateRawSync(raw, { maxOutputLength: MAX_INFLATED }) : bad(`entry ${name} uses compression method ${method}`));
     }
     p += 46 + nameLen + extraLen + commentLen;
   }
@@ -78,22 +93,26 @@ export function zipEntries(buf: Buffer, suffixes: string[], where: string): Map<
  * files, or from a model folder. Handy for head sizes: `inSize: (await readModelConfig(path)).hiddenSize`.
  */
 export async function readModelConfig(path: string): Promise<ModelConfig> {
+  if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a model path', path);
   let st;
   try {
     st = await stat(path);
   } catch (e) {
     throw new TransformerHeadsError(`model file '${path}' does not exist`, 'ERR_TH_FILE', { cause: e });
   }
-  let text: string | null = null;
   if (st.isDirectory()) {
-    text = await readFile(join(path, 'config.json'), 'utf8').catch(() => null);
-  } else {
-    for (const [, v] of zipEntries(await readFile(path), ['/extra/config.json'], `'${path}'`)) text = v.toString('utf8');
+    const raw = await readJsonFile(join(path, 'config.json'), 'config file', { missing: 'null' });
+    if (raw === null) throw new TransformerHeadsError(`'${path}' has no config.json`, 'ERR_TH_CONFIG');
+    return parseModelConfig(raw as Record<string, unknown>);
   }
-  if (text === null) throw new TransformerHeadsError(`'${path}' has no config.json`, 'ERR_TH_CONFIG');
+  let buf: Buffer;
   try {
-    return parseModelConfig(text);
+    buf = await readFile(path);
   } catch (e) {
-    throw new TransformerHeadsError(`config.json of '${path}' is not valid JSON: ${(e as Error).message}`, 'ERR_TH_CONFIG');
+    throw new TransformerHeadsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'ERR_TH_FILE', { cause: e });
   }
+  let bytes: Buffer | null = null;
+  for (const [, v] of zipEntries(buf, ['/extra/config.json'], `'${path}'`)) bytes = v;
+  if (bytes === null) throw new TransformerHeadsError(`'${path}' has no config.json`, 'ERR_TH_CONFIG');
+  return parseModelConfig(bytes, `config.json of '${path}'`);
 }

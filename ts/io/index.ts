@@ -1,11 +1,14 @@
 // The file-format layer: what is read from and written to disk, with no model logic. safetensors, zip/TorchScript
-// archives, Hugging Face model folders and their config.json, tokenizers, and atomic file writes.
+// archives, Hugging Face model folders and their config.json, tokenizers, JSON files from strangers, and crash-safe
+// writes of files and whole folders.
 // The re-exports tagged internal stay out of the published .d.ts (tsconfig stripInternal), as their declarations do.
 export { readModelConfig, zipEntries } from './archive.js';
-export { atomicWrite } from './atomic.js';
+export { appendText, atomicWrite, ensureFolder, removePath, saveFolder } from './atomic.js';
 /** @internal */
-export { writeHfFolder } from './hf-folder.js';
+export { hfFolderOwns, writeHfFolder } from './hf-folder.js';
 export type { HfFolderTexts } from './hf-folder.js';
+export { clip, jsonDepth, kindOf, MAX_JSON_DEPTH, parseJson, readJsonFile, shown } from './json.js';
+export type { JsonOptions, JsonTop } from './json.js';
 /** @internal */
 export { parseModelConfig } from './model-config.js';
 export type { ModelConfig } from './model-config.js';

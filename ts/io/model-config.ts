@@ -1,3 +1,5 @@
+import { parseJson } from './json.js';
+
 /** The Hugging Face config.json of a model, with the fields this library uses in camelCase. */
 export interface ModelConfig {
   /** 'gpt2' | 'llama' | 'mistral' | 'qwen2' */
@@ -33,10 +35,13 @@ function tokenId(v: unknown): number | null {
   return null;
 }
 
-/** @internal The native core has already validated this config; here it is only renamed. */
-export function parseModelConfig(text: string): ModelConfig {
-  const raw = JSON.parse(text) as Record<string, unknown>;
-  const modelType = String(raw.model_type);
+/**
+ * @internal config.json (text, bytes or the parsed object), renamed. Fields are checked by the native core when the
+ * model loads; here a missing or mistyped one reads as 0 / null.
+ */
+export function parseModelConfig(input: string | Uint8Array | Record<string, unknown>, where = 'config.json'): ModelConfig {
+  const raw = (typeof input === 'string' || input instanceof Uint8Array ? parseJson(input, where) : input) as Record<string, unknown>;
+  const modelType = typeof raw.model_type === 'string' ? raw.model_type : String(raw.model_type);
   const gpt2 = modelType === 'gpt2';
   const hiddenSize = num(raw, 'n_embd', 'hidden_size') ?? 0;
   const heads = num(raw, 'n_head', 'num_attention_heads') ?? 1;

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 
 import { TransformerHeadsError } from '../errors.js';
+import { kindOf, parseJson, shown } from './json.js';
 
 /** A float32 tensor as stored in a safetensors file. */
 export interface NamedTensor {
@@ -49,33 +50,32 @@ export function decodeSafetensors(buf: Uint8Array, where: string): NamedTensor[]
   const n = Number(new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getBigUint64(0, true));
   if (n > MAX_HEADER) bad(`header length ${n} exceeds ${MAX_HEADER}`);
   if (8 + n > buf.length) bad(`header length ${n} runs past the end of the file (${buf.length} bytes)`);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  try {
-    header = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + 8, n).toString('utf8'));
-  } catch (e) {
-    return bad(`header is not JSON (${(e as Error).message})`);
-  }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) bad('header is not a JSON object');
+  const header = parseJson(buf.subarray(8, 8 + n), `${where} is not a valid safetensors file: its header`, { code: 'ERR_TH_FILE' }) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
   const data = buf.subarray(8 + n);
   const spans: Array<[number, number, string]> = [];
   const out: NamedTensor[] = [];
-  for (const [key, info] of Object.entries(header)) {
-    if (key === '__metadata__') continue;
+  for (const [rawKey, info] of Object.entries(header)) {
+    if (rawKey === '__metadata__') continue;
+    const key = shown(rawKey, 80).replace(/^"|"$/g, '');
+    if (typeof info !== 'object' || info === null || Array.isArray(info)) bad(`tensor '${key}' is ${kindOf(info)}, not {dtype, shape, data_offsets}`);
     const { dtype, shape, data_offsets: off } = info ?? ({} as never);
-    if (!(dtype in DTYPE_BYTES)) bad(`tensor '${key}' has unknown dtype ${JSON.stringify(dtype)}`);
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) bad(`tensor '${key}' has a bad shape`);
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[0]! > off[1]!) bad(`tensor '${key}' has bad data_offsets`);
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, dtype)) bad(`tensor '${key}' has unknown dtype ${shown(dtype)}`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor '${key}' has a bad shape ${shown(shape)}`);
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0) || off[0]! > off[1]!) bad(`tensor '${key}' has bad data_offsets ${shown(off)}`);
     const [b, e] = off;
     if (e > data.length) bad(`tensor '${key}' ends at ${e}, past the data buffer (${data.length} bytes)`);
     const numel = shape.reduce((a, d) => a * d, 1);
-    if (numel * DTYPE_BYTES[dtype]! !== e - b) bad(`tensor '${key}' has ${e - b} bytes but shape [${shape}] of ${dtype} needs ${numel * DTYPE_BYTES[dtype]!}`);
+    if (numel * DTYPE_BYTES[dtype]! !== e - b) bad(`tensor '${key}' has ${e - b} bytes but shape ${shown(shape)} of ${dtype} needs ${numel * DTYPE_BYTES[dtype]!}`);
     spans.push([b, e, key]);
     if (dtype !== 'F32') {
       throw new TransformerHeadsError(`${where}: tensor '${key}' is ${dtype}; head files must hold F32 tensors`, 'ERR_TH_FILE');
     }
     const copy = new Float32Array(numel);
     new Uint8Array(copy.buffer).set(data.subarray(b, e));
-    out.push({ key, data: copy, shape });
+    out.push({ key: rawKey, data: copy, shape });
   }
   spans.sort((x, y) => x[0] - y[0]);
   for (let i = 1; i < spans.length; i++) if (spans[i]![0] < spans[i - 1]![1]) bad(`tensors '${spans[i - 1]![2]}' and '${spans[i]![2]}' overlap`);

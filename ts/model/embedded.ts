@@ -1,10 +1,10 @@
 // The embedded default model: models/tiny-gpt2-en, a Hugging Face GPT-2 folder made by scripts/pretrain.mjs
 // (`npm run pretrain`), with its training record in training.json.
-import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { TransformerHeadsError } from '../errors.js';
+import { readJsonFile } from '../io/index.js';
 import type { HeadedModel } from './headed.js';
 import { loadHeaded, type LoadHeadedOptions } from './load.js';
 
@@ -20,17 +20,11 @@ export interface EmbeddedModelInfo {
 
 /** training.json of a model folder made by scripts/pretrain.mjs. */
 export async function readEmbeddedModelInfo(dir: string = DEFAULT_MODEL_DIR): Promise<EmbeddedModelInfo> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, 'training.json'), 'utf8');
-  } catch (e) {
-    throw new TransformerHeadsError(
-      `no embedded model in '${dir}' (${(e as Error).message}); build it with \`npm run pretrain\` (a few minutes on 2 cores)`,
-      'ERR_TH_FILE',
-      { cause: e },
-    );
+  const info = (await readJsonFile(join(dir, 'training.json'), 'embedded model record', { code: 'ERR_TH_FILE', missing: 'null' })) as EmbeddedModelInfo | null;
+  if (info === null) {
+    throw new TransformerHeadsError(`no embedded model in '${dir}' (no training.json); build it with \`npm run pretrain\` (a few minutes on 2 cores)`, 'ERR_TH_FILE');
   }
-  return JSON.parse(text) as EmbeddedModelInfo;
+  return info;
 }
 
 /** Loads the embedded model (or another folder written by scripts/pretrain.mjs) with heads, as loadHeaded does. */

@@ -1,8 +1,8 @@
-import { mkdir } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { fromNative, invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
-import { atomicWrite, encodeSafetensors, loadTokenizer, parseModelConfig, writeHfFolder, type ModelConfig, type NamedTensor, type Tokenizer } from '../io/index.js';
+import { encodeSafetensors, loadTokenizer, parseJson, parseModelConfig, saveFolder, writeHfFolder, type ModelConfig, type NamedTensor, type Tokenizer } from '../io/index.js';
 import { fromRaw, NativeHandle, packTokens, type Batch, type NativeGenerator, type NativeHeaded, type PackedTokens, type RawTensor, type Tensor } from '../native/index.js';
 import type { Dtype } from './backbone.js';
 import {
@@ -44,6 +44,20 @@ export interface OptimizerSettings {
 
 // The native side names the heads of this model, so the keys are H.
 const pairsToRecord = <H extends string>(p: Array<[string, number]>) => Object.fromEntries(p) as Record<H, number>;
+
+/** Files a head folder save always owns, whether this save writes them or not (adapters of an earlier LoRA save). */
+const HEAD_FOLDER_FILES = ['head_configs.json', 'adapter_config.json', 'adapter_model.safetensors'];
+
+/** The head files the folder's current head_configs.json names: a save replaces (or drops) them. */
+async function savedHeadFiles(dir: string): Promise<string[]> {
+  try {
+    const cfg = parseJson(await readFile(join(dir, 'head_configs.json')), 'head_configs.json') as Record<string, unknown>;
+    const names = Object.entries(cfg).flatMap(([k, v]) => [k, (v as { name?: unknown } | null)?.name]);
+    return names.filter((n): n is string => typeof n === 'string' && n !== '' && !/[/\\\0]/.test(n) && n !== '.' && n !== '..').map((n) => `${n}.safetensors`);
+  } catch {
+    return []; // no folder yet, or an unreadable config: nothing of its heads to own
+  }
+}
 
 /**
  * A backbone with heads: forward with losses, training steps, saving and loading in the Python library's format.
@@ -113,13 +127,13 @@ export class HeadedModel<H extends string = string, T extends string = string> e
 
   /** LoRA tensors by PEFT name (without "base_model.model."). */
   loraWeights(): NamedTensor[] {
-    return this._live().loraState().map((t) => ({ key: t.key, ...fromRaw(t) }));
+    return this._sync((n) => n.loraState()).map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
   /** Folds the LoRA adapters into the projections (4-bit ones become dense) and removes them; returns this model. */
   mergeAndUnload(): this {
     if (!this.#lora) throw new TransformerHeadsError('this model has no LoRA adapters to merge', 'ERR_TH_CONFIG');
-    this._live().mergeLora();
+    this._sync((n) => n.mergeLora());
     this.#lora = null;
     return this;
   }
@@ -173,7 +187,7 @@ export class HeadedModel<H extends string = string, T extends string = string> e
   /** Sets up AdamW (weight decay on weight matrices only) over every trainable tensor. */
   configureOptimizer(settings: OptimizerSettings): void {
     if (typeof settings?.lr !== 'number' || !(settings.lr > 0)) invalidArg('lr', 'a positive number', settings?.lr);
-    this._live().configureOptimizer(settings);
+    this._sync((n) => n.configureOptimizer(settings));
   }
 
   /** Clips gradients, steps AdamW at learning rate `lr`, clears gradients; resolves with the gradient norm before clipping. */
@@ -220,32 +234,32 @@ export class HeadedModel<H extends string = string, T extends string = string> e
 
   /** A snapshot of one head's weights (keys lins.K.weight|bias, [out, in]). */
   headWeights(name: H): NamedTensor[] {
-    return this._live().headState(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
+    return this._sync((n) => n.headState(name)).map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
   /** Gradients accumulated on one head since the last optimizer step (empty when it has none). */
   headGradients(name: H): NamedTensor[] {
-    return this._live().headGrads(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
+    return this._sync((n) => n.headGrads(name)).map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
   /** L2 norm of the gradients accumulated on the backbone's weights (0 when frozen or blocked). */
   backboneGradNorm(): number {
-    return this._live().backboneGradNorm();
+    return this._sync((n) => n.backboneGradNorm());
   }
 
   /** Replaces the LoRA weights (strict: every adapter tensor, right shapes). Keys as loraWeights() gives them. */
   loadLoraWeights(tensors: NamedTensor[]): void {
-    this._live().loadLoraState(tensors);
+    this._sync((n) => n.loadLoraState(tensors));
   }
 
   /** Replaces backbone weights by Hugging Face name (e.g. the biases an adapter file carries). */
   loadBackboneWeights(tensors: NamedTensor[]): void {
-    this._live().loadBackboneTensors(tensors);
+    this._sync((n) => n.loadBackboneTensors(tensors));
   }
 
   /** Replaces one head's weights (strict: every key, right shapes). */
   loadHeadWeights(name: H, tensors: NamedTensor[]): void {
-    this._live().loadHeadState(name, tensors);
+    this._sync((n) => n.loadHeadState(name, tensors));
   }
 
   /**
@@ -320,25 +334,43 @@ export class HeadedModel<H extends string = string, T extends string = string> e
   }
 
   /**
-   * Writes the Python library's head files into `dir`: `<name>.safetensors` for every head except 'lm_head'
-   * (keys lins.K.weight|bias, F32, [out, in]) and head_configs.json. Each file is written atomically.
+   * @internal The files save() writes, name -> contents, snapshotted now (later training steps do not change them):
+   * `<name>.safetensors` for every head but 'lm_head', head_configs.json, and with LoRA adapter_model.safetensors and
+   * adapter_config.json.
    */
-  async save(dir: string): Promise<void> {
-    if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
-    await mkdir(dir, { recursive: true });
+  saveFiles(): Map<string, Uint8Array | string> {
+    const files = new Map<string, Uint8Array | string>();
     if (this.#lora) {
       // PEFT's layout: adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors {"format": "pt"}, with
       // the biases that trained (bias 'all' / 'lora_only') next to the adapters, as PEFT stores them.
-      const trained = this._live().trainedBackboneState().map((t) => ({ key: t.key, ...fromRaw(t) }));
+      const trained = this._sync((n) => n.trainedBackboneState()).map((t) => ({ key: t.key, ...fromRaw(t) }));
       const tensors = [...this.loraWeights(), ...trained].map((t) => ({ ...t, key: `base_model.model.${t.key}` }));
-      await atomicWrite(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
-      await atomicWrite(join(dir, 'adapter_config.json'), adapterConfigJson(this.#lora, this.baseModelNameOrPath, this.config.modelType === 'gpt2' && !this.quantization));
+      files.set('adapter_model.safetensors', encodeSafetensors(tensors, { format: 'pt' }));
+      files.set('adapter_config.json', adapterConfigJson(this.#lora, this.baseModelNameOrPath, this.config.modelType === 'gpt2' && !this.quantization));
     }
     for (const h of this.heads) {
       if (h.name === 'lm_head') continue;
-      await atomicWrite(join(dir, `${h.name}.safetensors`), encodeSafetensors(this.headWeights(h.name)));
+      files.set(`${h.name}.safetensors`, encodeSafetensors(this.headWeights(h.name)));
     }
-    await atomicWrite(join(dir, 'head_configs.json'), headConfigsJson([...this.heads]));
+    files.set('head_configs.json', headConfigsJson([...this.heads]));
+    return files;
+  }
+
+  /**
+   * Writes the Python library's head files into `dir`: `<name>.safetensors` for every head except 'lm_head'
+   * (keys lins.K.weight|bias, F32, [out, in]) and head_configs.json; with LoRA, PEFT's adapter_config.json and
+   * adapter_model.safetensors. The weights are those at the time of the call. The folder is replaced
+   * all-or-nothing: after a crash at any point it holds exactly the previous save or exactly this one. The save owns
+   * those files and the head files the previous head_configs.json names (a head removed since is removed); other
+   * files in the folder are kept.
+   */
+  async save(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
+    const files = this.saveFiles();
+    const owned = new Set([...HEAD_FOLDER_FILES, ...files.keys(), ...(await savedHeadFiles(dir))]);
+    await saveFolder(dir, (name) => owned.has(name), async (tmp) => {
+      for (const [name, data] of files) await writeFile(join(tmp, name), data);
+    });
   }
 
   /**

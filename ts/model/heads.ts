@@ -1,5 +1,5 @@
 import { TransformerHeadsError } from '../errors.js';
-import type { ModelConfig } from '../io/index.js';
+import { clip, shown, type ModelConfig } from '../io/index.js';
 
 export type OutputActivation = 'linear' | 'sigmoid' | 'relu';
 export type LossFunction = 'cross_entropy' | 'mse' | 'masked_mse' | 'bce' | 'bce_with_logits';
@@ -95,7 +95,7 @@ const ACTIVATIONS: readonly string[] = ['linear', 'sigmoid', 'relu'];
 const LOSSES: readonly string[] = ['cross_entropy', 'mse', 'masked_mse', 'bce', 'bce_with_logits'];
 
 function fail(head: string, field: string, message: string, value: unknown): never {
-  throw new TransformerHeadsError(`head '${head}': ${field} ${message}, got ${JSON.stringify(value) ?? String(value)}`, 'ERR_TH_CONFIG');
+  throw new TransformerHeadsError(`head '${head}': ${field} ${message}, got ${shown(value)}`, 'ERR_TH_CONFIG');
 }
 
 function int(head: string, field: string, v: unknown, min: number): number {
@@ -110,15 +110,18 @@ function bool(head: string, field: string, v: unknown): boolean {
 
 /** Fills defaults and checks one head against the model. Throws ERR_TH_CONFIG naming the field and the value. */
 export function resolveHeadConfig<N extends string = string>(cfg: HeadConfig<N>, model?: Pick<ModelConfig, 'hiddenSize' | 'numLayers' | 'vocabSize'>): ResolvedHeadConfig<N> {
-  if (typeof cfg !== 'object' || cfg === null) throw new TransformerHeadsError(`a head config must be an object, got ${String(cfg)}`, 'ERR_TH_CONFIG');
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw new TransformerHeadsError(`a head config must be an object, got ${shown(cfg)}`, 'ERR_TH_CONFIG');
   const name = cfg.name;
   if (typeof name !== 'string' || name.length === 0 || /[/\\\0]/.test(name) || name === '.' || name === '..') {
-    throw new TransformerHeadsError(`head name must be a non-empty string usable as a file name, got ${JSON.stringify(name)}`, 'ERR_TH_CONFIG');
+    throw new TransformerHeadsError(`head name must be a non-empty string usable as a file name, got ${shown(name)}`, 'ERR_TH_CONFIG');
+  }
+  if (Buffer.byteLength(name) + '.safetensors'.length > 255) {
+    throw new TransformerHeadsError(`head name ${shown(name)} is too long: '<name>.safetensors' must fit a file name (255 bytes)`, 'ERR_TH_CONFIG');
   }
   for (const key of Object.keys(cfg)) {
     if (!CAMEL.has(key)) {
       const hint = SNAKE_TO_CAMEL.get(key);
-      throw new TransformerHeadsError(`head '${name}': unknown field '${key}'${hint ? ` (did you mean '${hint}'?)` : ''}`, 'ERR_TH_CONFIG');
+      throw new TransformerHeadsError(`head '${name}': unknown field '${clip(key)}'${hint ? ` (did you mean '${hint}'?)` : ''}`, 'ERR_TH_CONFIG');
     }
   }
   const isLm = name === 'lm_head';
@@ -199,7 +202,7 @@ export function fromSnakeCase(o: Record<string, unknown>, where: string): HeadCo
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) {
     const c = SNAKE_TO_CAMEL.get(k);
-    if (!c) throw new TransformerHeadsError(`${where}: unknown head config key '${k}'`, 'ERR_TH_CONFIG');
+    if (!c) throw new TransformerHeadsError(`${where}: unknown head config key '${clip(k)}'`, 'ERR_TH_CONFIG');
     if (v !== null || c === 'numOutputs' || c === 'lossFct') out[c] = v;
   }
   return out as unknown as HeadConfig;

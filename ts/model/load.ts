@@ -1,10 +1,9 @@
 // Building a HeadedModel: new heads (loadHeaded), saved heads in the Python library's layout (headFolder), LoRA
 // adapters on a possibly quantized backbone (createHeadedQLoRA), and PEFT adapter folders (loadLoraWithHeads).
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
-import { parseModelConfig, readSafetensors } from '../io/index.js';
+import { kindOf, parseModelConfig, readJsonFile, readSafetensors, shown } from '../io/index.js';
 import { binding } from '../native/index.js';
 import type { Device, Dtype } from './backbone.js';
 import { HeadedModel } from './headed.js';
@@ -41,23 +40,19 @@ export interface LoadHeadedOptions<N extends string = string, T extends string =
 
 /** Reads head_configs.json (the Python library's format) from a folder. */
 export async function readHeadConfigs(folder: string): Promise<HeadConfig[]> {
+  if (typeof folder !== 'string' || !folder) invalidArg('headFolder', 'a folder path', folder);
   const path = join(folder, 'head_configs.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new TransformerHeadsError(`no head_configs.json in '${folder}': ${(e as Error).message}`, 'ERR_TH_FILE', { cause: e });
+  const parsed = (await readJsonFile(path, 'head config file', { missing: 'null' })) as Record<string, unknown> | null;
+  if (parsed === null) throw new TransformerHeadsError(`no head_configs.json in '${folder}': it is not a head folder (written by save())`, 'ERR_TH_FILE');
+  const out: HeadConfig[] = [];
+  for (const [key, o] of Object.entries(parsed)) {
+    if (typeof o !== 'object' || o === null || Array.isArray(o)) {
+      throw new TransformerHeadsError(`'${path}': head ${shown(key)} must be an object of head config fields, got ${kindOf(o)}`, 'ERR_TH_CONFIG');
+    }
+    out.push(fromSnakeCase(o as Record<string, unknown>, `'${path}'`));
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    throw new TransformerHeadsError(`'${path}' is not valid JSON: ${(e as Error).message}`, 'ERR_TH_CONFIG');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new TransformerHeadsError(`'${path}' must hold an object {name: head config}`, 'ERR_TH_CONFIG');
-  }
-  return Object.values(parsed as Record<string, Record<string, unknown>>).map((o) => fromSnakeCase(o, path));
+  if (out.length === 0) throw new TransformerHeadsError(`'${path}' lists no heads`, 'ERR_TH_CONFIG');
+  return out;
 }
 
 /**
@@ -187,26 +182,30 @@ export interface LoadLoraWithHeadsOptions extends Omit<LoadHeadedOptions, 'heads
  */
 export async function loadLoraWithHeads(dir: string, options: LoadLoraWithHeadsOptions = {}): Promise<HeadedModel> {
   if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
-  let cfg: Record<string, unknown>;
-  try {
-    cfg = JSON.parse(await readFile(join(dir, 'adapter_config.json'), 'utf8'));
-  } catch (e) {
-    throw new TransformerHeadsError(`no readable adapter_config.json in '${dir}': ${(e as Error).message}`, 'ERR_TH_FILE', { cause: e });
-  }
-  if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') throw new TransformerHeadsError(`adapter type ${String(cfg.peft_type)} is not LoRA`, 'ERR_TH_CONFIG');
-  const modelPath = options.modelPath ?? (typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : '');
+  const cfgPath = join(dir, 'adapter_config.json');
+  const cfg = (await readJsonFile(cfgPath, 'adapter config file', { missing: 'null' })) as Record<string, unknown> | null;
+  if (cfg === null) throw new TransformerHeadsError(`no readable adapter_config.json in '${dir}': it is not a LoRA folder (written by save() on a LoRA model, or by PEFT)`, 'ERR_TH_FILE');
+  const field = (k: string, ok: (v: unknown) => boolean, what: string): unknown => {
+    const v = cfg[k];
+    if (v !== undefined && v !== null && !ok(v)) throw new TransformerHeadsError(`'${cfgPath}': ${k} must be ${what}, got ${shown(v)}`, 'ERR_TH_CONFIG');
+    return v ?? undefined;
+  };
+  const peftType = field('peft_type', (v) => typeof v === 'string', 'a string');
+  if (peftType !== undefined && peftType !== 'LORA') throw new TransformerHeadsError(`adapter type ${shown(peftType)} in '${cfgPath}' is not LoRA`, 'ERR_TH_CONFIG');
+  const base = field('base_model_name_or_path', (v) => typeof v === 'string', 'a string');
+  const modelPath = options.modelPath ?? (typeof base === 'string' ? base : '');
   if (!modelPath) throw new TransformerHeadsError(`adapter_config.json in '${dir}' names no base model; pass modelPath`, 'ERR_TH_CONFIG');
-  const tm = cfg.target_modules;
+  const tm = field('target_modules', (v) => typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string')), 'a list of module names');
   if (typeof tm === 'string') {
     throw new TransformerHeadsError('target_modules given as a regular expression is not supported; list the module names', 'ERR_TH_CONFIG');
   }
   const lora: LoraConfig = {
-    r: Number(cfg.r ?? 8),
-    alpha: Number(cfg.lora_alpha ?? 8),
-    dropout: Number(cfg.lora_dropout ?? 0),
-    bias: (cfg.bias as LoraConfig['bias']) ?? 'none',
-    useRslora: Boolean(cfg.use_rslora ?? false),
-    ...(Array.isArray(tm) ? { targetModules: tm.map(String) } : {}),
+    r: field('r', (v) => Number.isInteger(v) && (v as number) > 0, 'a positive integer') as number | undefined ?? 8,
+    alpha: field('lora_alpha', (v) => typeof v === 'number' && Number.isFinite(v), 'a number') as number | undefined ?? 8,
+    dropout: field('lora_dropout', (v) => typeof v === 'number' && v >= 0 && v < 1, 'a number in [0, 1)') as number | undefined ?? 0,
+    bias: (field('bias', (v) => v === 'none' || v === 'all' || v === 'lora_only', "'none', 'all' or 'lora_only'") as LoraConfig['bias']) ?? 'none',
+    useRslora: (field('use_rslora', (v) => typeof v === 'boolean', 'true or false') as boolean | undefined) ?? false,
+    ...(Array.isArray(tm) ? { targetModules: tm as string[] } : {}),
   };
   const heads = await readHeadConfigs(dir);
   const model = await buildHeaded(modelPath, heads, { ...options, freezeBaseModel: true, headFolder: dir }, {

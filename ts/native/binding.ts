@@ -136,6 +136,8 @@ export interface NativeBinding {
   loadBackbone(path: string, options: { device: string; dtype: string }): Promise<NativeBackbone>;
   loadTorchScript(path: string): Promise<NativeTorchScript>;
   setNumThreads(n: number): void;
+  /** Swaps two existing paths atomically; false when the platform or filesystem cannot (ts/io/atomic.ts falls back). */
+  exchangePaths(a: string, b: string): boolean;
   runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
 }
 

@@ -1,4 +1,4 @@
-import { nativeCall, TransformerHeadsError } from '../errors.js';
+import { fromNative, nativeCall, TransformerHeadsError } from '../errors.js';
 
 /**
  * A JS handle on a native model: calls run one at a time, in call order (queued here rather than on a native mutex,
@@ -36,6 +36,19 @@ export class NativeHandle<N extends { dispose(): void }> {
   protected _live(): N {
     if (!this.#native) throw new TransformerHeadsError('this model was disposed; load it again to use it', 'ERR_TH_DISPOSED');
     return this.#native;
+  }
+
+  /**
+   * @internal A synchronous native call (snapshots, loading tensors): what the addon throws (a JS Error carrying a
+   * code) becomes a TransformerHeadsError.
+   */
+  protected _sync<T>(fn: (native: N) => T): T {
+    const native = this._live();
+    try {
+      return fn(native);
+    } catch (e) {
+      throw fromNative(e, new Error());
+    }
   }
 
   /** @internal Queues a native call; its failure becomes a TransformerHeadsError pointing at the caller. */

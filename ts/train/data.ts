@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 
 import { invalidArg, TransformerHeadsError } from '../errors.js';
+import { parseJson } from '../io/index.js';
 
 /** One example: column name -> value (numbers, strings, arrays of numbers). */
 export type Example = Record<string, unknown>;
@@ -81,22 +82,17 @@ export class Dataset<T extends Example = Example> implements Iterable<T> {
     const rows: Example[] = [];
     text.split('\n').forEach((line, i) => {
       if (!line.trim()) return;
-      try {
-        const v = JSON.parse(line);
-        if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-        rows.push(v as Example);
-      } catch (e) {
-        throw new TransformerHeadsError(`${path}:${i + 1}: not a JSON object (${(e as Error).message})`, 'ERR_TH_FILE');
-      }
+      rows.push(parseJson(line, `${path}:${i + 1}`, { code: 'ERR_TH_FILE', top: 'object' }) as Example);
     });
     return new Dataset(rows);
   }
 
   /**
    * A CSV file with a header row (RFC 4180 quoting). Fields that read as finite numbers become numbers unless
-   * `{ numbers: false }`.
+   * `{ numbers: false }`, except in `textColumns`, which always stay strings (a text "1999" is a text).
    */
-  static async fromCsv(path: string, options: { delimiter?: string; numbers?: boolean } = {}): Promise<Dataset> {
+  static async fromCsv(path: string, options: { delimiter?: string; numbers?: boolean; textColumns?: readonly string[] } = {}): Promise<Dataset> {
+    const keep = new Set(options.textColumns ?? []);
     const records = parseCsv(await readText(path), options.delimiter ?? ',', path);
     const [header, ...body] = records;
     if (!header) return new Dataset([]);
@@ -107,7 +103,7 @@ export class Dataset<T extends Example = Example> implements Iterable<T> {
       const o: Example = {};
       header.forEach((h, k) => {
         const v = rec[k]!;
-        o[h] = options.numbers !== false && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
+        o[h] = options.numbers !== false && !keep.has(h) && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
       });
       return o;
     });

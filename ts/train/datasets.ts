@@ -119,11 +119,14 @@ export async function loadBuiltinDataset(name: string): Promise<LabelledText[]> 
   return d.load();
 }
 
-/** Reads a .jsonl or .csv (by extension, or `format`) as a Dataset of rows. */
-export async function readTable(path: string, format?: 'jsonl' | 'csv', options: { delimiter?: string } = {}): Promise<Dataset> {
+/**
+ * Reads a .jsonl or .csv (by extension, or `format`) as a Dataset of rows. CSV fields that read as numbers become
+ * numbers, except in `textColumns`.
+ */
+export async function readTable(path: string, format?: 'jsonl' | 'csv', options: { delimiter?: string; textColumns?: readonly string[] } = {}): Promise<Dataset> {
   const ext = extname(path).toLowerCase();
   const fmt = format ?? (ext === '.csv' || ext === '.tsv' ? 'csv' : 'jsonl');
-  if (fmt === 'csv') return Dataset.fromCsv(path, { delimiter: options.delimiter ?? (ext === '.tsv' ? '\t' : ','), numbers: true });
+  if (fmt === 'csv') return Dataset.fromCsv(path, { delimiter: options.delimiter ?? (ext === '.tsv' ? '\t' : ','), numbers: true, textColumns: options.textColumns ?? [] });
   return Dataset.fromJsonl(path);
 }
 
@@ -134,7 +137,7 @@ export async function loadLabelledFile(
 ): Promise<LabelledText[]> {
   const text = columns.text ?? 'text';
   const label = columns.label ?? 'label';
-  const ds = await readTable(path, columns.format);
+  const ds = await readTable(path, columns.format, { textColumns: [text] });
   if (ds.length === 0) throw new TransformerHeadsError(`'${path}' holds no rows`, 'ERR_TH_FILE');
   return ds.rows.map((r, i) => {
     const t = r[text];

@@ -3,12 +3,12 @@
 // Trainer, with the activation cache after epoch 1).
 
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import { TransformerHeadsError } from '../errors.js';
-import { atomicWrite, loadTokenizer, readModelConfig, type Tokenizer } from '../io/index.js';
+import { atomicWrite, ensureFolder, loadTokenizer, readModelConfig, type Tokenizer } from '../io/index.js';
 import { DEFAULT_MODEL_DIR, loadHeaded, type Device, type Dtype, type HeadConfig } from '../model/index.js';
 import { barChart, htmlReport, lossChart } from '../report/index.js';
 import { DataCollatorWithPadding } from './collator.js';
@@ -180,7 +180,7 @@ export async function probeLayers(options: ProbeLayersOptions = {}): Promise<Pro
   let metrics: Record<string, number>;
   const tTrain = performance.now();
   try {
-    if (o.outputDir) await mkdir(outDir, { recursive: true });
+    if (o.outputDir) await ensureFolder(outDir);
     const totalSteps = Math.ceil(epochs * Math.ceil(train.length / batchSize));
     const trainer = new Trainer(
       model,
@@ -284,7 +284,7 @@ export function accuracyByLayerChart(r: ProbeResult): string {
 
 /** Writes results.json, accuracy-by-layer.svg and report.html (with loss.svg when the folder has one). */
 export async function writeProbeOutputs(r: ProbeResult, dir: string): Promise<Record<string, string>> {
-  await mkdir(dir, { recursive: true });
+  await ensureFolder(dir);
   const files: Record<string, string> = {
     results: join(dir, 'results.json'),
     accuracySvg: join(dir, 'accuracy-by-layer.svg'),

@@ -1,8 +1,8 @@
-import { appendFile, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { invalidArg, TransformerHeadsError } from '../errors.js';
-import { atomicWrite } from '../io/index.js';
+import { appendText, atomicWrite, ensureFolder, readJsonFile, removePath, saveFolder, shown } from '../io/index.js';
 import type { HeadedBatch, HeadedModel, ResolvedHeadConfig } from '../model/index.js';
 import type { Tensor } from '../native/index.js';
 import { lossChart } from '../report/index.js';
@@ -179,7 +179,7 @@ export class Trainer<H extends string = string, M extends string = never> {
     const numEpochs = a.maxSteps > 0 ? Math.ceil(a.maxSteps / updatesPerEpoch) : Math.ceil(a.numTrainEpochs);
     const warmup = a.warmupSteps > 0 ? a.warmupSteps : Math.ceil(a.warmupRatio * totalSteps);
 
-    await mkdir(a.outputDir, { recursive: true });
+    await ensureFolder(a.outputDir);
     this.model.configureOptimizer({
       lr: a.learningRate,
       weightDecay: a.weightDecay,
@@ -342,7 +342,7 @@ export class Trainer<H extends string = string, M extends string = never> {
 
   async #log(entry: LogEntry): Promise<void> {
     this.logHistory.push(entry);
-    await appendFile(join(this.args.outputDir, 'log_history.jsonl'), JSON.stringify(entry) + '\n');
+    await appendText(join(this.args.outputDir, 'log_history.jsonl'), JSON.stringify(entry) + '\n');
     await this.data.callbacks?.onLog?.(entry);
   }
 
@@ -376,35 +376,42 @@ export class Trainer<H extends string = string, M extends string = never> {
     return hidden;
   }
 
+  // A checkpoint folder is the Trainer's own: it is replaced whole and all-or-nothing (saveFolder), so resuming after a
+  // crash at any point finds exactly the previous checkpoint or exactly this one.
   async #saveCheckpoint(step: number, epoch: number, microStep: number, microPerEpoch: number): Promise<void> {
     const dir = join(this.args.outputDir, `checkpoint-${step}`);
-    const tmp = `${dir}.tmp`;
-    await rm(tmp, { recursive: true, force: true });
-    await mkdir(tmp, { recursive: true });
-    await this.model.save(tmp);
-    await this.model.saveTrainableState(join(tmp, 'trainable.pt'));
-    await this.model.saveOptimizerState(join(tmp, 'optimizer.pt'));
+    const files = this.model.saveFiles();
     const state = { global_step: step, epoch: microStep >= microPerEpoch ? epoch + 1 : epoch, micro_step: microStep >= microPerEpoch ? 0 : microStep, log_history: this.logHistory };
-    await atomicWrite(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2));
-    await rm(dir, { recursive: true, force: true });
-    await rename(tmp, dir);
+    await saveFolder(dir, () => true, async (tmp) => {
+      for (const [name, data] of files) await writeFile(join(tmp, name), data);
+      await this.model.saveTrainableState(join(tmp, 'trainable.pt'));
+      await this.model.saveOptimizerState(join(tmp, 'optimizer.pt'));
+      await writeFile(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2));
+    });
     if (this.args.saveTotalLimit) {
       const all = await checkpoints(this.args.outputDir);
-      for (const old of all.slice(0, Math.max(0, all.length - this.args.saveTotalLimit))) await rm(join(this.args.outputDir, `checkpoint-${old}`), { recursive: true, force: true });
+      for (const old of all.slice(0, Math.max(0, all.length - this.args.saveTotalLimit))) await removePath(join(this.args.outputDir, `checkpoint-${old}`));
     }
     await this.data.callbacks?.onSave?.(dir);
   }
 
   async #loadCheckpoint(dir: string): Promise<{ globalStep: number; epoch: number; microStep: number; logHistory: LogEntry[] }> {
-    let state: { global_step: number; epoch: number; micro_step: number; log_history: LogEntry[] };
-    try {
-      state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8'));
-    } catch (e) {
-      throw new TransformerHeadsError(`'${dir}' is not a checkpoint (no readable trainer_state.json)`, 'ERR_TH_FILE', { cause: e });
+    const state = (await readJsonFile(join(dir, 'trainer_state.json'), 'checkpoint state', { code: 'ERR_TH_FILE' })) as Record<string, unknown>;
+    const count = (k: string) => {
+      const v = state[k] ?? 0;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+        throw new TransformerHeadsError(`trainer_state.json in '${dir}': ${k} must be an integer >= 0, got ${shown(v)}`, 'ERR_TH_FILE');
+      }
+      return v;
+    };
+    const log = state.log_history ?? [];
+    if (!Array.isArray(log) || !log.every((e) => typeof e === 'object' && e !== null && !Array.isArray(e))) {
+      throw new TransformerHeadsError(`trainer_state.json in '${dir}': log_history must be a list of objects`, 'ERR_TH_FILE');
     }
+    const st = { globalStep: count('global_step'), epoch: count('epoch'), microStep: count('micro_step'), logHistory: log as LogEntry[] };
     await this.model.loadTrainableState(join(dir, 'trainable.pt'));
     await this.model.loadOptimizerState(join(dir, 'optimizer.pt'));
-    return { globalStep: state.global_step, epoch: state.epoch, microStep: state.micro_step, logHistory: state.log_history ?? [] };
+    return st;
   }
 }
 

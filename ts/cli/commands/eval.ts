@@ -1,10 +1,9 @@
 // transformer-heads eval: loss and metrics per head of saved heads on a labelled dataset.
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
-import { atomicWrite } from '../../io/index.js';
+import { atomicWrite, ensureFolder } from '../../io/index.js';
 import { readHeadConfigs } from '../../model/index.js';
 import { DataCollatorWithPadding, Dataset, Trainer } from '../../train/index.js';
 import { BIN, deviceFlag, intFlag, strFlag, usageError, type Command } from '../args.js';
@@ -43,7 +42,7 @@ MSE and R² for regression heads).
     const saved = await readHeadConfigs(run.headsDir);
     const { resolved } = resolveHeadsForModel(saved, mc, `${run.headsDir}/head_configs.json`);
     const labelling = await labellingFor(run, resolved, mc, strFlag(v, 'text'));
-    let rows = await readRows(dataPath, run.data);
+    let rows = await readRows(dataPath, { ...run.data, textColumn: labelling.textColumn });
     if (split) rows = [...new Dataset(rows).trainTestSplit(split, run.splitSeed ?? 42).test.rows];
     labelling.labelMaps = buildLabelMaps([{ rows, where: basename(dataPath) }], resolved, labelling.labelColumns, labelling.labelMaps);
     const tokenizer = await tryTokenizer(run.data.tokenizer, run.model);
@@ -60,7 +59,7 @@ MSE and R² for regression heads).
       const result = { command: 'eval', model: run.model, heads: run.headsDir, data: dataPath, examples: ds.length, seconds, metrics, byHead: byHead(resolved, metrics) };
       const outFlag = strFlag(v, 'out');
       if (outFlag) {
-        await mkdir(resolve(outFlag), { recursive: true });
+        await ensureFolder(resolve(outFlag));
         await atomicWrite(join(resolve(outFlag), 'eval_metrics.json'), JSON.stringify(result, jsonSafe, 2) + '\n');
       }
       ui.emit(result);

@@ -2,10 +2,10 @@
 // through scripts/export_torchscript.py.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, open, readdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
-import { loadTokenizer, readModelConfig } from '../../io/index.js';
+import { loadTokenizer, parseJson, readJsonFile, readModelConfig } from '../../io/index.js';
 import { loadBackbone } from '../../model/index.js';
 import { BIN, PACKAGE_ROOT, strFlag, usageError, type Command } from '../args.js';
 import { CliError, textTable, type Ui } from '../ui.js';
@@ -77,8 +77,9 @@ async function safetensorsParameters(dir: string): Promise<{ parameters: number;
   let files: string[] = [];
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(index)) {
-    const map = (JSON.parse(await readFile(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
-    files = [...new Set(Object.values(map))];
+    const map = ((await readJsonFile(index, 'shard index', { code: 'ERR_TH_FILE' })) as { weight_map?: unknown }).weight_map;
+    if (typeof map !== 'object' || map === null) return null;
+    files = [...new Set(Object.values(map as Record<string, unknown>))].filter((f): f is string => typeof f === 'string' && !/[/\\]/.test(f));
   } else if (existsSync(join(dir, 'model.safetensors'))) files = ['model.safetensors'];
   else files = (await readdir(dir)).filter((f) => f.endsWith('.safetensors'));
   if (files.length === 0) return null;
@@ -93,11 +94,14 @@ async function safetensorsParameters(dir: string): Promise<{ parameters: number;
       if (n > 100_000_000) return null;
       const buf = Buffer.alloc(n);
       await fh.read(buf, 0, n, 8);
-      const header = JSON.parse(buf.toString('utf8')) as Record<string, { shape: number[]; data_offsets: [number, number] }>;
+      const header = parseJson(buf, `safetensors header of '${join(dir, f)}'`, { code: 'ERR_TH_FILE' }) as Record<string, { shape?: unknown; data_offsets?: unknown }>;
       for (const [k, t] of Object.entries(header)) {
         if (k === '__metadata__') continue;
-        parameters += t.shape.reduce((a, b) => a * b, 1);
-        bytes += t.data_offsets[1] - t.data_offsets[0];
+        const shape = t?.shape;
+        const off = t?.data_offsets;
+        if (!Array.isArray(shape) || !Array.isArray(off) || off.length !== 2) return null; // loading the model reports what is wrong
+        parameters += shape.reduce((a: number, b: unknown) => a * Number(b), 1);
+        bytes += Number(off[1]) - Number(off[0]);
       }
     } finally {
       await fh.close();

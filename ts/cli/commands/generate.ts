@@ -89,6 +89,18 @@ finish reasons and tokens/s.`,
       tokenizer,
       signal: stopper.signal,
     };
+    // GPT-2 has learned positions: say so here, with the largest -n that fits, rather than as a shape error.
+    const longest = prompts.reduce((m, p) => Math.max(m, tokenizer.encode(p).ids.length), 0);
+    if (mc.modelType === 'gpt2' && mc.maxPositionEmbeddings > 0 && longest + options.maxNewTokens - 1 > mc.maxPositionEmbeddings) {
+      model.dispose();
+      stopper.dispose();
+      const most = mc.maxPositionEmbeddings - longest + 1;
+      throw new CliError(
+        `--max-new-tokens ${options.maxNewTokens} does not fit: a prompt of ${longest} tokens plus ${options.maxNewTokens} new ones needs ${longest + options.maxNewTokens - 1} positions and this model has ${mc.maxPositionEmbeddings}`,
+        most >= 1 ? `use --max-new-tokens ${most} or less (or a shorter prompt)` : 'use a shorter prompt',
+        2,
+      );
+    }
     const single = prompts.length === 1;
     const texts = prompts.map(() => '');
     const perToken: Array<Array<{ token: string; heads: Record<string, number[]> }>> = prompts.map(() => []);

@@ -92,7 +92,7 @@ async function predictInputs(args: string[], input: string | undefined, textCol:
     if (!existsSync(p)) throw new CliError(`input file '${input}' does not exist`, 'pass --input FILE (.jsonl, .csv or a text file with one text per line)', 2);
     const ext = extname(p).toLowerCase();
     if (ext === '.jsonl' || ext === '.csv' || ext === '.tsv') {
-      const ds = await readTable(p);
+      const ds = await readTable(p, undefined, { textColumns: [textCol] });
       return ds.rows.map((r, i) => fromObject(r, `${basename(p)} row ${i + 1}`));
     }
     return (await readFile(p, 'utf8')).split(/\r?\n/).filter((l) => l.trim()).map((text) => ({ text }));

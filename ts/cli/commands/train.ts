@@ -1,18 +1,21 @@
 // transformer-heads train: trains the heads a JSON config file describes and writes them with the log, plots,
 // metrics, run.json and a report.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 
 import { TransformerHeadsError } from '../../errors.js';
-import { atomicWrite } from '../../io/index.js';
+import { atomicWrite, ensureFolder, saveFolder } from '../../io/index.js';
 import { createHeadedQLoRA, loadHeaded, type Device, type ResolvedHeadConfig } from '../../model/index.js';
 import { htmlReport, lossChart } from '../../report/index.js';
-import { DataCollatorWithPadding, Dataset, finalEvaluation, Trainer, type Example, type LogEntry } from '../../train/index.js';
+import { DataCollatorWithPadding, Dataset, finalEvaluation, Trainer, type Example, type LogEntry, type TrainingArguments } from '../../train/index.js';
 import { BIN, deviceFlag, strFlag, usageError, type Command } from '../args.js';
 import { configError, readTrainConfig, resolveHeadsForModel, type TrainConfig } from '../config.js';
 import { buildLabelMaps, labelKind, padValues, prepareExamples, type Labelling } from '../labels.js';
 import { asConfigFieldError, byHead, defaultMaxLength, headTable, modelConfigOf, readRows, tryTokenizer, type RunInfo } from '../run.js';
 import { fmtNum, interruptible, jsonSafe, textTable, trainProgress, type Ui } from '../ui.js';
+
+/** What a run writes into its output folder as one unit (the Trainer's log and checkpoints live there too, outside it). */
+const RUN_OUTPUTS = ['heads', 'loss.svg', 'metrics.json', 'run.json', 'report.html'];
 
 export const TRAIN: Command = {
   summary: 'train heads from a JSON config file',
@@ -96,12 +99,13 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
   const stop = interruptible(ui);
   const prog = trainProgress(ui);
   try {
-    await mkdir(outputDir, { recursive: true });
+    await ensureFolder(outputDir);
     // A fresh log for a fresh run (the Trainer appends; a resumed run keeps its history in the checkpoint).
     if (!cfg.training.resumeFromCheckpoint) await atomicWrite(join(outputDir, 'log_history.jsonl'), '');
     let trainer: Trainer;
     try {
-      trainer = new Trainer(model, { ...cfg.training, outputDir, disableProgressBar: true }, {
+      const loggingSteps = cfg.training.loggingSteps ?? defaultLoggingSteps(trainDs.length, cfg.training);
+      trainer = new Trainer(model, { ...cfg.training, loggingSteps, outputDir, disableProgressBar: true }, {
         trainDataset: trainDs,
         ...(evalDs ? { evalDataset: evalDs } : {}),
         dataCollator: collator,
@@ -117,7 +121,7 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
     const res = await trainer.train();
     prog.end();
     const headsDir = join(outputDir, 'heads');
-    await model.save(headsDir);
+    const headFiles = model.saveFiles(); // the weights as trained, before anything else runs on the model
     let evalMetrics: Record<string, number> | null = null;
     const logged = finalEvaluation(res);
     if (evalDs && !stop.interrupted()) {
@@ -129,7 +133,6 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
     }
     // loss.svg with the final evaluation (the Trainer logs it itself with an epoch or matching step strategy).
     const fullLog: LogEntry[] = evalMetrics && !logged ? [...res.logHistory, { step: res.globalStep, epoch: res.logHistory.at(-1)?.epoch ?? 0, ...evalMetrics }] : [...res.logHistory];
-    await atomicWrite(join(outputDir, 'loss.svg'), lossChart(fullLog));
     const seconds = (performance.now() - t0) / 1000;
     const metrics = { steps: res.globalStep, stopped: res.stopped, activationCache: res.activationCache, seconds: Number(seconds.toFixed(2)), train: res.metrics, eval: evalMetrics };
     const run: RunInfo = {
@@ -152,14 +155,24 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
       run: join(outputDir, 'run.json'),
       report: join(outputDir, 'report.html'),
     };
-    await atomicWrite(files.metrics, JSON.stringify(metrics, jsonSafe, 2) + '\n');
-    await atomicWrite(files.run, JSON.stringify(run, null, 2) + '\n');
-    await atomicWrite(files.report, trainReport(cfg, resolved, fullLog, metrics, outputDir, { train: trainDs.length, eval: evalDs?.length ?? 0 }));
+    // heads/ and the files that describe it (run.json's label names above all) are one save: a crash leaves this
+    // run's outputs or the previous run's, never new heads with old class names.
+    const outputs: Record<string, string> = {
+      'loss.svg': lossChart(fullLog),
+      'metrics.json': JSON.stringify(metrics, jsonSafe, 2) + '\n',
+      'run.json': JSON.stringify(run, null, 2) + '\n',
+      'report.html': trainReport(cfg, resolved, fullLog, metrics, outputDir, { train: trainDs.length, eval: evalDs?.length ?? 0 }),
+    };
+    await saveFolder(outputDir, (name) => RUN_OUTPUTS.includes(name), async (tmp) => {
+      await mkdir(join(tmp, 'heads'));
+      for (const [name, data] of headFiles) await writeFile(join(tmp, 'heads', name), data);
+      for (const [name, data] of Object.entries(outputs)) await writeFile(join(tmp, name), data);
+    });
     const per = evalMetrics ? byHead(resolved, evalMetrics) : null;
     ui.emit({ command: 'train', outputDir, steps: res.globalStep, stopped: res.stopped, trainLoss: res.trainingLoss, seconds: metrics.seconds, train: res.metrics, eval: evalMetrics, byHead: per, files });
     ui.print(
       [
-        `trained ${res.globalStep} steps in ${seconds.toFixed(1)} s${res.stopped ? ' (stopped early)' : ''}, training loss ${fmtNum(res.trainingLoss)}`,
+        `trained ${res.globalStep} steps in ${seconds.toFixed(1)} s${res.stopped ? ' (stopped early)' : ''}, mean training loss ${fmtNum(res.trainingLoss)}`,
         ...(evalMetrics ? ['', textTable(headTable(resolved, evalMetrics)), ''] : []),
         `heads:   ${headsDir}`,
         `report:  ${files.report}`,
@@ -171,6 +184,18 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
     stop.dispose();
     model.dispose();
   }
+}
+
+/**
+ * The CLI's logging interval when the config sets none: about 50 points on the loss plot (the Trainer's own default,
+ * 500 as in Hugging Face, would log a short run only once, at its end).
+ */
+export function defaultLoggingSteps(examples: number, t: Omit<TrainingArguments, 'outputDir'>): number {
+  const bs = t.perDeviceTrainBatchSize ?? 8;
+  const accum = t.gradientAccumulationSteps ?? 1;
+  const perEpoch = Math.max(1, Math.floor(Math.ceil(examples / bs) / accum));
+  const steps = t.maxSteps && t.maxSteps > 0 ? t.maxSteps : Math.ceil((t.numTrainEpochs ?? 3) * perEpoch);
+  return Math.max(1, Math.min(500, Math.round(steps / 50)));
 }
 
 function trainReport(
@@ -187,7 +212,7 @@ function trainReport(
     facts: {
       model: cfg.model,
       data: `${counts.train} training examples${counts.eval ? `, ${counts.eval} eval examples` : ''}`,
-      training: `${metrics.steps} steps in ${metrics.seconds} s${metrics.stopped ? ' (stopped early)' : ''}, final training loss ${fmtNum(metrics.train.train_loss)}`,
+      training: `${metrics.steps} steps in ${metrics.seconds} s${metrics.stopped ? ' (stopped early)' : ''}, mean training loss over the run ${fmtNum(metrics.train.train_loss)}`,
       adapters: cfg.lora ? `LoRA r=${cfg.lora.r ?? 8}${cfg.quantization ? `, ${cfg.quantization.bits}-bit base` : ''}` : cfg.freezeBaseModel === false ? 'full finetuning' : 'frozen backbone',
     },
     sections: [
