@@ -10,6 +10,11 @@ export type ErrorCode =
   | 'ERR_TH_TORCH' // libtorch itself failed (message kept, C++ backtrace dropped)
   | 'ERR_TH_MEMORY'
   | 'ERR_TH_NATIVE' // the native addon could not be loaded
+  | 'ERR_TH_HUB_AUTH' // the Hub refused access: a gated or private model without a token that has access, or a bad token
+  | 'ERR_TH_HUB_NOT_FOUND' // no such model, revision or file on the Hub, or a model without the files this library needs
+  | 'ERR_TH_NETWORK' // the Hub could not be reached, failed, or sent a file that does not match its size or checksum
+  | 'ERR_TH_OFFLINE' // offline mode (HF_HUB_OFFLINE, --offline) and the files are not in the cache
+  | 'ERR_TH_ABORTED' // a download stopped by its AbortSignal (the partial file is kept and resumed next time)
   | 'ERR_TH_INTERNAL';
 
 /** The error type of this library. `code` is stable; the message says what was wrong and what to do. */

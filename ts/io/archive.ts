@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 
 import { TransformerHeadsError } from '../errors.js';
+import { resolveModel, type HubOptions } from './hub/index.js';
 import { parseModelConfig, type ModelConfig } from './model-config.js';
 
 /**
@@ -75,9 +76,11 @@ export function zipEntries(buf: Buffer, suffixes: string[], where: string): Map<
 
 /**
  * The Hugging Face config of a model without loading its weights: config.json from a TorchScript archive's extra
- * files, or from a model folder. Handy for head sizes: `inSize: (await readModelConfig(path)).hiddenSize`.
+ * files, or from a model folder, or of a Hub model ("org/name", only its config.json is fetched). Handy for head
+ * sizes: `inSize: (await readModelConfig(path)).hiddenSize`.
  */
-export async function readModelConfig(path: string): Promise<ModelConfig> {
+export async function readModelConfig(nameOrPath: string, options?: HubOptions): Promise<ModelConfig> {
+  const path = await resolveModel(nameOrPath, { ...options, files: 'config' });
   let st;
   try {
     st = await stat(path);

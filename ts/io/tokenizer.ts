@@ -5,6 +5,7 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
 import { invalidArg, TransformerHeadsError } from '../errors.js';
 import { zipEntries } from './archive.js';
+import { resolveModel, type HubOptions } from './hub/index.js';
 
 /** A Hugging Face tokenizer (tokenizer.json) with the special-token ids the heads need. */
 export class Tokenizer {
@@ -79,11 +80,15 @@ async function tokenizerFiles(source: string): Promise<{ tokenizer: string; conf
 
 /**
  * The tokenizer stored with a model: a TorchScript archive (extra files), a Hugging Face model folder with
- * tokenizer.json, or a loaded model (its tokenizerJson).
+ * tokenizer.json, a Hub model ("org/name": only its tokenizer files and config.json are fetched), or a loaded model
+ * (its tokenizerJson).
  */
-export async function loadTokenizer(source: string | { tokenizerJson: string | null; tokenizerConfigJson: string | null; config?: { raw: Record<string, unknown> } }): Promise<Tokenizer> {
+export async function loadTokenizer(
+  source: string | { tokenizerJson: string | null; tokenizerConfigJson: string | null; config?: { raw: Record<string, unknown> } },
+  options?: HubOptions,
+): Promise<Tokenizer> {
   let files: { tokenizer: string; config: string | null; model: string | null };
-  if (typeof source === 'string') files = await tokenizerFiles(source);
+  if (typeof source === 'string') files = await tokenizerFiles(await resolveModel(source, { ...options, files: 'tokenizer' }));
   else if (source && typeof source === 'object' && source.tokenizerJson) {
     files = { tokenizer: source.tokenizerJson, config: source.tokenizerConfigJson, model: source.config ? JSON.stringify(source.config.raw) : null };
   } else {
