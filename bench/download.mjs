@@ -68,18 +68,25 @@ async function client(endpoint) {
   // the downloader alone (its module needs nothing but node)
   const th = await import(pathToFileURL(join(root, 'dist', 'io', 'hub', 'index.js')).href);
   const cache = mkdtempSync(join(tmpdir(), 'th-bench-cache-'));
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const r = await th.downloadModel(REPO, { endpoint, cacheDir: cache, token: false });
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(c0);
   rmSync(cache, { recursive: true, force: true });
-  process.stdout.write(`${JSON.stringify({ seconds, bytes: r.bytesDownloaded, peakRssMib: Math.round(process.resourceUsage().maxRSS / 1024) })}\n`);
+  process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, bytes: r.bytesDownloaded, peakRssMib: Math.round(process.resourceUsage().maxRSS / 1024) })}\n`);
 }
 
+// CPU seconds (user + sys) next to wall time: on a shared machine the wall time says more about the neighbours.
+const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
+
 function curl(url, out) {
-  const r = spawnSync('curl', ['-s', '-L', '-o', out, '-w', '%{time_total} %{size_download}', url], { encoding: 'utf8' });
+  const args = ['-s', '-L', '-o', out, '-w', '%{time_total} %{size_download}\n', url];
+  const r = TIME ? spawnSync(TIME, ['-f', 'cpu %U %S', 'curl', ...args], { encoding: 'utf8' }) : spawnSync('curl', args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`curl failed (${r.status}): ${r.stderr}`);
   const [t, n] = r.stdout.trim().split(' ').map(Number);
-  return { seconds: t, bytes: n };
+  const cpu = /cpu ([\d.]+) ([\d.]+)/.exec(r.stderr);
+  return { seconds: t, bytes: n, cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : null };
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -103,7 +110,7 @@ else {
   for (let run = 1; run <= RUNS; run++) {
     const c = curl(info.resolve, '/dev/null');
     results.curl.push(c);
-    console.log(JSON.stringify({ bench: 'download', tool: 'curl -o /dev/null', run, mb: MB, seconds: c.seconds, mb_per_s: mbps(c.bytes, c.seconds) }));
+    console.log(JSON.stringify({ bench: 'download', tool: 'curl -o /dev/null', run, mb: MB, seconds: c.seconds, mb_per_s: mbps(c.bytes, c.seconds), cpu_s: c.cpuSeconds }));
     const r = await new Promise((res, rej) => {
       const p = spawn(process.execPath, [self, 'client', info.endpoint], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
@@ -111,10 +118,10 @@ else {
       p.on('close', (code) => (code === 0 ? res(JSON.parse(out.trim().split('\n').at(-1))) : rej(new Error(`client exited ${code}`))));
     });
     results.ours.push(r);
-    console.log(JSON.stringify({ bench: 'download', tool: 'transformer-heads downloadModel (to cache, sha256 checked)', run, mb: MB, seconds: Number(r.seconds.toFixed(3)), mb_per_s: mbps(info.bytes, r.seconds), peak_rss_mib: r.peakRssMib }));
+    console.log(JSON.stringify({ bench: 'download', tool: 'transformer-heads downloadModel (to cache, sha256 checked)', run, mb: MB, seconds: Number(r.seconds.toFixed(3)), mb_per_s: mbps(info.bytes, r.seconds), cpu_s: Number(r.cpuSeconds.toFixed(2)), peak_rss_mib: r.peakRssMib }));
     const f = curl(info.resolve, join(scratch, 'file'));
     results.curlFile.push(f);
-    console.log(JSON.stringify({ bench: 'download', tool: 'curl -o FILE', run, mb: MB, seconds: f.seconds, mb_per_s: mbps(f.bytes, f.seconds) }));
+    console.log(JSON.stringify({ bench: 'download', tool: 'curl -o FILE', run, mb: MB, seconds: f.seconds, mb_per_s: mbps(f.bytes, f.seconds), cpu_s: f.cpuSeconds }));
   }
   rmSync(scratch, { recursive: true, force: true });
   srv.stdin.end();
@@ -125,8 +132,10 @@ else {
       mb: MB,
       median_mb_per_s: { curl_dev_null: m(results.curl), ours: m(results.ours), curl_file: m(results.curlFile) },
       ours_vs_curl_file: Number((m(results.ours) / m(results.curlFile)).toFixed(2)),
+      median_cpu_s: { curl_dev_null: median(results.curl.map((r) => r.cpuSeconds ?? NaN)), ours: Number(median(results.ours.map((r) => r.cpuSeconds)).toFixed(2)), curl_file: median(results.curlFile.map((r) => r.cpuSeconds ?? NaN)) },
       peak_rss_mib_ours: Math.max(...results.ours.map((r) => r.peakRssMib)),
       tmpdir: tmpdir(),
+      load_average: (await import('node:os')).loadavg().map((x) => Number(x.toFixed(1))),
     }),
   );
 }
