@@ -3,9 +3,10 @@
 // (test/hf_cache.py, standard library, following huggingface_hub's documented layout). No traffic leaves the machine.
 // References: loading the fixture folder directly (hidden states equal bit for bit), the server's request log, the
 // sha256 / git sha1 of the served files, and the Python reader of the cache.
+// Over 500 lines: one file because every case shares the fake Hub, its request log and a fresh cache per test.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -334,6 +335,20 @@ describe('concurrent loads', () => {
   });
 });
 
+describe('stale locks', () => {
+  it('a lock left by a crashed process, or an empty one left by Python\'s filelock, does not block', async () => {
+    const locks = join(cache, '.locks', 'models--th-test--tiny-gpt2');
+    mkdirSync(locks, { recursive: true });
+    // a process of this host that cannot exist (above Linux's largest pid)
+    writeFileSync(join(locks, `${hub.file(GPT2, 'model.safetensors').sha256}.lock`), JSON.stringify({ pid: 2 ** 22 + 1, host: hostname(), nonce: 'gone' }));
+    writeFileSync(join(locks, `${hub.file(GPT2, 'config.json').gitSha1}.lock`), '');
+    const m = await loadBackbone(GPT2);
+    expect(readdirSync(locks)).toEqual([]);
+    expect(pyRead(GPT2, 'main', ['model.safetensors', 'config.json']).files['model.safetensors']).toMatchObject({ etag_matches: true });
+    m.dispose();
+  });
+});
+
 describe('revisions', () => {
   it('a tag, a commit hash or the revision option pins a snapshot; main stays main', async () => {
     const f16 = await loadBackbone(fixture('hf-tiny-gpt2-f16'));
@@ -414,11 +429,23 @@ describe('offline mode and errors', () => {
     expect(hub.take()).toEqual([]);
   });
 
-  it('a Hub that cannot be reached: a clear error, and a cached model still loads', async () => {
+  it('a Hub that cannot be reached, or refuses: a clear error; a cached model still loads', async () => {
     process.env.HF_ENDPOINT = 'http://127.0.0.1:9'; // discard port: connection refused
     const e = await rejection(loadBackbone(GPT2));
     expect(e.code).toBe('ERR_TH_NETWORK');
     expect(e.message).toMatch(/could not reach the Hub at http:\/\/127\.0\.0\.1:9/);
+    // cached with the optional files unknown (a load would ask the Hub about them): unreachable or refusing, the
+    // cache serves; downloadModel reports the refusal
+    process.env.HF_ENDPOINT = hub.endpoint;
+    const src = mkdtempSync(join(tmpdir(), 'th-hub-src-'));
+    for (const f of ['config.json', 'model.safetensors']) writeFileSync(join(src, f), readFileSync(fixture(`hf-tiny-gpt2/${f}`)));
+    expect(spawnSync(python, [cacheScript, 'write', cache, GATED, 'main', hub.commit(GATED), src], { encoding: 'utf8' }).status).toBe(0);
+    const m = await loadBackbone(GATED); // no token: 401 on the optional files
+    expect(m.config.modelType).toBe('gpt2');
+    m.dispose();
+    expect((await rejection(downloadModel(GATED))).code).toBe('ERR_TH_HUB_AUTH');
+    process.env.HF_ENDPOINT = 'http://127.0.0.1:9';
+    (await loadBackbone(GATED)).dispose();
   });
 });
 
@@ -443,7 +470,7 @@ describe('a cache written by Python', () => {
     const commit = hub.commit(GPT2);
     const src = mkdtempSync(join(tmpdir(), 'th-hub-src-'));
     for (const f of ['config.json', 'model.safetensors']) writeFileSync(join(src, f), readFileSync(fixture(`hf-tiny-gpt2/${f}`)));
-    spawnSync(python, [cacheScript, 'write', cache, GPT2, 'main', commit, src, '--absent', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'], { encoding: 'utf8' });
+    expect(spawnSync(python, [cacheScript, 'write', cache, GPT2, 'main', commit, src, '--absent', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'], { encoding: 'utf8' }).status).toBe(0);
     const m = await loadBackbone(GPT2);
     expect(m.tokenizerJson).toBeNull();
     expect(hub.take()).toEqual([]);

@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { invalidArg, TransformerHeadsError } from '../../errors.js';
 import { RepoCache, sizeOf } from './cache.js';
 import { ensureBlob } from './download.js';
+import { Tally, type DownloadProgress } from './progress.js';
 import { fileMetadata, modelInfo, type FileMetadata, type HubTarget } from './http.js';
 import { isRevision, parseRepoRef } from './repo.js';
 import { hubCacheDir, hubEndpoint, hubOffline, hubTimeouts, hubToken } from './settings.js';
@@ -53,26 +54,6 @@ export function hubOptionsOf(o: object | null | undefined): HubOptions {
   const out: Record<string, unknown> = {};
   if (o) for (const k of HUB_KEYS) if ((o as Record<string, unknown>)[k] !== undefined) out[k] = (o as Record<string, unknown>)[k];
   return out as HubOptions;
-}
-
-/** A download's state, passed to onProgress. */
-export interface DownloadProgress {
-  /** 'start': the files to fetch are known; 'progress': bytes arrived; 'file': a file is complete and verified; 'done': all are. */
-  event: 'start' | 'progress' | 'file' | 'done';
-  repoId: string;
-  revision: string;
-  commit: string;
-  /** The file the event is about (null for 'start' and 'done'). */
-  file: string | null;
-  /** Bytes of the files being fetched that are on disk, resumed ones included. */
-  bytes: number;
-  totalBytes: number;
-  filesDone: number;
-  filesTotal: number;
-  /** Over the last few seconds. */
-  bytesPerSecond: number;
-  /** null until a rate is known. */
-  etaSeconds: number | null;
 }
 
 export interface DownloadResult {
@@ -249,8 +230,10 @@ async function snapshot(s: Settings, mode: 'cache-first' | 'refresh', asGiven: s
   try {
     return await online(s);
   } catch (e) {
-    // As huggingface_hub: when the Hub cannot be reached, a cached snapshot with what is needed is used.
-    if (e instanceof TransformerHeadsError && e.code === 'ERR_TH_NETWORK' && cachedCommit && cached?.ok && !s.options.signal?.aborted) return fromCache(cachedCommit, cached.files);
+    // As huggingface_hub: when the Hub cannot be asked (unreachable; for a load also refused or gone), a cached
+    // snapshot with every required file is used. downloadModel() reports a refusal rather than hiding it.
+    const fallback = mode === 'cache-first' ? ['ERR_TH_NETWORK', 'ERR_TH_HUB_AUTH', 'ERR_TH_HUB_NOT_FOUND'] : ['ERR_TH_NETWORK'];
+    if (e instanceof TransformerHeadsError && fallback.includes(e.code) && cachedCommit && cached?.ok && !s.options.signal?.aborted) return fromCache(cachedCommit, cached.files);
     throw e;
   }
 }
@@ -267,85 +250,6 @@ function offlineError(s: Settings, asGiven: string, commit: string | null, missi
     `offline mode (HF_HUB_OFFLINE or --offline): ${why}\ndownload it once while online ('transformer-heads download ${s.repoId}${s.revision === 'main' ? '' : `@${s.revision}`}'), or point HF_HUB_CACHE at a cache that has it`,
     'ERR_TH_OFFLINE',
   );
-}
-
-/** Progress over the files of one call. */
-class Tally {
-  #files = new Map<string, { size: number; bytes: number; done: boolean }>();
-  #received = 0;
-  #samples: Array<[number, number]> = [];
-  #lastEmit = 0;
-  #started = false;
-  constructor(
-    private readonly s: Settings,
-    private readonly commit: string,
-  ) {}
-
-  plan(file: string, size: number): void {
-    this.#files.set(file, { size, bytes: 0, done: false });
-  }
-  resumed(file: string, bytes: number): void {
-    const f = this.#files.get(file);
-    if (f) f.bytes = bytes;
-  }
-  bytes(file: string, abs: number): void {
-    const f = this.#files.get(file);
-    if (!f) return;
-    if (abs > f.bytes) this.#received += abs - f.bytes;
-    f.bytes = abs;
-    this.emit('progress', file);
-  }
-  done(file: string): void {
-    const f = this.#files.get(file);
-    if (!f) return;
-    f.bytes = f.size;
-    f.done = true;
-    this.emit('file', file);
-  }
-  start(): void {
-    if (this.#started || this.#files.size === 0) return;
-    this.#started = true;
-    this.emit('start', null);
-  }
-  finish(): void {
-    if (this.#started) this.emit('done', null);
-  }
-  get received(): number {
-    return this.#received;
-  }
-
-  emit(event: DownloadProgress['event'], file: string | null): void {
-    const cb = this.s.options.onProgress;
-    if (!cb) return;
-    const now = Date.now();
-    if (event === 'progress' && now - this.#lastEmit < 100) return;
-    this.#lastEmit = now;
-    this.#samples.push([now, this.#received]);
-    while (this.#samples.length > 2 && now - this.#samples[0]![0] > 5000) this.#samples.shift();
-    const [t0, r0] = this.#samples[0]!;
-    const rate = now > t0 ? ((this.#received - r0) * 1000) / (now - t0) : 0;
-    let bytes = 0;
-    let total = 0;
-    let filesDone = 0;
-    for (const f of this.#files.values()) {
-      bytes += f.bytes;
-      total += f.size;
-      if (f.done) filesDone++;
-    }
-    cb({
-      event,
-      repoId: this.s.repoId,
-      revision: this.s.revision,
-      commit: this.commit,
-      file,
-      bytes,
-      totalBytes: total,
-      filesDone,
-      filesTotal: this.#files.size,
-      bytesPerSecond: rate,
-      etaSeconds: rate > 0 ? (total - bytes) / rate : event === 'done' ? 0 : null,
-    });
-  }
 }
 
 /** Runs `fn` over `items`, at most `n` at a time; the first failure stops the rest. */
