@@ -5,7 +5,7 @@
 // sha256 / git sha1 of the served files, and the Python reader of the cache.
 // Over 500 lines: one file because every case shares the fake Hub, its request log and a fresh cache per test.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -285,6 +285,23 @@ describe('interrupted downloads', () => {
     await expectSame(m, direct);
     m.dispose();
     direct.dispose();
+  });
+});
+
+describe('a download that crashed', () => {
+  it('leaves its partial file under its own name; the next download adopts it a minute later and resumes it', async () => {
+    const w = hub.file(GPT2, 'model.safetensors');
+    const blobs = join(repoDir(GPT2), 'blobs');
+    mkdirSync(blobs, { recursive: true });
+    const orphan = join(blobs, `${w.sha256}.0badc0de.incomplete`);
+    writeFileSync(orphan, readFileSync(fixture('hf-tiny-gpt2/model.safetensors')).subarray(0, 300_000));
+    const old = new Date(Date.now() - 120_000);
+    utimesSync(orphan, old, old);
+    const m = await loadBackbone(GPT2);
+    expect(hub.take().filter((r) => r.server === 'cdn').map((r) => r.range)).toEqual(['bytes=300000-']);
+    expect(readdirSync(blobs).filter((b) => b.endsWith('.incomplete'))).toEqual([]);
+    expect(readFileSync(join(blobs, w.sha256)).equals(readFileSync(fixture('hf-tiny-gpt2/model.safetensors')))).toBe(true);
+    m.dispose();
   });
 });
 

@@ -1,12 +1,13 @@
-// Downloading one blob into the cache: under the blob's lock, into blobs/<etag>.incomplete, resumed with an HTTP
-// Range request after an interruption (a dropped connection is retried at once; an abort or a crash leaves the
-// partial file for the next call), checked against the size and the checksum the etag names (sha256 for LFS files,
-// the git blob sha1 for the others) and only then renamed to blobs/<etag>. A file that fails the check is deleted:
-// nothing partial or unverified ever becomes a blob.
-import { createHash, type Hash } from 'node:crypto';
+// Downloading one blob into the cache: under the blob's lock, into a file of its own next to the blob, resumed with
+// an HTTP Range request after an interruption (a dropped connection is retried at once; an abort leaves the partial
+// file as blobs/<etag>.incomplete for the next call; a crash leaves it under its own name, adopted a minute later),
+// checked against the size and the checksum the etag names (sha256 for LFS files, the git blob sha1 for the others)
+// and only then renamed to blobs/<etag>. A file that fails the check is deleted: nothing partial or unverified ever
+// becomes a blob.
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, truncate } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readdir, rename, stat, truncate } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -77,11 +78,50 @@ async function downloadLocked(d: BlobDownload): Promise<void> {
     const have = await sizeOf(blob);
     if (have === d.meta.size) return; // another process finished it while we waited
     if (have >= 0) await removeFile(blob); // a blob of the wrong size: not to be trusted
-    await downloadToIncomplete(d, `${blob}.incomplete`);
-    await rename(`${blob}.incomplete`, blob);
+    // The bytes go to a file only this download writes (as huggingface_hub does), so that what is hashed is what is
+    // on disk even if the lock were ever held twice; the shared <etag>.incomplete name is where a partial file
+    // waits between two calls, to be resumed.
+    const mine = `${blob}.${randomBytes(4).toString('hex')}.incomplete`;
+    await claimPartial(blob, mine);
+    try {
+      await downloadToIncomplete(d, mine);
+      await rename(mine, blob);
+    } catch (e) {
+      if ((await sizeOf(mine)) > 0) await rename(mine, `${blob}.incomplete`).catch(() => removeFile(mine));
+      else await removeFile(mine);
+      throw e;
+    }
   } finally {
     await lock.release();
   }
+}
+
+/** A partial file left by a crashed download stays this long untouched before another one adopts it. */
+const ORPHAN_QUIET_MS = 60_000;
+
+/**
+ * Takes over the partial file to resume, if any: <etag>.incomplete (left by an interrupted call), else the largest
+ * <etag>.<id>.incomplete that a crashed download (this library's, or huggingface_hub's) left and nothing has written
+ * to for a minute.
+ */
+async function claimPartial(blob: string, mine: string): Promise<void> {
+  try {
+    await rename(`${blob}.incomplete`, mine);
+    return;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const dir = dirname(blob);
+  const prefix = `${basename(blob)}.`;
+  let best: { path: string; size: number } | null = null;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix) || !name.endsWith('.incomplete')) continue;
+    const p = join(dir, name);
+    const st = await stat(p).catch(() => null);
+    if (!st || Date.now() - st.mtimeMs < ORPHAN_QUIET_MS) continue;
+    if (!best || st.size > best.size) best = { path: p, size: st.size };
+  }
+  if (best) await rename(best.path, mine).catch(() => undefined);
 }
 
 async function hashPrefix(path: string, hash: Hash | null, bytes: number): Promise<void> {

@@ -23,6 +23,8 @@ export interface DownloadProgress {
 /** Progress over the files of one call: totals, a rate over the last seconds, throttled events. */
 export class Tally {
   #files = new Map<string, { size: number; bytes: number; done: boolean }>();
+  #uncounted = new Map<string, number>();
+  /** Bytes that came over the network in this call (resumed ones excluded, re-sent ones counted again). */
   #received = 0;
   #samples: Array<[number, number]> = [];
   #lastEmit = 0;
@@ -41,7 +43,13 @@ export class Tally {
   }
   bytes(file: string, abs: number): void {
     const f = this.#files.get(file);
-    if (!f) return;
+    if (!f) {
+      // a small file fetched outside the count (a shard index): its bytes still arrived
+      const before = this.#uncounted.get(file) ?? 0;
+      if (abs > before) this.#received += abs - before;
+      this.#uncounted.set(file, abs);
+      return;
+    }
     if (abs > f.bytes) this.#received += abs - f.bytes;
     f.bytes = abs;
     this.emit('progress', file);

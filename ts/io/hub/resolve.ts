@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
 import { invalidArg, TransformerHeadsError } from '../../errors.js';
-import { RepoCache, sizeOf } from './cache.js';
+import { checkRepoFile, RepoCache, sizeOf } from './cache.js';
 import { ensureBlob } from './download.js';
 import { Tally, type DownloadProgress } from './progress.js';
 import { fileMetadata, modelInfo, type FileMetadata, type HubTarget } from './http.js';
@@ -252,8 +252,8 @@ function offlineError(s: Settings, asGiven: string, commit: string | null, missi
   );
 }
 
-/** Runs `fn` over `items`, at most `n` at a time; the first failure stops the rest. */
-async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
+/** Runs `fn` over `items`, at most `n` at a time; the first failure stops the rest (`onFail` cancels those running). */
+async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>, onFail?: () => void): Promise<void> {
   let i = 0;
   let failed: unknown = null;
   const worker = async () => {
@@ -262,7 +262,10 @@ async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Prom
       try {
         await fn(item);
       } catch (e) {
-        failed ??= e;
+        if (failed === null) {
+          failed = e;
+          onFail?.();
+        }
       }
     }
   };
@@ -301,6 +304,7 @@ async function online(s: Settings): Promise<DownloadResult> {
   // adapter_config.json) are fetched on their own first, outside the progress count.
   const planned: Array<{ file: string; m: FileMetadata }> = [];
   const plan = async (files: string[], required: (f: string) => boolean): Promise<void> => {
+    files.forEach(checkRepoFile); // names read from the repository's own files (index, head_configs.json)
     await pool(files, 8, async (file) => {
       if (c.state(commit, file) === 'present') {
         present.push(file);
@@ -328,24 +332,34 @@ async function online(s: Settings): Promise<DownloadResult> {
       for (const { file, m } of todo) tally.plan(file, m.size);
       tally.start();
     }
-    await pool(todo, 4, async ({ file, m }) => {
-      await ensureBlob({
-        cache: c,
-        meta: m,
-        file,
-        target: target(s, commit, file),
-        auth: s.auth,
-        ...(s.options.signal ? { signal: s.options.signal } : {}),
-        timeoutMs: s.timeouts.downloadMs,
-        onFileBytes: (n) => tally.bytes(file, n),
-        onResume: (n) => tally.resumed(file, n),
-        ...(retryDelayMs !== null ? { retryDelayMs } : {}),
-      });
-      await c.link(commit, file, m.etag);
-      tally.done(file);
-      downloaded.push(file);
-      present.push(file);
+    // one failed file stops the others (their partial files stay, resumable) instead of letting them run on
+    const stop = new AbortController();
+    const forward = () => stop.abort(s.options.signal?.reason);
+    s.options.signal?.addEventListener('abort', forward, { once: true });
+    if (s.options.signal?.aborted) forward();
+    try {
+      await pool(todo, 4, (t) => fetchOne(t, stop.signal), () => stop.abort());
+    } finally {
+      s.options.signal?.removeEventListener('abort', forward);
+    }
+  };
+  const fetchOne = async ({ file, m }: { file: string; m: FileMetadata }, signal: AbortSignal): Promise<void> => {
+    await ensureBlob({
+      cache: c,
+      meta: m,
+      file,
+      target: target(s, commit, file),
+      auth: s.auth,
+      signal,
+      timeoutMs: s.timeouts.downloadMs,
+      onFileBytes: (n) => tally.bytes(file, n),
+      onResume: (n) => tally.resumed(file, n),
+      ...(retryDelayMs !== null ? { retryDelayMs } : {}),
     });
+    await c.link(commit, file, m.etag);
+    tally.done(file);
+    downloaded.push(file);
+    present.push(file);
   };
   const first = async (file: string, required: boolean): Promise<void> => {
     await plan([file], () => required);
