@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const all = ['hidden-states', 'training', 'lora', 'generate'];
+const all = ['hidden-states', 'training', 'lora', 'generate', 'download'];
 const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 for (const name of names.length ? names : all) {
   if (!all.includes(name)) {

@@ -1,5 +1,6 @@
-import { readFileSync, existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { expect } from 'vitest';
@@ -139,3 +140,23 @@ function expectSameShape(a: readonly number[], b: readonly number[]): void {
 }
 
 export const tinyFixtures = ['tiny-gpt2', 'tiny-llama', 'tiny-llama-linear', 'tiny-llama-dynamic', 'tiny-llama3', 'tiny-mistral', 'tiny-qwen2'];
+
+/**
+ * Compiles ts/ into dist/ (what the CLI runs) unless dist/ is newer than every source file: tests that spawn the CLI
+ * call this instead of paying a full tsc run each.
+ */
+export function ensureDist(): void {
+  const newest = (dir: string): number => {
+    let t = 0;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+    }
+    return t;
+  };
+  const cli = resolve(root, 'dist', 'cli.js');
+  if (existsSync(cli) && statSync(cli).mtimeMs > newest(resolve(root, 'ts'))) return;
+  const tsc = resolve(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', resolve(root, 'tsconfig.json')], { cwd: root, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
+}

@@ -13,6 +13,11 @@ export type ErrorCode =
   | 'ERR_TH_TORCH' // libtorch itself failed (message kept, C++ backtrace dropped)
   | 'ERR_TH_MEMORY' // an allocation failed (out of memory)
   | 'ERR_TH_NATIVE' // the native addon could not be loaded
+  | 'ERR_TH_HUB_AUTH' // the Hub refused access: a gated or private model without a token that has access, or a bad token
+  | 'ERR_TH_HUB_NOT_FOUND' // no such model, revision or file on the Hub, or a model without the files this library needs
+  | 'ERR_TH_NETWORK' // the Hub could not be reached, failed, or sent a file that does not match its size or checksum
+  | 'ERR_TH_OFFLINE' // offline mode (HF_HUB_OFFLINE, --offline) and the files are not in the cache
+  | 'ERR_TH_ABORTED' // a download stopped by its AbortSignal (the partial file is kept and resumed next time)
   | 'ERR_TH_INTERNAL'; // a failure the library did not expect: a bug, please report it with the message
 
 /** Every ErrorCode, in the order the README lists them. */
@@ -27,6 +32,11 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'ERR_TH_TORCH',
   'ERR_TH_MEMORY',
   'ERR_TH_NATIVE',
+  'ERR_TH_HUB_AUTH',
+  'ERR_TH_HUB_NOT_FOUND',
+  'ERR_TH_NETWORK',
+  'ERR_TH_OFFLINE',
+  'ERR_TH_ABORTED',
   'ERR_TH_INTERNAL',
 ]);
 

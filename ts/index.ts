@@ -6,8 +6,8 @@ export type { ErrorCode } from './errors.js';
 export { runtimeInfo, setNumThreads } from './native/index.js';
 export type { Batch, IntTensor, Tensor, TokenInput } from './native/index.js';
 
-export { decodeSafetensors, encodeSafetensors, loadTokenizer, readModelConfig, readSafetensors, Tokenizer } from './io/index.js';
-export type { ModelConfig, NamedTensor } from './io/index.js';
+export { decodeSafetensors, downloadModel, encodeSafetensors, hubCacheDir, loadTokenizer, readModelConfig, readSafetensors, resolveModel, Tokenizer } from './io/index.js';
+export type { DownloadProgress, DownloadResult, HubFiles, HubOptions, ModelConfig, NamedTensor, ResolveModelOptions } from './io/index.js';
 
 export { barChart, DEFAULT_MARGIN, escapeXml, htmlReport, htmlTable, lineChart, linearScale, lossChart, niceTicks, PALETTE } from './report/index.js';
 export type { BarChartOptions, LineChartOptions, LineSeries, Margin, ReferenceLine, ReportOptions, ReportSection, Table } from './report/index.js';

@@ -13,4 +13,6 @@ export type PublicTypes = [
   api.ProbeResult, api.Prompt, api.QuantizationConfig, api.ReferenceLine, api.ReportOptions, api.ReportSection,
   api.ResolvedHeadConfig, api.ResolvedLoraConfig, api.Table, api.Tensor, api.TokenInput, api.TrainerCallbacks,
   api.TrainerData, api.TrainingArguments, api.TrainOutput,
+  // the Hub (added with it)
+  api.DownloadProgress, api.DownloadResult, api.HubFiles, api.HubOptions, api.ResolveModelOptions,
 ];

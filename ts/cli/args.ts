@@ -37,6 +37,7 @@ export const COMMON: NonNullable<ParseArgsConfig['options']> = {
   threads: { type: 'string' },
   out: { type: 'string', short: 'o' },
   quiet: { type: 'boolean', short: 'q' },
+  offline: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -46,6 +47,7 @@ export const COMMON_HELP = `Common options:
   --threads N        libtorch threads (default: all cores, or OMP_NUM_THREADS)
   -o, --out PATH     where outputs go (see the command)
   -q, --quiet        no logs or progress on stderr
+  --offline          Hub models (ORG/NAME) from the cache only, no network (as HF_HUB_OFFLINE=1)
   -h, --help         this help`;
 
 let currentCommand: string | undefined;

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 import { TransformerHeadsError } from '../errors.js';
-import { parseJson, type ModelConfig } from '../io/index.js';
+import { parseJson, parseRepoRef, type ModelConfig } from '../io/index.js';
 import { resolveHeadConfigs, type HeadConfig, type LoraConfig, type QuantizationConfig, type ResolvedHeadConfig } from '../model/index.js';
 import type { TrainingArguments } from '../train/index.js';
 import { CliError } from './ui.js';
@@ -139,9 +139,17 @@ const LORA = ['r', 'alpha', 'dropout', 'bias', 'targetModules', 'useRslora'] as 
 const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
 const DEVICE_RE = /^(cpu|cuda|cuda:\d{1,3})$/;
 
+/** A model (or tokenizer) field: a path relative to the config file that exists, or a Hub id ORG/NAME[@REV]. */
+function modelPathOrId(path: string, v: unknown, base: string): string {
+  const s = str(path, v);
+  const p = resolve(base, s);
+  if (existsSync(p) || !parseRepoRef(s)) return existingPath(path, s, base, 'any');
+  return s;
+}
+
 function existingPath(path: string, v: unknown, base: string, kind: 'file' | 'any'): string {
   const p = resolve(base, str(path, v));
-  if (!existsSync(p)) configError(path, `'${p}' does not exist`, 'paths in a config file are relative to the folder of the config file');
+  if (!existsSync(p)) configError(path, `'${p}' does not exist`, `paths in a config file are relative to the folder of the config file${path === 'config.model' || path.endsWith('.tokenizer') ? '; a model on the Hugging Face Hub is ORG/NAME' : ''}`);
   if (kind === 'file' && statSync(p).isDirectory()) configError(path, `'${p}' is a folder, not a file`);
   return p;
 }
@@ -230,7 +238,7 @@ function parseData(raw: unknown, base: string, needTrain: boolean): DataConfig {
     labelColumns,
     maxLength: d.maxLength === undefined ? null : posInt(f('maxLength'), d.maxLength),
     padTokenId: d.padTokenId === undefined ? null : nonNegInt(f('padTokenId'), d.padTokenId),
-    tokenizer: d.tokenizer === undefined ? null : existingPath(f('tokenizer'), d.tokenizer, base, 'any'),
+    tokenizer: d.tokenizer === undefined ? null : modelPathOrId(f('tokenizer'), d.tokenizer, base),
   };
   if (data.eval && data.evalFraction !== null) configError(f('evalFraction'), 'give either data.eval (a file) or data.evalFraction (a split of data.train), not both');
   return data;
@@ -277,8 +285,8 @@ function parseLora(raw: unknown): LoraConfig | null {
 export function parseTrainConfig(raw: unknown, configDir: string, options: { needTrain?: boolean } = {}): TrainConfig {
   if (!isObj(raw)) expected('config', 'a JSON object', raw);
   const c = normalizeKeys(raw, 'config', TOP, { modelPath: 'model', modelNameOrPath: 'model', output: 'outputDir', headConfigs: 'heads', trainingArguments: 'training', args: 'training' });
-  if (c.model === undefined) configError('config.model', 'is required: the path of a TorchScript archive (.pt) or a Hugging Face model folder');
-  const model = existingPath('config.model', c.model, configDir, 'any');
+  if (c.model === undefined) configError('config.model', 'is required: the path of a TorchScript archive (.pt) or a Hugging Face model folder, or a Hub model id ORG/NAME');
+  const model = modelPathOrId('config.model', c.model, configDir);
   if (!Array.isArray(c.heads) || c.heads.length === 0) expected('config.heads', 'a non-empty array of head configs', c.heads);
   const heads = c.heads.map((h, i) => parseHead(h, `config.heads[${i}]`));
   const seen = new Map<string, number>();

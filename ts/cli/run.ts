@@ -5,14 +5,15 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 import { TransformerHeadsError } from '../errors.js';
-import { loadTokenizer, readJsonFile, readModelConfig, type ModelConfig, type Tokenizer } from '../io/index.js';
+import { loadTokenizer, readJsonFile, readModelConfig, resolveModel, type ModelConfig, type Tokenizer } from '../io/index.js';
 import { loadHeaded, loadLoraWithHeads, type Device, type Dtype, type HeadedModel, type QuantizationConfig, type ResolvedHeadConfig } from '../model/index.js';
 import type { Cell } from '../report/index.js';
 import { readTable, type Example } from '../train/index.js';
 import { BIN, strFlag, usageError, type Values } from './args.js';
 import { configError, readTrainConfig, type DataConfig } from './config.js';
+import { hubProgress, isHubModel, modelArg } from './hub.js';
 import type { Labelling } from './labels.js';
-import { CliError, fmtNum } from './ui.js';
+import { CliError, fmtNum, type Ui } from './ui.js';
 
 const SUPPORTED_TYPES = ['gpt2', 'llama', 'mistral', 'qwen2'];
 
@@ -120,10 +121,16 @@ async function readRunJson(dir: string): Promise<RunInfo | null> {
   return { ...r, headsDir: resolve(dir, r.headsDir) };
 }
 
-/** A run folder (run.json), a heads folder (head_configs.json), or a train config file. */
-export async function resolveRun(arg: string, v: Values, cmd: string): Promise<RunInfo> {
-  const abs = resolve(arg);
-  if (!existsSync(abs)) usageError(`'${arg}' does not exist (expected a config file or a folder written by '${BIN} train')`, cmd);
+/**
+ * A run folder (run.json), a heads folder (head_configs.json), a train config file, or a heads folder on the Hub
+ * (ORG/NAME[@REV], e.g. LoRA adapters with heads, fetched into the cache).
+ */
+export async function resolveRun(arg: string, v: Values, cmd: string, ui?: Ui): Promise<RunInfo> {
+  let abs = resolve(arg);
+  if (!existsSync(abs)) {
+    if (!isHubModel(arg)) usageError(`'${arg}' does not exist (expected a config file or a folder written by '${BIN} train', or a Hub repository ORG/NAME holding heads)`, cmd);
+    abs = await resolveModel(arg, { files: 'heads', ...(ui ? { onProgress: hubProgress(ui) } : {}) });
+  }
   const modelFlag = strFlag(v, 'model');
   const emptyData = (): RunInfo['data'] => ({ train: null, eval: null, evalFraction: null, format: null, csvDelimiter: null, textColumn: 'text', labelColumns: {}, maxLength: 0, padTokenId: null, tokenizer: null });
   if (statSync(abs).isFile()) {
@@ -136,7 +143,7 @@ export async function resolveRun(arg: string, v: Values, cmd: string): Promise<R
     }
     return {
       format: 'transformer-heads-run/1',
-      model: modelFlag ? resolve(modelFlag) : cfg.model,
+      model: modelFlag ? modelArg(modelFlag, v) : cfg.model,
       headsDir,
       lora: existsSync(join(headsDir, 'adapter_config.json')),
       quantization: cfg.quantization,
@@ -152,13 +159,28 @@ export async function resolveRun(arg: string, v: Values, cmd: string): Promise<R
     const parent = await readRunJson(dirname(abs));
     if (parent && resolve(parent.headsDir) === abs) run = parent;
     else {
-      if (!modelFlag) usageError(`'${arg}' holds heads but no run.json to name their model: pass --model PATH`, cmd);
-      run = { format: 'transformer-heads-run/1', model: resolve(modelFlag), headsDir: abs, lora: existsSync(join(abs, 'adapter_config.json')), quantization: null, dtype: null, data: emptyData(), labelMaps: {}, evalBatchSize: 8 };
+      const lora = existsSync(join(abs, 'adapter_config.json'));
+      const base = modelFlag ? modelArg(modelFlag, v) : lora ? await adapterBase(abs) : null;
+      if (!base) usageError(`'${arg}' holds heads but no run.json to name their model: pass --model PATH`, cmd);
+      run = { format: 'transformer-heads-run/1', model: base, headsDir: abs, lora, quantization: null, dtype: null, data: emptyData(), labelMaps: {}, evalBatchSize: 8 };
     }
   }
   if (!run) usageError(`'${arg}' has neither run.json nor head_configs.json: pass a folder written by '${BIN} train' (or its heads/ folder with --model)`, cmd);
-  if (modelFlag) run.model = resolve(modelFlag);
+  if (modelFlag) run.model = modelArg(modelFlag, v);
   return run;
+}
+
+/** The base model adapter_config.json names (with its revision, as PEFT records it), or null. */
+async function adapterBase(dir: string): Promise<string | null> {
+  try {
+    const cfg = (await readJsonFile(join(dir, 'adapter_config.json'), 'adapter config file')) as { base_model_name_or_path?: unknown; revision?: unknown };
+    const base = typeof cfg.base_model_name_or_path === 'string' && cfg.base_model_name_or_path ? cfg.base_model_name_or_path : null;
+    if (!base) return null;
+    if (existsSync(base)) return base;
+    return typeof cfg.revision === 'string' && cfg.revision && isHubModel(base) && !base.includes('@') ? `${base}@${cfg.revision}` : base;
+  } catch {
+    return null;
+  }
 }
 
 export async function loadRunModel(run: RunInfo, device: Device | undefined): Promise<HeadedModel> {

@@ -33,11 +33,11 @@ export class Ui {
     process.stderr.write(`${message}\n`);
   }
 
-  progress(label: string, unit: string): Progress {
-    const p = progress({ label, unit, silent: this.quiet });
+  progress(label: string, unit: string, format?: (n: number) => string): Progress {
+    const p = progress({ label, unit, silent: this.quiet, ...(format ? { format } : {}) });
     this.#barActive = true;
     return {
-      update: (d, t, i) => p.update(d, t, i),
+      update: (d, t, i, eta) => p.update(d, t, i, eta),
       end: (i) => {
         p.end(i);
         this.#barActive = false;
@@ -85,6 +85,11 @@ export function describeError(e: unknown, command?: string): { message: string; 
       ERR_TH_NATIVE: 'build the native addon: bash scripts/setup.sh (or npm run build:native)',
       ERR_TH_MEMORY: 'use smaller batches, a shorter data.maxLength, or a smaller model',
       ERR_TH_TORCH: 'libtorch failed; rerun with TH_DEBUG=1 for details',
+      ERR_TH_HUB_AUTH: 'accept the model\'s license on its Hub page and set HF_TOKEN',
+      ERR_TH_HUB_NOT_FOUND: "check the model id ('organisation/name') and the revision",
+      ERR_TH_NETWORK: 'check the connection; cached models load with --offline',
+      ERR_TH_OFFLINE: "download the model once while online: transformer-heads download ORG/NAME",
+      ERR_TH_ABORTED: 'run the command again: the download resumes where it stopped',
     };
     const hint = e.code === 'ERR_TH_NATIVE' ? hints.ERR_TH_NATIVE! : (rest.find((l) => l.trim())?.trim().replace(/^- /, '') ?? hints[e.code] ?? null);
     return { message: first!, hint, exitCode: e.code === 'ERR_TH_CONFIG' || e.code === 'ERR_TH_ARG' ? 2 : 1, code: e.code };

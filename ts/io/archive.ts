@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 
 import { invalidArg, TransformerHeadsError } from '../errors.js';
+import { resolveModel, type HubOptions } from './hub/index.js';
 import { readJsonFile } from './json.js';
 import { parseModelConfig, type ModelConfig } from './model-config.js';
 
@@ -90,10 +91,12 @@ function readZip(buf: Buffer, suffixes: string[], bad: (m: string) => never): Ma
 
 /**
  * The Hugging Face config of a model without loading its weights: config.json from a TorchScript archive's extra
- * files, or from a model folder. Handy for head sizes: `inSize: (await readModelConfig(path)).hiddenSize`.
+ * files, or from a model folder, or of a Hub model ("org/name", only its config.json is fetched). Handy for head
+ * sizes: `inSize: (await readModelConfig(path)).hiddenSize`.
  */
-export async function readModelConfig(path: string): Promise<ModelConfig> {
-  if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a model path', path);
+export async function readModelConfig(nameOrPath: string, options?: HubOptions): Promise<ModelConfig> {
+  if (typeof nameOrPath !== 'string' || nameOrPath.length === 0) invalidArg('path', 'a model path or a Hub repo id', nameOrPath);
+  const path = await resolveModel(nameOrPath, { ...options, files: 'config' });
   let st;
   try {
     st = await stat(path);

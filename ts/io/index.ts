@@ -1,6 +1,7 @@
 // The file-format layer: what is read from and written to disk, with no model logic. safetensors, zip/TorchScript
-// archives, Hugging Face model folders and their config.json, tokenizers, JSON files from strangers, and crash-safe
-// writes of files and whole folders.
+// archives, Hugging Face model folders and their config.json, tokenizers, JSON files from strangers, crash-safe
+// writes of files and whole folders, and Hub repositories by name (hub/: the shared Hugging Face cache and downloads
+// into it).
 // The re-exports tagged internal stay out of the published .d.ts (tsconfig stripInternal), as their declarations do.
 export { readModelConfig, zipEntries } from './archive.js';
 export { appendText, atomicWrite, ensureFolder, removePath, saveFolder } from './atomic.js';
@@ -15,3 +16,5 @@ export type { ModelConfig } from './model-config.js';
 export { decodeSafetensors, encodeSafetensors, readSafetensors } from './safetensors.js';
 export type { NamedTensor } from './safetensors.js';
 export { loadTokenizer, Tokenizer } from './tokenizer.js';
+export { downloadModel, hubCacheDir, hubOptionsOf, isRepoId, parseRepoRef, resolveModel } from './hub/index.js';
+export type { DownloadProgress, DownloadResult, HubFiles, HubOptions, ResolveModelOptions } from './hub/index.js';

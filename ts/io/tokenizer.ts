@@ -71,6 +71,7 @@ function checkTokenizerJson(t: Json, where: string): void {
     if ((v as Json).type !== undefined && typeof (v as Json).type !== 'string') bad(`"${s}.type" must be a string, got ${shown((v as Json).type)}`);
   }
 }
+import { resolveModel, type HubOptions } from './hub/index.js';
 
 /** A Hugging Face tokenizer (tokenizer.json) with the special-token ids the heads need. */
 export class Tokenizer {
@@ -176,13 +177,17 @@ async function tokenizerFiles(source: string): Promise<TokenizerTexts> {
 
 /**
  * The tokenizer stored with a model: a TorchScript archive (extra files), a Hugging Face model folder with
- * tokenizer.json, or a loaded model (its tokenizerJson).
+ * tokenizer.json, a Hub model ("org/name": only its tokenizer files and config.json are fetched), or a loaded model
+ * (its tokenizerJson).
  */
-export async function loadTokenizer(source: string | { tokenizerJson: string | null; tokenizerConfigJson: string | null; config?: { raw: Record<string, unknown> } }): Promise<Tokenizer> {
+export async function loadTokenizer(
+  source: string | { tokenizerJson: string | null; tokenizerConfigJson: string | null; config?: { raw: Record<string, unknown> } },
+  options?: HubOptions,
+): Promise<Tokenizer> {
   let files: TokenizerTexts;
   if (typeof source === 'string') {
-    if (source.length === 0) invalidArg('source', 'a model path or a loaded model', source);
-    files = await tokenizerFiles(source);
+    if (source.length === 0) invalidArg('source', 'a model path, a Hub repo id or a loaded model', source);
+    files = await tokenizerFiles(await resolveModel(source, { ...options, files: 'tokenizer' }));
   } else if (source && typeof source === 'object' && typeof source.tokenizerJson === 'string' && source.tokenizerJson) {
     files = { tokenizer: source.tokenizerJson, config: source.tokenizerConfigJson, model: source.config ? JSON.stringify(source.config.raw) : null, where: 'the model' };
   } else if (source && typeof source === 'object' && 'tokenizerJson' in source) {

@@ -1,11 +1,15 @@
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
-import { parseModelConfig, writeHfFolder, type ModelConfig } from '../io/index.js';
+import { hubOptionsOf, parseModelConfig, resolveModel, writeHfFolder, type HubOptions, type ModelConfig } from '../io/index.js';
 import { binding, fromRaw, NativeHandle, packTokens, type Batch, type NativeBackbone, type NativeTorchScript, type PackedTokens, type Tensor } from '../native/index.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 export type Dtype = 'float32' | 'bfloat16' | 'float16';
 
-export interface LoadBackboneOptions {
+/**
+ * Options of every loader that takes a model name: where a Hub model ("org/name") comes from (`revision`,
+ * `cacheDir`, `offline`, `token`, `endpoint`) and how its download is followed (`onProgress`, `signal`).
+ */
+export interface LoadBackboneOptions extends HubOptions {
   /** 'cpu', 'cuda' or 'cuda:N'. Defaults to 'cpu'. */
   device?: Device;
   /** Weights and activations dtype. Defaults to 'float32'. float16 needs CUDA. */
@@ -44,7 +48,7 @@ function packBatch(batch: Batch): { ids: PackedTokens; mask: PackedTokens | null
 export class Backbone extends NativeHandle<NativeBackbone> {
   /** The model's config.json, parsed. */
   readonly config: ModelConfig;
-  /** The path it was loaded from. */
+  /** The path it was loaded from (for a Hub model, its snapshot folder in the cache). */
   readonly path: string;
   readonly device: string;
   readonly dtype: Dtype;
@@ -128,9 +132,10 @@ export class Backbone extends NativeHandle<NativeBackbone> {
 }
 
 /**
- * Loads a model: a TorchScript archive made by scripts/export_torchscript.py, or a Hugging Face model folder
- * (config.json + model.safetensors or a sharded model.safetensors.index.json, tokenizer.json optional) for
- * gpt2, llama, mistral and qwen2. Runs off the event loop.
+ * Loads a model: a TorchScript archive made by scripts/export_torchscript.py, a Hugging Face model folder
+ * (config.json + model.safetensors or a sharded model.safetensors.index.json, tokenizer.json optional), or a model
+ * on the Hugging Face Hub by name ("org/name" or "org/name@revision"; fetched into the shared cache, see
+ * resolveModel), for gpt2, llama, mistral and qwen2. A local path that exists always wins. Runs off the event loop.
  */
 export async function loadBackbone(path: string, opts?: LoadBackboneOptions | null): Promise<Backbone> {
   const options = opts ?? {};
@@ -143,8 +148,9 @@ export async function loadBackbone(path: string, opts?: LoadBackboneOptions | nu
   if (!DTYPES.includes(dtype)) {
     throw new TransformerHeadsError(`unknown dtype '${String(dtype)}': use 'float32', 'bfloat16' or 'float16'`, 'ERR_TH_DEVICE');
   }
-  const native = await nativeCall(() => binding().loadBackbone(path, { device, dtype }));
-  return new Backbone(native, path);
+  const local = await resolveModel(path, hubOptionsOf(options));
+  const native = await nativeCall(() => binding().loadBackbone(local, { device, dtype }));
+  return new Backbone(native, local);
 }
 
 /**

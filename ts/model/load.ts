@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
-import { kindOf, parseModelConfig, readJsonFile, readSafetensors, shown } from '../io/index.js';
+import { hubOptionsOf, isRepoId, kindOf, parseModelConfig, parseRepoRef, readJsonFile, readSafetensors, resolveModel, shown, type HubOptions } from '../io/index.js';
 import { binding } from '../native/index.js';
 import type { Device, Dtype } from './backbone.js';
 import { HeadedModel } from './headed.js';
@@ -12,10 +12,10 @@ import { checkLora, defaultTargetModules, type LoraConfig } from './lora.js';
 import { checkQuantization, type QuantizationConfig } from './quantization.js';
 
 /** `N` and `T`: the head names and label columns of `heads` (see HeadConfig); string when the heads come from a folder. */
-export interface LoadHeadedOptions<N extends string = string, T extends string = string> {
+export interface LoadHeadedOptions<N extends string = string, T extends string = string> extends HubOptions {
   /** Heads to attach (new, initialised N(0, 0.02) as Hugging Face does). Give this or headFolder. */
   heads?: HeadConfig<N, T>[];
-  /** A folder written by HeadedModel.save(): head_configs.json and <name>.safetensors. */
+  /** A folder written by HeadedModel.save(): head_configs.json and <name>.safetensors (or a Hub repo holding one). */
   headFolder?: string;
   /** With headFolder: new heads to attach next to the saved ones (e.g. the pretrained lm_head, for generation). */
   extraHeads?: HeadConfig[];
@@ -69,8 +69,13 @@ export async function loadHeaded<const N extends string = string, const T extend
   if ((options.heads === undefined) === (options.headFolder === undefined)) {
     throw new TransformerHeadsError('give exactly one of heads and headFolder', 'ERR_TH_CONFIG');
   }
-  const heads = options.heads ?? (await readHeadConfigs(options.headFolder!));
-  return typedHeads(buildHeaded(modelPath, heads, options, {}));
+  let headFolder = options.headFolder;
+  if (headFolder !== undefined) {
+    // the revision option is the model's; a heads repository takes its own as 'org/name@revision'
+    headFolder = await resolveModel(headFolder, { ...hubOptionsOf(options), revision: undefined, files: 'heads' });
+  }
+  const heads = options.heads ?? (await readHeadConfigs(headFolder!));
+  return typedHeads(buildHeaded(modelPath, heads, { ...options, ...(headFolder !== undefined ? { headFolder } : {}) }, {}));
 }
 
 /** The model built from a caller's heads, typed by their names and label columns (string when read from a folder). */
@@ -102,8 +107,9 @@ async function buildHeaded(
     heads = [...heads, ...options.extraHeads];
   }
   const resolved = resolveHeadConfigs(heads); // model-independent checks first: clearer errors, no load wasted
+  const local = await resolveModel(modelPath, hubOptionsOf(options));
   const native = await nativeCall(() =>
-    binding().loadHeaded(modelPath, {
+    binding().loadHeaded(local, {
       device: options.device ?? 'cpu',
       dtype: options.dtype ?? 'float32',
       heads: JSON.stringify(resolved.map(toSnakeCase)),
@@ -119,12 +125,13 @@ async function buildHeaded(
   );
   const info = native.info();
   const modelType = parseModelConfig(info.config).modelType;
-  const model = new HeadedModel(native, modelPath, heads, {
+  const model = new HeadedModel(native, local, heads, {
     freezeBaseModel: freezeBaseModel || lora !== null,
     onlyInference,
     quantization,
     lora: lora ? { ...lora, targetModules: lora.targetModules.length ? lora.targetModules : defaultTargetModules(modelType) } : null,
-    baseModelNameOrPath: extra.baseModelNameOrPath,
+    // a Hub model is named by its id (what PEFT and transformers load it by), not by the cache folder
+    baseModelNameOrPath: extra.baseModelNameOrPath ?? (local === modelPath ? undefined : options.revision && !modelPath.includes('@') ? `${modelPath}@${options.revision}` : modelPath),
   });
   if (options.headFolder) {
     try {
@@ -147,7 +154,7 @@ export interface CreateHeadedQLoRAOptions<N extends string = string, T extends s
   fullyTrainedHeads?: boolean;
   /** Recompute each block in the backward pass instead of keeping its activations (long sequences). Defaults to false. */
   gradientCheckpointing?: boolean;
-  /** base_model_name_or_path written in adapter_config.json. Defaults to the model path. */
+  /** base_model_name_or_path written in adapter_config.json. Defaults to the model path (or Hub id). */
   baseModelNameOrPath?: string;
 }
 
@@ -171,17 +178,22 @@ export async function createHeadedQLoRA<const N extends string = string, const T
 }
 
 export interface LoadLoraWithHeadsOptions extends Omit<LoadHeadedOptions, 'heads' | 'headFolder' | 'freezeBaseModel'> {
-  /** The base model; defaults to base_model_name_or_path from adapter_config.json. */
+  /**
+   * The base model (a path or a Hub id); defaults to base_model_name_or_path from adapter_config.json, at the
+   * `revision` that adapter_config.json names when it is a Hub id. `revision` is the adapter repository's.
+   */
   modelPath?: string;
   fullyTrainedHeads?: boolean;
 }
 
 /**
  * Loads a folder written by save() on a LoRA model (or by the Python library / PEFT): adapter_config.json,
- * adapter_model.safetensors, head_configs.json and the head files. Unknown adapter_config keys are ignored.
+ * adapter_model.safetensors, head_configs.json and the head files. Unknown adapter_config keys are ignored. The
+ * folder may be a Hub repository ("org/name[@revision]"), and so may its base model.
  */
-export async function loadLoraWithHeads(dir: string, options: LoadLoraWithHeadsOptions = {}): Promise<HeadedModel> {
-  if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
+export async function loadLoraWithHeads(dirOrName: string, options: LoadLoraWithHeadsOptions = {}): Promise<HeadedModel> {
+  if (typeof dirOrName !== 'string' || !dirOrName) invalidArg('dir', 'a folder path or a Hub repo id', dirOrName);
+  const dir = await resolveModel(dirOrName, { ...hubOptionsOf(options), files: 'heads' });
   const cfgPath = join(dir, 'adapter_config.json');
   const cfg = (await readJsonFile(cfgPath, 'adapter config file', { missing: 'null' })) as Record<string, unknown> | null;
   if (cfg === null) throw new TransformerHeadsError(`no readable adapter_config.json in '${dir}': it is not a LoRA folder (written by save() on a LoRA model, or by PEFT)`, 'ERR_TH_FILE');
@@ -193,8 +205,13 @@ export async function loadLoraWithHeads(dir: string, options: LoadLoraWithHeadsO
   const peftType = field('peft_type', (v) => typeof v === 'string', 'a string');
   if (peftType !== undefined && peftType !== 'LORA') throw new TransformerHeadsError(`adapter type ${shown(peftType)} in '${cfgPath}' is not LoRA`, 'ERR_TH_CONFIG');
   const base = field('base_model_name_or_path', (v) => typeof v === 'string', 'a string');
-  const modelPath = options.modelPath ?? (typeof base === 'string' ? base : '');
+  let modelPath = options.modelPath ?? (typeof base === 'string' ? base : '');
   if (!modelPath) throw new TransformerHeadsError(`adapter_config.json in '${dir}' names no base model; pass modelPath`, 'ERR_TH_CONFIG');
+  // PEFT records the base model's revision next to its name
+  const revision = field('revision', (v) => typeof v === 'string', 'a string');
+  if (options.modelPath === undefined && typeof revision === 'string' && revision && isRepoId(modelPath) && parseRepoRef(modelPath)?.revision === null) {
+    modelPath = `${modelPath}@${revision}`;
+  }
   const tm = field('target_modules', (v) => typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string')), 'a list of module names');
   if (typeof tm === 'string') {
     throw new TransformerHeadsError('target_modules given as a regular expression is not supported; list the module names', 'ERR_TH_CONFIG');
@@ -208,7 +225,7 @@ export async function loadLoraWithHeads(dir: string, options: LoadLoraWithHeadsO
     ...(Array.isArray(tm) ? { targetModules: tm as string[] } : {}),
   };
   const heads = await readHeadConfigs(dir);
-  const model = await buildHeaded(modelPath, heads, { ...options, freezeBaseModel: true, headFolder: dir }, {
+  const model = await buildHeaded(modelPath, heads, { ...options, revision: undefined, freezeBaseModel: true, headFolder: dir }, {
     lora,
     fullyTrainedHeads: options.fullyTrainedHeads ?? true,
     baseModelNameOrPath: modelPath,

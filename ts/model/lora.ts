@@ -1,4 +1,5 @@
 import { invalidArg, TransformerHeadsError } from '../errors.js';
+import { parseRepoRef } from '../io/index.js';
 
 export interface LoraConfig {
   /** Rank. Defaults to 8. */
@@ -44,10 +45,12 @@ function pyNum(x: number, float: boolean): string {
 
 /** adapter_config.json as PEFT 0.8 writes it: every LoraConfig field, sorted keys, indent 2, inference_mode true. */
 export function adapterConfigJson(l: ResolvedLoraConfig, base: string, fanInFanOut: boolean): string {
+  // A Hub base model "org/name@revision" is written as PEFT writes it: the id, and the revision apart.
+  const hub = parseRepoRef(base);
   const cfg: Record<string, unknown> = {
     alpha_pattern: {},
     auto_mapping: null,
-    base_model_name_or_path: base,
+    base_model_name_or_path: hub?.revision ? hub.repoId : base,
     bias: l.bias,
     fan_in_fan_out: fanInFanOut,
     inference_mode: true,
@@ -63,7 +66,7 @@ export function adapterConfigJson(l: ResolvedLoraConfig, base: string, fanInFanO
     peft_type: 'LORA',
     r: l.r,
     rank_pattern: {},
-    revision: null,
+    revision: hub?.revision ?? null,
     target_modules: [...l.targetModules].sort(),
     task_type: 'CAUSAL_LM',
     use_rslora: l.useRslora,

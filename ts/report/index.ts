@@ -1,6 +1,6 @@
 // The presentation layer: standalone SVG charts, HTML report pages and progress lines. Pure writers over plain
 // inputs (numbers, strings, their own option types): nothing here knows about models or training.
-export { formatDuration, progress } from './progress.js';
+export { formatBytes, formatDuration, progress } from './progress.js';
 export type { Progress, ProgressOptions } from './progress.js';
 export { htmlReport, htmlTable } from './html.js';
 export type { Cell, ReportOptions, ReportSection, Table } from './html.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import { TransformerHeadsError } from '../errors.js';
-import { atomicWrite, ensureFolder, loadTokenizer, readModelConfig, type Tokenizer } from '../io/index.js';
+import { atomicWrite, ensureFolder, loadTokenizer, readModelConfig, resolveModel, type HubOptions, type Tokenizer } from '../io/index.js';
 import { DEFAULT_MODEL_DIR, loadHeaded, type Device, type Dtype, type HeadConfig } from '../model/index.js';
 import { barChart, htmlReport, lossChart } from '../report/index.js';
 import { DataCollatorWithPadding } from './collator.js';
@@ -25,8 +25,10 @@ export function defaultModelPath(): string {
 }
 
 export interface ProbeLayersOptions {
-  /** Model path (TorchScript archive or Hugging Face folder). Defaults to defaultModelPath(). */
+  /** Model path (TorchScript archive or Hugging Face folder) or Hub id ("org/name[@revision]"). Defaults to defaultModelPath(). */
   model?: string;
+  /** Where a Hub model comes from and how its download is followed (revision, cacheDir, offline, onProgress, signal...). */
+  hub?: HubOptions;
   /** Labelled texts. Give these or `dataset`. */
   examples?: readonly LabelledText[];
   /** A built-in dataset ('stop-words', 'spam-assassin', 'afinn'), used when `examples` is not given. Defaults to 'stop-words'. */
@@ -139,7 +141,9 @@ export async function probeLayers(options: ProbeLayersOptions = {}): Promise<Pro
   if (!(testFraction > 0 && testFraction < 1)) throw new TransformerHeadsError(`testFraction must be between 0 and 1, got ${testFraction}`, 'ERR_TH_ARG');
   if (o.maxExamples !== undefined) posInt('maxExamples', o.maxExamples);
 
-  const config = await readModelConfig(modelPath);
+  // a Hub model is fetched whole once, then read from its snapshot folder
+  const local = await resolveModel(modelPath, o.hub ?? {});
+  const config = await readModelConfig(local);
   const L = config.numLayers;
   const layers = [...new Set((o.layers ?? Array.from({ length: L + 1 }, (_, i) => i)).map((l) => {
     if (!Number.isInteger(l) || l < -(L + 1) || l > L) throw new TransformerHeadsError(`layer ${l} is outside this model's hidden states (0..${L}, or -${L + 1}..-1)`, 'ERR_TH_ARG');
@@ -157,7 +161,7 @@ export async function probeLayers(options: ProbeLayersOptions = {}): Promise<Pro
   const classIndex = new Map(classes.map((c, i) => [c, i]));
 
   log(`tokenizing ${examples.length} examples (${datasetName}, ${classes.length} classes, first ${maxLength} tokens)`);
-  const tokenizer = o.tokenizer ?? (await loadTokenizer(modelPath));
+  const tokenizer = o.tokenizer ?? (await loadTokenizer(local));
   let dropped = 0;
   const rows = [];
   for (const e of examples) {
@@ -174,7 +178,7 @@ export async function probeLayers(options: ProbeLayersOptions = {}): Promise<Pro
 
   const heads: HeadConfig[] = layers.map((l) => ({ name: `layer_${l}`, inSize: config.hiddenSize, numOutputs: classes.length, layerHook: l, predForSequence: true, target: 'label' }));
   log(`loading ${modelPath} with ${heads.length} linear probes (hidden states ${layers.join(', ')})`);
-  const model = await loadHeaded(modelPath, { heads, freezeBaseModel: true, seed, ...(o.device ? { device: o.device } : {}), ...(o.dtype ? { dtype: o.dtype } : {}) });
+  const model = await loadHeaded(local, { heads, freezeBaseModel: true, seed, ...(o.device ? { device: o.device } : {}), ...(o.dtype ? { dtype: o.dtype } : {}) });
   const outDir = o.outputDir ? resolve(o.outputDir) : await mkdtemp(join(tmpdir(), 'th-probe-'));
   let res;
   let metrics: Record<string, number>;

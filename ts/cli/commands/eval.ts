@@ -10,6 +10,7 @@ import { BIN, deviceFlag, intFlag, strFlag, usageError, type Command } from '../
 import { resolveHeadsForModel } from '../config.js';
 import { buildLabelMaps, padValues, prepareExamples } from '../labels.js';
 import { byHead, headTable, labellingFor, loadRunModel, modelConfigOf, readRows, resolveRun, tryTokenizer } from '../run.js';
+import { fetchModel } from '../hub.js';
 import { CliError, jsonSafe, textTable } from '../ui.js';
 
 export const EVAL: Command = {
@@ -19,18 +20,19 @@ export const EVAL: Command = {
   help: `Evaluates saved heads and prints loss and metrics per head (accuracy and macro-F1 for classification heads,
 MSE and R² for regression heads).
   RUN_DIR        a folder written by '${BIN} train' (run.json names the model, columns and label names), or a
-                 heads folder (head_configs.json) with --model
+                 heads folder (head_configs.json) with --model, or a Hub repository ORG/NAME holding one
   CONFIG.json    a train config: its outputDir's heads, on its data.eval
   --data FILE    the labelled data (.jsonl or .csv); defaults to the run's eval file (or the rows its
                  data.evalFraction held out)
   --text COL     text column (default: the run's, else 'text')
-  --model PATH   the base model (default: the run's)
+  --model PATH   the base model, a path or a Hub id ORG/NAME[@REV] (default: the run's)
   --batch-size N examples per forward pass (default: the run's perDeviceEvalBatchSize, else 8; losses are
                  means over batches, so the same size reproduces the training run's numbers)
   --out DIR      also write DIR/eval_metrics.json`,
   async run(v, pos, ui) {
     if (pos.length !== 1) usageError('eval needs one run folder or config file', 'eval');
-    const run = await resolveRun(pos[0]!, v, 'eval');
+    const run = await resolveRun(pos[0]!, v, 'eval', ui);
+    await fetchModel(run.model, ui);
     const dataFlag = strFlag(v, 'data');
     // --data, else the run's eval file, else the same held-out split of its training file (data.evalFraction).
     const split = !dataFlag && !run.data.eval && run.data.train && run.data.evalFraction ? run.data.evalFraction : null;

@@ -5,20 +5,23 @@ import { existsSync, statSync } from 'node:fs';
 import { mkdir, open, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
-import { loadTokenizer, parseJson, readJsonFile, readModelConfig } from '../../io/index.js';
+import { loadTokenizer, parseJson, readJsonFile, readModelConfig, resolveModel } from '../../io/index.js';
 import { loadBackbone } from '../../model/index.js';
 import { BIN, PACKAGE_ROOT, strFlag, usageError, type Command } from '../args.js';
+import { hubProgress, isHubModel } from '../hub.js';
 import { CliError, textTable, type Ui } from '../ui.js';
 
 export const EXPORT: Command = {
   summary: "show a model's architecture, or export a Hugging Face model to TorchScript",
-  usage: `${BIN} export MODEL [--json]\n       ${BIN} export --hf NAME_OR_DIR --out MODEL.pt [--python PY]`,
+  usage: `${BIN} export MODEL | ORG/NAME [--json]\n       ${BIN} export --hf NAME_OR_DIR --out MODEL.pt [--python PY]`,
   options: { hf: { type: 'string' }, python: { type: 'string' } },
   help: `MODEL (a .pt TorchScript archive or a Hugging Face folder): prints its architecture, layers, hidden size,
-vocabulary, parameter count and whether it carries a tokenizer.
---hf NAME_OR_DIR --out MODEL.pt: exports a Hugging Face model (GPT-2, Llama, Mistral, Qwen2) to the TorchScript
-archive this library loads, by running scripts/export_torchscript.py --hf. It needs Python with torch and
-transformers (pip install torch transformers); --python or TH_PYTHON picks the interpreter.`,
+vocabulary, parameter count and whether it carries a tokenizer. For a Hub model (ORG/NAME[@REV]) only its
+config.json and tokenizer files are fetched; the parameters are counted once its weights are in the cache.
+--hf NAME_OR_DIR --out MODEL.pt: exports a Hugging Face model (GPT-2, Llama, Mistral, Qwen2) to a TorchScript
+archive, by running scripts/export_torchscript.py --hf. It needs Python with torch and transformers (pip install
+torch transformers); --python or TH_PYTHON picks the interpreter. Loading a model needs no export: every --model
+option and the library's loaders take Hugging Face folders and Hub ids (ORG/NAME) directly.`,
   async run(v, pos, ui) {
     const hf = strFlag(v, 'hf');
     if (hf) {
@@ -111,8 +114,13 @@ async function safetensorsParameters(dir: string): Promise<{ parameters: number;
 }
 
 async function modelInfo(path: string, ui: Ui): Promise<ModelInfo> {
-  const abs = resolve(path);
-  if (!existsSync(abs)) throw new CliError(`model '${path}' does not exist`, 'pass a TorchScript archive (.pt) or a Hugging Face model folder', 2);
+  let abs = resolve(path);
+  if (!existsSync(abs) && isHubModel(path)) {
+    // a Hub model: its config and tokenizer only; the parameters are counted when the weights are in the cache
+    abs = await resolveModel(path, { files: 'config', onProgress: hubProgress(ui) });
+    await resolveModel(path, { files: 'tokenizer', onProgress: hubProgress(ui) }).catch(() => undefined);
+  }
+  if (!existsSync(abs)) throw new CliError(`model '${path}' does not exist`, 'pass a TorchScript archive (.pt), a Hugging Face model folder, or a Hub model id ORG/NAME', 2);
   const dir = statSync(abs).isDirectory();
   const mc = await readModelConfig(abs);
   let parameters: number | null = null;

@@ -1,18 +1,19 @@
 // transformer-heads generate: streams generated text, with every trained head's output at each token.
-import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 
 import { loadHeaded, loadLoraWithHeads, readHeadConfigs, type HeadedModel } from '../../model/index.js';
 import { defaultModelPath } from '../../train/index.js';
 import { BIN, deviceFlag, intFlag, numFlag, strFlag, usageError, type Command } from '../args.js';
+import { fetchModel, modelArg } from '../hub.js';
 import { modelConfigOf, resolveRun, tryTokenizer } from '../run.js';
 import { CliError, interruptible, textTable } from '../ui.js';
 
 export const GENERATE: Command = {
   summary: 'generate text, streaming it, with every trained head\'s output at each token',
-  usage: `${BIN} generate [PROMPT ...] [--model PATH] [--heads RUN_DIR] [--max-new-tokens N] [--sample] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop STR]`,
+  usage: `${BIN} generate [PROMPT ...] [--model PATH | ORG/NAME] [--heads RUN_DIR] [--max-new-tokens N] [--sample] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop STR]`,
   options: {
     model: { type: 'string', short: 'm' },
+    revision: { type: 'string' },
     heads: { type: 'string' },
     'max-new-tokens': { type: 'string', short: 'n' },
     sample: { type: 'boolean' },
@@ -29,8 +30,11 @@ export const GENERATE: Command = {
 streams it to stdout. With --heads, the heads trained by '${BIN} train' ride along: their output at every generated
 token is printed after the text (and is in the --json lines).
   PROMPT                   text to continue (several prompts run as one batch; default: stdin lines)
-  -m, --model PATH         TorchScript archive or Hugging Face folder (default: the embedded model)
-  --heads RUN_DIR          a folder written by '${BIN} train' (its model is used unless --model is given)
+  -m, --model PATH         TorchScript archive, Hugging Face folder, or Hub model ORG/NAME[@REV] (downloaded into
+                           the Hugging Face cache on first use) (default: the embedded model)
+  --revision REV           branch, tag or commit of a Hub model (default main)
+  --heads RUN_DIR          a folder written by '${BIN} train' (its model is used unless --model is given), or a
+                           Hub repository ORG/NAME holding heads (and LoRA adapters)
   -n, --max-new-tokens N   tokens to generate per prompt (default 40)
   --sample                 sample instead of taking the most likely token
   --temperature T          sampling temperature (default 1; 0 = greedy)
@@ -50,8 +54,8 @@ finish reasons and tokens/s.`,
       if (prompts.length === 0) usageError('no prompt on stdin', 'generate');
     }
     const headsArg = strFlag(v, 'heads');
-    const run = headsArg ? await resolveRun(headsArg, v, 'generate') : null;
-    const modelPath = strFlag(v, 'model') ? resolve(strFlag(v, 'model')!) : (run?.model ?? defaultModelPath());
+    const run = headsArg ? await resolveRun(headsArg, v, 'generate', ui) : null;
+    const modelPath = await fetchModel(strFlag(v, 'model') ? modelArg(strFlag(v, 'model')!, v) : (run?.model ?? defaultModelPath()), ui);
     const mc = await modelConfigOf(modelPath, '--model');
     const lmHead = { name: 'lm_head', inSize: mc.hiddenSize, numOutputs: mc.vocabSize, isCausalLm: true };
     const device = deviceFlag(v);

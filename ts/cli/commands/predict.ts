@@ -11,6 +11,7 @@ import { BIN, deviceFlag, intFlag, strFlag, usageError, type Command } from '../
 import { resolveHeadsForModel } from '../config.js';
 import { labelKind, prepareExamples } from '../labels.js';
 import { labellingFor, loadRunModel, modelConfigOf, resolveRun, tryTokenizer } from '../run.js';
+import { fetchModel } from '../hub.js';
 import { CliError, jsonSafe } from '../ui.js';
 
 export const PREDICT: Command = {
@@ -26,14 +27,16 @@ export const PREDICT: Command = {
     causal-LM heads        {"next": [{"token": " the", "probability": 0.12}, ...]} (top N)
 Texts come from the arguments, else from --input FILE (.jsonl objects with the text column, .csv, or plain text
 with one text per line), else from stdin (one text per line, or JSON objects).
-  RUN_DIR        a folder written by '${BIN} train', or a heads folder with --model
+  RUN_DIR        a folder written by '${BIN} train', or a heads folder with --model (or a Hub repository
+                 ORG/NAME holding one; LoRA adapters name their base model)
   --text COL     text column of jsonl / csv input (default: the run's, else 'text')
   --top N        next-token candidates for causal-LM heads (default 5)
   --batch-size N texts per forward pass (default 16)
   --out FILE     write the predictions to FILE instead of stdout`,
   async run(v, pos, ui) {
     if (pos.length < 1) usageError('predict needs a run folder (and texts, --input FILE or stdin)', 'predict');
-    const run = await resolveRun(pos[0]!, v, 'predict');
+    const run = await resolveRun(pos[0]!, v, 'predict', ui);
+    await fetchModel(run.model, ui);
     const top = intFlag(v, 'top', 1) ?? 5;
     const batch = intFlag(v, 'batch-size', 1) ?? 16;
     const textCol = strFlag(v, 'text') ?? run.data.textColumn;

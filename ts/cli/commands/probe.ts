@@ -5,13 +5,15 @@ import { basename, join, resolve } from 'node:path';
 import { TransformerHeadsError } from '../../errors.js';
 import { BUILTIN_DATASETS, defaultModelPath, formatProbeTable, loadLabelledFile, probeLayers } from '../../train/index.js';
 import { BIN, deviceFlag, intFlag, numFlag, strFlag, usageError, type Command } from '../args.js';
+import { fetchModel, isHubModel, modelArg } from '../hub.js';
 import { CliError, interruptible, trainProgress } from '../ui.js';
 
 export const PROBE: Command = {
   summary: 'train a linear probe on every layer and report accuracy by layer',
-  usage: `${BIN} probe [--model PATH] [--dataset NAME | --data FILE --text COL --label COL] [--out DIR] [--json]`,
+  usage: `${BIN} probe [--model PATH | ORG/NAME] [--dataset NAME | --data FILE --text COL --label COL] [--out DIR] [--json]`,
   options: {
     model: { type: 'string', short: 'm' },
+    revision: { type: 'string' },
     dataset: { type: 'string' },
     data: { type: 'string' },
     text: { type: 'string' },
@@ -28,7 +30,9 @@ export const PROBE: Command = {
   help: `Trains one linear probe per hidden state (0 = embeddings, 1..L-1 = blocks, L = final norm) on a labelled text
 dataset, all together on the frozen model, and reports held-out accuracy by layer next to the majority-class
 baseline. Writes results.json, accuracy-by-layer.svg, loss.svg, log_history.jsonl and report.html.
-  -m, --model PATH      TorchScript archive or Hugging Face folder (default: ${defaultModelPath()})
+  -m, --model PATH      TorchScript archive, Hugging Face folder, or Hub model ORG/NAME[@REV] (downloaded into
+                        the Hugging Face cache on first use) (default: ${defaultModelPath()})
+  --revision REV        branch, tag or commit of a Hub model (default main)
   --dataset NAME        a built-in dataset (default stop-words):
 ${BUILTIN_DATASETS.map((d) => `                          ${d.name.padEnd(14)} ${d.description} (npm ${d.package})`).join('\n')}
   --data FILE           your own labelled data instead (.jsonl or .csv)
@@ -53,7 +57,7 @@ ${BUILTIN_DATASETS.map((d) => `                          ${d.name.padEnd(14)} ${
       usageError(`unknown dataset '${datasetFlag}'; built-in: ${BUILTIN_DATASETS.map((d) => d.name).join(', ')} (or pass --data FILE)`, 'probe');
     }
     const modelFlag = strFlag(v, 'model');
-    if (modelFlag && !existsSync(modelFlag)) throw new CliError(`model '${modelFlag}' does not exist`, 'pass --model with a TorchScript archive (.pt) or a Hugging Face model folder', 2);
+    if (modelFlag && !existsSync(modelFlag) && !isHubModel(modelFlag)) throw new CliError(`model '${modelFlag}' does not exist`, 'pass --model with a TorchScript archive (.pt), a Hugging Face model folder, or a Hub model id ORG/NAME', 2);
     if (dataFlag && !existsSync(dataFlag)) throw new CliError(`data file '${dataFlag}' does not exist`, 'pass --data with a .jsonl or .csv file', 2);
     const layersFlag = strFlag(v, 'layers');
     let layers: number[] | undefined;
@@ -68,8 +72,9 @@ ${BUILTIN_DATASETS.map((d) => `                          ${d.name.padEnd(14)} ${
     const stop = interruptible(ui);
     const prog = trainProgress(ui);
     try {
+      const model = modelFlag ? await fetchModel(modelArg(modelFlag, v), ui, 'model', stop.signal) : undefined;
       const result = await probeLayers({
-        ...(modelFlag ? { model: resolve(modelFlag) } : {}),
+        ...(model ? { model } : {}),
         ...(dataFlag
           ? { examples: await labelledFileForProbe(dataFlag, strFlag(v, 'text') ?? 'text', strFlag(v, 'label') ?? 'label'), datasetName: basename(dataFlag) }
           : { dataset: datasetFlag ?? 'stop-words' }),

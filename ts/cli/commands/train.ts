@@ -12,6 +12,7 @@ import { BIN, deviceFlag, strFlag, usageError, type Command } from '../args.js';
 import { configError, readTrainConfig, resolveHeadsForModel, type TrainConfig } from '../config.js';
 import { buildLabelMaps, labelKind, padValues, prepareExamples, type Labelling } from '../labels.js';
 import { asConfigFieldError, byHead, defaultMaxLength, headTable, modelConfigOf, readRows, tryTokenizer, type RunInfo } from '../run.js';
+import { fetchModel } from '../hub.js';
 import { fmtNum, interruptible, jsonSafe, textTable, trainProgress, type Ui } from '../ui.js';
 
 /** What a run writes into its output folder as one unit (the Trainer's log and checkpoints live there too, outside it). */
@@ -32,7 +33,7 @@ export const TRAIN: Command = {
 
 The config (paths relative to the config file; snake_case keys accepted):
   {
-    "model": "model.pt",                       TorchScript archive or Hugging Face folder
+    "model": "model.pt",                       TorchScript archive, Hugging Face folder, or Hub id ORG/NAME
     "outputDir": "out/spam",                   or --out
     "heads": [{ "name": "spam", "numOutputs": 2, "predForSequence": true, "layerHook": -1 }],
     "data": { "train": "train.jsonl", "eval": "eval.jsonl", "textColumn": "text",
@@ -55,6 +56,7 @@ The README's "Command line" section explains every field.`,
 
 async function train(cfg: TrainConfig, outputDir: string, device: Device | undefined, ui: Ui): Promise<number> {
   const t0 = performance.now();
+  await fetchModel(cfg.model, ui);
   const mc = await modelConfigOf(cfg.model, 'config.model');
   const { heads, resolved } = resolveHeadsForModel(cfg.heads, mc);
   const maxLength = cfg.data.maxLength ?? defaultMaxLength(mc);

@@ -1,0 +1,7 @@
+// Hugging Face Hub repositories by name: the shared on-disk cache, downloads with resume and verification, offline
+// mode. resolveModel() is what every loader calls on a model path.
+export { downloadModel, hubOptionsOf, resolveModel } from './resolve.js';
+export type { DownloadResult, HubFiles, HubOptions, ResolveModelOptions } from './resolve.js';
+export type { DownloadProgress } from './progress.js';
+export { isRepoId, parseRepoRef } from './repo.js';
+export { hubCacheDir } from './settings.js';
