@@ -20,11 +20,13 @@
         "native/core/gpt2.cpp",
         "native/core/headed_model.cpp",
         "native/core/heads.cpp",
+        "native/core/json_strict.cpp",
         "native/core/llama.cpp",
         "native/core/losses.cpp",
         "native/core/optimizer.cpp",
         "native/core/quant.cpp",
-        "native/core/safetensors.cpp"
+        "native/core/safetensors.cpp",
+        "native/core/torchscript_check.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
