@@ -5,7 +5,8 @@ export type ErrorCode =
   | 'ERR_TH_SHAPE' // tensor shapes or values that do not fit the model
   | 'ERR_TH_FILE' // a missing, unreadable or malformed file
   | 'ERR_TH_DEVICE' // an unknown or unavailable device or dtype
-  | 'ERR_TH_VALUE' // a number outside its allowed range (layer index, thread count)
+  | 'ERR_TH_VALUE' // a number outside its allowed range (layer index, thread count), or a NaN / infinite label
+  | 'ERR_TH_DIVERGED' // training produced a NaN or infinite loss or gradient norm (the Trainer stops)
   | 'ERR_TH_DISPOSED' // use of a model after dispose()
   | 'ERR_TH_TORCH' // libtorch itself failed (message kept, C++ backtrace dropped)
   | 'ERR_TH_MEMORY'

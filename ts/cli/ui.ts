@@ -79,6 +79,7 @@ export function describeError(e: unknown): { message: string; hint: string | nul
       ERR_TH_NATIVE: 'build the native addon: bash scripts/setup.sh (or npm run build:native)',
       ERR_TH_MEMORY: 'use smaller batches, a shorter data.maxLength, or a smaller model',
       ERR_TH_TORCH: 'libtorch failed; rerun with TH_DEBUG=1 for details',
+      ERR_TH_DIVERGED: 'lower training.learningRate, set training.maxGradNorm, check the labels, or set training.skipNonFiniteSteps: true',
     };
     const hint = e.code === 'ERR_TH_NATIVE' ? hints.ERR_TH_NATIVE! : (rest.find((l) => l.trim())?.trim().replace(/^- /, '') ?? hints[e.code] ?? null);
     return { message: first!, hint, exitCode: e.code === 'ERR_TH_CONFIG' || e.code === 'ERR_TH_ARG' ? 2 : 1, code: e.code };

@@ -2,7 +2,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 
-import { TransformerHeadsError } from '../errors.js';
+import { nativeCall, TransformerHeadsError } from '../errors.js';
+import { binding } from '../native/index.js';
 import { parseModelConfig, type ModelConfig } from './model-config.js';
 
 /**
@@ -91,9 +92,16 @@ export async function readModelConfig(path: string): Promise<ModelConfig> {
     for (const [, v] of zipEntries(await readFile(path), ['/extra/config.json'], `'${path}'`)) text = v.toString('utf8');
   }
   if (text === null) throw new TransformerHeadsError(`'${path}' has no config.json`, 'ERR_TH_CONFIG');
+  // The loader's own validation (the native core's parse_config), so that a config this accepts also loads and one
+  // the loader refuses is refused here with the same message. It loads the addon (once per process).
+  const configText = text;
+  let normalized: string;
   try {
-    return parseModelConfig(text);
+    normalized = await nativeCall(() => binding().parseModelConfig(configText));
   } catch (e) {
-    throw new TransformerHeadsError(`config.json of '${path}' is not valid JSON: ${(e as Error).message}`, 'ERR_TH_CONFIG');
+    const err = e as TransformerHeadsError;
+    if (err.code !== 'ERR_TH_CONFIG') throw err;
+    throw new TransformerHeadsError(`config.json of '${path}': ${err.message}`, 'ERR_TH_CONFIG', { cause: e });
   }
+  return parseModelConfig(normalized, text);
 }

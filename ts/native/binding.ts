@@ -23,7 +23,10 @@ export interface NativeBackbone {
   ): Promise<{ hidden: Array<RawTensor & { layer: number }>; logits: RawTensor | null }>;
   stateDict(): Promise<Array<RawTensor & { key: string }>>;
   info(): {
+    /** config.json as stored with the model. */
     config: string;
+    /** The core's validated, normalized fields of it (parseModelConfig's result). */
+    normalizedConfig: string;
     tokenizer: string;
     tokenizerConfig: string;
     device: string;
@@ -136,6 +139,8 @@ export interface NativeBinding {
   loadBackbone(path: string, options: { device: string; dtype: string }): Promise<NativeBackbone>;
   loadTorchScript(path: string): Promise<NativeTorchScript>;
   setNumThreads(n: number): void;
+  /** config.json text validated by the loader's own checks; resolves with the normalized fields as JSON. */
+  parseModelConfig(text: string): Promise<string>;
   runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
 }
 
