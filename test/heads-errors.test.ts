@@ -92,7 +92,7 @@ describe('bad training input', () => {
   });
 
   it('NaN or non-integer labels', async () => {
-    await expect(m.forward({ input_ids: [[1, 2, 3]], reg: [[0.5, Number.NaN, 1]] })).rejects.toThrow(/labels 'reg' contain NaN/);
+    await expect(m.forward({ input_ids: [[1, 2, 3]], reg: [[0.5, Number.NaN, 1]] })).rejects.toMatchObject({ code: 'ERR_TH_VALUE', message: expect.stringMatching(/labels 'reg' hold NaN at index 1/) });
     await expect(m.forward({ input_ids: [[1, 2, 3]], cls: [1.5] })).rejects.toThrow(/must be class indices \(integers\) for cross_entropy/);
   });
 

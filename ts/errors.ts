@@ -8,7 +8,8 @@ export type ErrorCode =
   | 'ERR_TH_SHAPE' // tensor shapes or values that do not fit the model
   | 'ERR_TH_FILE' // a missing, unreadable or malformed file (model, safetensors, JSON, tokenizer, archive)
   | 'ERR_TH_DEVICE' // an unknown or unavailable device or dtype
-  | 'ERR_TH_VALUE' // a number outside its allowed range (layer index, thread count), an empty dataset
+  | 'ERR_TH_VALUE' // a number outside its allowed range (layer index, thread count), an empty dataset, a NaN / infinite label
+  | 'ERR_TH_DIVERGED' // training produced a NaN or infinite loss or gradient norm (the Trainer stops)
   | 'ERR_TH_DISPOSED' // use of a model after dispose()
   | 'ERR_TH_TORCH' // libtorch itself failed (message kept, C++ backtrace dropped)
   | 'ERR_TH_MEMORY' // an allocation failed (out of memory)
@@ -28,6 +29,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'ERR_TH_FILE',
   'ERR_TH_DEVICE',
   'ERR_TH_VALUE',
+  'ERR_TH_DIVERGED',
   'ERR_TH_DISPOSED',
   'ERR_TH_TORCH',
   'ERR_TH_MEMORY',

@@ -13,10 +13,12 @@
 
 #include "backbone.h"
 #include "common.h"
+#include "core/config.h"
 #include "core/device.h"
 #include "generator.h"
 #include "headed.h"
 #include "torchscript.h"
+#include "workers.h"
 
 #if defined(__linux__)
 #include <fcntl.h>
@@ -50,6 +52,17 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   o.Set("cudaDeviceCount", Napi::Number::New(env, static_cast<double>(torch::cuda::is_available() ? torch::cuda::device_count() : 0)));
   o.Set("numThreads", Napi::Number::New(env, th::num_threads()));
   return o;
+}
+
+// parseModelConfig(text) -> Promise<string>: config.json text checked by the core's parse_config (the loader's own
+// validation) and returned as its normalized camelCase fields (config_to_json), or rejected with ERR_TH_CONFIG.
+Napi::Value ParseModelConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "ERR_TH_ARG", "parseModelConfig(text): text must be a string");
+  std::string text = info[0].As<Napi::String>();
+  return queue_work(
+      env, "th:parse-model-config", [text = std::move(text)]() { return th::config_to_json(th::parse_config(text)); },
+      [](Napi::Env env, const std::string& json) { return Napi::String::New(env, json); });
 }
 
 // ------------------------------------------------------------------------------------------- files
@@ -90,6 +103,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadHeaded", Napi::Function::New<LoadHeaded>(env, "loadHeaded"));
   exports.Set("loadTorchScript", Napi::Function::New<LoadTorchScript>(env, "loadTorchScript"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("parseModelConfig", Napi::Function::New<ParseModelConfig>(env, "parseModelConfig"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
   exports.Set("exchangePaths", Napi::Function::New<ExchangePaths>(env, "exchangePaths"));
   return exports;

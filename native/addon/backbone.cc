@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "convert.h"
+#include "core/config.h"
 #include "core/device.h"
 #include "workers.h"
 
@@ -100,6 +101,7 @@ Napi::Value BackboneWrap::StateDict(const Napi::CallbackInfo& info) {
 Napi::Object backbone_info(Napi::Env env, const th::Backbone& model) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("config", model.config_json());
+  o.Set("normalizedConfig", th::config_to_json(model.config()));
   o.Set("tokenizer", model.tokenizer_json());
   o.Set("tokenizerConfig", model.tokenizer_config_json());
   o.Set("device", model.device().str());

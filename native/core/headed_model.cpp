@@ -4,6 +4,7 @@
 #include "headed_model.h"
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "device.h"
@@ -23,6 +24,7 @@ HeadedModel::HeadedModel(std::shared_ptr<Backbone> backbone, std::vector<HeadCon
   auto gen = at::make_generator<at::CPUGeneratorImpl>(options.seed);
   for (const auto& c : configs) {
     if (!names.insert(c.name).second) throw ConfigError("two heads are named '" + c.name + "'; head names must be unique");
+    check_head_size(c);  // configs built in C++ skip parse_head_configs
     if (c.in_size != mc.hidden_size) {
       throw ConfigError("head '" + c.name + "': in_size " + std::to_string(c.in_size) + " does not match the model's hidden size " +
                         std::to_string(mc.hidden_size));
@@ -165,10 +167,8 @@ HeadedOutput HeadedModel::run(const torch::Tensor& input_ids, const torch::Tenso
   } else {
     out.adapted_loss_by_head = out.loss_by_head;
   }
-  for (const auto& [name, loss] : out.adapted_loss_by_head) {
-    if (!loss.isfinite().all().item<bool>()) continue;
-    out.loss = out.loss + loss * find_head(name).config().loss_weight;
-  }
+  // A NaN or inf head loss makes the total NaN or inf: a diverged run must never look like a finite loss.
+  for (const auto& [name, loss] : out.adapted_loss_by_head) out.loss = out.loss + loss * find_head(name).config().loss_weight;
   if (options_.adaptive_loss && training) adaptive_.observe(out.loss_by_head);
   return out;
 }
@@ -202,6 +202,9 @@ HeadedOutput HeadedModel::train_step(const torch::Tensor& ids, const torch::Tens
   std::lock_guard<std::mutex> lock(mutex_);
   if (options_.only_inference) throw ValueError("this model was loaded with onlyInference: true and cannot be trained");
   HeadedOutput out = run(ids, mask, labels, /*want_preds=*/false, /*training=*/true, hidden);
+  // Its gradients are poisoned even where they look finite (a NaN loss times a zero weight): the next optimizer
+  // step must not apply them.
+  if (!std::isfinite(out.loss.item<double>())) nonfinite_loss_since_step_ = true;
   if (out.loss.requires_grad()) (out.loss * scale).backward();
   out.loss = out.loss.detach();
   for (auto& [k, v] : out.loss_by_head) v = v.detach();
@@ -228,6 +231,12 @@ void HeadedModel::configure_optimizer(const OptimizerOptions& o) {
 
 double HeadedModel::optimizer_step(double lr) {
   std::lock_guard<std::mutex> lock(mutex_);
+  const bool poisoned = nonfinite_loss_since_step_;
+  nonfinite_loss_since_step_ = false;
+  if (poisoned) {
+    optimizer_.discard_gradients();
+    return std::numeric_limits<double>::quiet_NaN();
+  }
   return optimizer_.step(lr);
 }
 

@@ -62,7 +62,10 @@ class HeadedModel {
   // One micro-batch of training: forward with autograd, backward of loss * scale (1 / gradient-accumulation steps).
   HeadedOutput train_step(const torch::Tensor& ids, const torch::Tensor& mask, const Labels& labels, double scale,
                           const HiddenMap* hidden = nullptr);
-  // Clips gradients, applies AdamW with learning rate `lr`, zeroes gradients. Returns the gradient norm before clipping.
+  // Clips gradients, applies AdamW with learning rate `lr`, drops gradients. Returns the gradient norm before
+  // clipping. A non-finite return means nothing was applied: either the norm itself is NaN or inf, or a train_step
+  // since the last optimizer step had a non-finite loss (then NaN is returned whatever the norm); the weights and
+  // AdamW's moments are then untouched and the gradients dropped, so the caller may stop or go on with the next batch.
   double optimizer_step(double lr);
   void configure_optimizer(const OptimizerOptions& options);
   void save_optimizer(const std::string& path);
@@ -108,6 +111,7 @@ class HeadedModel {
   std::vector<Head> heads_;  // configured order, with 'lm_head' moved last as in Python
   HeadedOptions options_;
   Optimizer optimizer_;
+  bool nonfinite_loss_since_step_ = false;  // a train_step's total loss was NaN or inf since the last optimizer step
   AdaptiveLoss adaptive_;
   std::mutex mutex_;
 };

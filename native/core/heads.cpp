@@ -4,8 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <set>
 
+#include "config.h"
 #include "errors.h"
 #include "format.h"
 #include "json_strict.h"
@@ -24,6 +26,7 @@ Activation parse_activation(const std::string& head, const std::string& s) {
 
 LossFn parse_loss(const std::string& head, const json& v) {
   if (v.is_null()) return LossFn::None;
+  if (!v.is_string()) throw ConfigError("head '" + head + "': field 'loss_fct' must be a string or null, got " + describe_json(v));
   const std::string s = v.get<std::string>();
   if (s == "cross_entropy") return LossFn::CrossEntropy;
   if (s == "mse") return LossFn::MSE;
@@ -44,7 +47,56 @@ T field(const json& o, const char* key, const std::string& head, T fallback) {
   }
 }
 
+// An integer field: a JSON integer (not 1.5, not 1e6, which Python's json reads as a float) in [lo, hi].
+int64_t int_field(const json& o, const char* key, const std::string& head, int64_t fallback, int64_t lo, int64_t hi) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  if (!it->is_number_integer()) throw ConfigError("head '" + head + "': field '" + key + "' must be an integer, got " + describe_json(*it));
+  bool in_range;
+  if (it->is_number_unsigned()) {  // nlohmann reads every non-negative integer as unsigned
+    const uint64_t u = it->get<uint64_t>();
+    in_range = hi >= 0 && u <= static_cast<uint64_t>(hi) && static_cast<int64_t>(u) >= lo;
+  } else {
+    const int64_t v = it->get<int64_t>();
+    in_range = v >= lo && v <= hi;
+  }
+  if (!in_range) {
+    throw ConfigError("head '" + head + "': field '" + key + "' must be from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                      ", got " + describe_json(*it));
+  }
+  return it->get<int64_t>();
+}
+
 }  // namespace
+
+double head_parameter_count(const HeadConfig& c, int64_t out_features) {
+  const double in = static_cast<double>(c.in_size), h = static_cast<double>(c.hidden_size), out = static_cast<double>(out_features);
+  const double out_bias = c.output_bias ? out : 0.0;
+  if (c.num_layers == 1) return in * out + out_bias;
+  return in * h + h + static_cast<double>(c.num_layers - 2) * (h * h + h) + h * out + out_bias;
+}
+
+void check_head_size(const HeadConfig& c) {
+  if (c.num_layers < 1 || c.num_layers > kMaxHeadLayers) {
+    throw ConfigError("head '" + c.name + "': num_layers must be from 1 to " + std::to_string(kMaxHeadLayers) + ", got " +
+                      std::to_string(c.num_layers));
+  }
+  auto width = [&](const char* field, int64_t v, int64_t lo) {
+    if (v < lo || v > kMaxHeadWidth) {
+      throw ConfigError("head '" + c.name + "': " + field + " must be from " + std::to_string(lo) + " to " + std::to_string(kMaxHeadWidth) +
+                        ", got " + std::to_string(v));
+    }
+  };
+  width("in_size", c.in_size, 1);
+  width("hidden_size", c.hidden_size, 0);
+  if (c.num_outputs) width("num_outputs", *c.num_outputs, 1);
+  if (c.num_layers > 1 && c.hidden_size < 1) throw ConfigError("head '" + c.name + "': an MLP head (num_layers > 1) needs hidden_size > 0");
+  const double n = head_parameter_count(c, c.num_outputs.value_or(1));
+  if (n > static_cast<double>(kMaxHeadParameters)) {
+    throw ConfigError("head '" + c.name + "': " + std::to_string(static_cast<long long>(n)) + " parameters is more than the " +
+                      std::to_string(kMaxHeadParameters) + " a head may have (8 GiB in float32); lower num_layers, hidden_size or num_outputs");
+  }
+}
 
 std::vector<HeadConfig> parse_head_configs(const std::string& text) {
   json arr;
@@ -56,12 +108,13 @@ std::vector<HeadConfig> parse_head_configs(const std::string& text) {
     if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) throw ConfigError("every head config needs a string 'name'");
     HeadConfig c;
     c.name = o["name"].get<std::string>();
-    if (!o.contains("in_size")) throw ConfigError("head '" + c.name + "': 'in_size' is required");
-    c.in_size = field<int64_t>(o, "in_size", c.name, 0);
-    if (o.contains("num_outputs") && !o["num_outputs"].is_null()) c.num_outputs = field<int64_t>(o, "num_outputs", c.name, 1);
-    c.layer_hook = field<int64_t>(o, "layer_hook", c.name, -1);
-    c.hidden_size = field<int64_t>(o, "hidden_size", c.name, 0);
-    c.num_layers = field<int64_t>(o, "num_layers", c.name, 1);
+    if (!o.contains("in_size") || o["in_size"].is_null()) throw ConfigError("head '" + c.name + "': 'in_size' is required");
+    // Sizes are bounded here, before anything is allocated: num_layers 1e6 would otherwise build a million layers.
+    c.in_size = int_field(o, "in_size", c.name, 0, 1, kMaxHeadWidth);
+    if (o.contains("num_outputs") && !o["num_outputs"].is_null()) c.num_outputs = int_field(o, "num_outputs", c.name, 1, 1, kMaxHeadWidth);
+    c.layer_hook = int_field(o, "layer_hook", c.name, -1, -kMaxLayers - 1, kMaxLayers);
+    c.hidden_size = int_field(o, "hidden_size", c.name, 0, 0, kMaxHeadWidth);
+    c.num_layers = int_field(o, "num_layers", c.name, 1, 1, kMaxHeadLayers);
     c.output_activation = parse_activation(c.name, field<std::string>(o, "output_activation", c.name, "linear"));
     c.target = field<std::string>(o, "target", c.name, c.name);
     c.is_causal_lm = field<bool>(o, "is_causal_lm", c.name, false);
@@ -74,10 +127,8 @@ std::vector<HeadConfig> parse_head_configs(const std::string& text) {
     c.ignore_pads = field<bool>(o, "ignore_pads", c.name, !c.is_causal_lm);
     c.block_gradients = field<bool>(o, "block_gradients", c.name, false);
     if (c.is_causal_lm && c.pred_for_sequence) throw ConfigError("head '" + c.name + "': pred_for_sequence cannot be combined with is_causal_lm");
-    if (c.num_layers < 1) throw ConfigError("head '" + c.name + "': num_layers must be at least 1, got " + std::to_string(c.num_layers));
-    if (c.num_layers > 1 && c.hidden_size < 1) throw ConfigError("head '" + c.name + "': an MLP head (num_layers > 1) needs hidden_size > 0");
-    if (c.num_outputs && *c.num_outputs < 1) throw ConfigError("head '" + c.name + "': num_outputs must be positive");
-    if (c.in_size < 1) throw ConfigError("head '" + c.name + "': in_size must be positive");
+    if (!std::isfinite(c.loss_weight)) throw ConfigError("head '" + c.name + "': loss_weight must be a finite number");
+    check_head_size(c);
     out.push_back(std::move(c));
   }
   return out;

@@ -36,6 +36,22 @@ struct HeadConfig {
   bool block_gradients = false;
 };
 
+// Head size bounds, checked by parse_head_configs before anything is allocated (and mirrored by the TypeScript
+// validation). 64 layers is far beyond any probe or MLP head in use (the Python library's examples use 1 to 3);
+// 2^20 covers every hidden size the config parser accepts (kMaxHiddenSize) and every vocabulary size in use (a
+// causal-LM head has one output per token); 2^31 parameters (8 GiB in float32) is a whole 256k-vocabulary LM head
+// on an 8192-wide model, while two 2^20-wide layers (2^40) are refused.
+constexpr int64_t kMaxHeadLayers = 64;
+constexpr int64_t kMaxHeadWidth = int64_t{1} << 20;
+constexpr int64_t kMaxHeadParameters = int64_t{1} << 31;
+
+// The number of weights and biases of a head with `out_features` outputs (as a double: it may exceed int64 for
+// configs that are then refused).
+double head_parameter_count(const HeadConfig& c, int64_t out_features);
+// Throws ConfigError naming the head and field when num_layers, in_size, hidden_size, num_outputs or the total
+// parameter count is out of bounds.
+void check_head_size(const HeadConfig& c);
+
 // Parses a JSON array of head configs in the Python library's snake_case form (as in head_configs.json values).
 std::vector<HeadConfig> parse_head_configs(const std::string& json_text);
 

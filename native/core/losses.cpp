@@ -3,6 +3,9 @@
 #include "losses.h"
 
 #include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <sstream>
 
 #include "device.h"
 #include "errors.h"
@@ -41,12 +44,34 @@ torch::Tensor last_token_positions(const torch::Tensor& ids, const ModelConfig& 
   return torch::remainder(ids.eq(*pad).to(torch::kInt).argmax(-1) - 1, ids.size(1));
 }
 
+namespace {
+
+// Refuses labels a loss cannot learn from: NaN or infinite values anywhere, and for losses that compare values
+// (everything but cross-entropy) magnitudes above kMaxLabelMagnitude. A finite 3e38 would otherwise square to inf
+// in float32 and turn into a non-finite loss far from its cause. Names the first bad element by its flat index.
+void check_label_values(const HeadConfig& c, const torch::Tensor& labels) {
+  if (!labels.is_floating_point()) return;
+  const torch::Tensor flat = labels.reshape({-1});
+  torch::Tensor bad = torch::logical_not(torch::isfinite(flat));
+  const bool bounded = c.loss_fct != LossFn::CrossEntropy;
+  if (bounded) bad = bad.logical_or(flat.abs() > kMaxLabelMagnitude);
+  if (!bad.any().item<bool>()) return;
+  const int64_t i = bad.nonzero().select(1, 0)[0].item<int64_t>();
+  const double v = flat[i].item<double>();
+  std::ostringstream number;
+  number << std::setprecision(9) << v;
+  const std::string what = std::isnan(v) ? "NaN" : std::isinf(v) ? (v > 0 ? "Infinity" : "-Infinity") : number.str();
+  throw ValueError("labels '" + c.target + "' for head '" + c.name + "' hold " + what + " at index " + std::to_string(i) +
+                   " (of " + std::to_string(flat.numel()) + " values, shape " + shape_str(labels.sizes()) + "); labels must be " +
+                   (bounded ? "finite numbers of magnitude at most 1e18" : "finite") + ": fix or drop that example");
+}
+
+}  // namespace
+
 torch::Tensor head_loss(const HeadConfig& c, const torch::Tensor& logits, const torch::Tensor& raw_labels,
                         const torch::Tensor& seq_len, int64_t vocab_size) {
   torch::Tensor labels = raw_labels.to(logits.device());
-  if (labels.is_floating_point() && labels.isnan().any().item<bool>()) {
-    throw ShapeError("labels '" + c.target + "' for head '" + c.name + "' contain NaN");
-  }
+  check_label_values(c, labels);
   if (c.loss_fct == LossFn::CrossEntropy && labels.is_floating_point()) {
     if (!labels.eq(labels.round()).all().item<bool>()) {
       throw ShapeError("labels '" + c.target + "' for head '" + c.name + "' must be class indices (integers) for cross_entropy");
@@ -83,10 +108,15 @@ torch::Tensor head_loss(const HeadConfig& c, const torch::Tensor& logits, const 
     }
     const int64_t C = c.num_outputs.value_or(vocab_size);
     use_logits = c.is_regression ? use_logits.reshape({-1}) : use_logits.reshape({-1, C});
-    torch::Tensor loss = compute_loss(c.loss_fct, use_logits, use_labels);
-    // An all-ignored cross-entropy gives NaN: Python swaps in a zero that still connects to the graph.
-    if (!loss.isfinite().all().item<bool>()) loss = (use_logits * 0.0).sum();
-    return loss;
+    // When no position of this head has a target (every label -100 for the losses that ignore it, or no position
+    // left after the pad rules), the mean over nothing is NaN: Python swaps in a zero that stays connected to the
+    // graph. That is decided from the labels, never from the loss, so a loss that overflows or a NaN from the
+    // weights stays what it is and the caller sees it.
+    const bool ignores = c.loss_fct == LossFn::CrossEntropy || c.loss_fct == LossFn::MaskedMSE;
+    const bool nothing_to_learn = use_labels.numel() == 0 || (ignores && use_labels.eq(-100).all().item<bool>());
+    // The sum over an empty slice is an exact 0 (even when the logits are NaN) with a zero gradient.
+    if (nothing_to_learn) return use_logits.reshape({-1}).narrow(0, 0, 0).sum();
+    return compute_loss(c.loss_fct, use_logits, use_labels);
   } catch (const c10::Error& e) {
     throw ShapeError("head '" + c.name + "': labels '" + c.target + "' of shape " + shape_str(labels.sizes()) +
                      " do not fit its predictions of shape " + shape_str(logits.sizes()) + " (" + torch_message(e) + ")");

@@ -42,7 +42,12 @@ double Optimizer::step(double lr) {
     std::vector<torch::Tensor> norms;
     for (auto& p : params) if (p.grad().defined()) norms.push_back(p.grad().detach().to(torch::kFloat32).norm());
     if (!norms.empty()) norm = torch::stack(norms).norm().item<double>();
-    if (options_.max_grad_norm > 0 && std::isfinite(norm)) {
+    if (!std::isfinite(norm)) {
+      // AdamW would write NaN into every weight and into its moments, for good. Skip the update and report it.
+      for (auto& p : params) p.mutable_grad() = torch::Tensor();
+      return norm;
+    }
+    if (options_.max_grad_norm > 0) {
       const double coef = options_.max_grad_norm / (norm + 1e-6);
       if (coef < 1.0) for (auto& p : params) if (p.grad().defined()) p.grad().mul_(coef);
     }
@@ -52,6 +57,11 @@ double Optimizer::step(double lr) {
   // the next step is then not moved by AdamW's momentum.
   for (auto& p : params) p.mutable_grad() = torch::Tensor();
   return norm;
+}
+
+void Optimizer::discard_gradients() {
+  if (!adamw_) return;
+  for (auto& g : adamw_->param_groups()) for (auto& p : g.params()) p.mutable_grad() = torch::Tensor();
 }
 
 void Optimizer::save(const std::string& path) {

@@ -22,8 +22,12 @@ class Optimizer {
  public:
   // Checks the options and builds a fresh AdamW over `params` (the tensors that require grad), replacing any before.
   void configure(const std::vector<torch::Tensor>& params, const OptimizerOptions& options);
-  // Clips gradients, applies AdamW with learning rate `lr`, zeroes gradients. Returns the gradient norm before clipping.
+  // Clips gradients, applies AdamW with learning rate `lr`, drops gradients. Returns the gradient norm before
+  // clipping. When that norm is NaN or inf nothing is applied (weights and moments untouched) and the gradients are
+  // dropped; the non-finite norm is returned.
   double step(double lr);
+  // Drops the accumulated gradients without an update.
+  void discard_gradients();
   void save(const std::string& path);
   void load(const std::string& path);
   // Drops the optimizer (its tensors are gone, e.g. after merging LoRA); configure() must run again before a step.

@@ -128,7 +128,7 @@ const TRAINING = [
   'learningRate', 'numTrainEpochs', 'maxSteps', 'perDeviceTrainBatchSize', 'perDeviceEvalBatchSize', 'gradientAccumulationSteps',
   'warmupSteps', 'warmupRatio', 'lrSchedulerType', 'weightDecay', 'adamBeta1', 'adamBeta2', 'adamEpsilon', 'maxGradNorm', 'seed',
   'loggingSteps', 'evalStrategy', 'evalSteps', 'saveStrategy', 'saveSteps', 'saveTotalLimit', 'resumeFromCheckpoint',
-  'activationCache', 'activationCacheMaxBytes', 'disableProgressBar', 'outputDir',
+  'activationCache', 'activationCacheMaxBytes', 'disableProgressBar', 'skipNonFiniteSteps', 'maxConsecutiveSkippedSteps', 'outputDir',
 ] as const;
 const HEAD = [
   'name', 'inSize', 'numOutputs', 'layerHook', 'hiddenSize', 'numLayers', 'outputActivation', 'target', 'isCausalLm',
@@ -210,6 +210,8 @@ function parseTraining(raw: unknown, base: string): { training: Omit<TrainingArg
   set('resumeFromCheckpoint', (p, v) => (typeof v === 'boolean' ? v : resolve(base, str(p, v))));
   set('activationCache', (p, v) => (v === 'auto' || typeof v === 'boolean' ? v : expected(p, "'auto', true or false", v)));
   set('disableProgressBar', bool);
+  set('skipNonFiniteSteps', bool);
+  set('maxConsecutiveSkippedSteps', posInt);
   if (out.evalStrategy === 'steps' && out.evalSteps === undefined) configError(f('evalSteps'), "is required with evalStrategy 'steps'");
   if (out.saveStrategy === 'steps' && out.saveSteps === undefined) configError(f('saveSteps'), "is required with saveStrategy 'steps'");
   const outputDir = t.outputDir === undefined ? null : resolve(base, str(f('outputDir'), t.outputDir));

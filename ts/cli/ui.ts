@@ -90,6 +90,7 @@ export function describeError(e: unknown, command?: string): { message: string; 
       ERR_TH_NETWORK: 'check the connection; cached models load with --offline',
       ERR_TH_OFFLINE: "download the model once while online: transformer-heads download ORG/NAME",
       ERR_TH_ABORTED: 'run the command again: the download resumes where it stopped',
+      ERR_TH_DIVERGED: 'lower training.learningRate, set training.maxGradNorm, check the labels, or set training.skipNonFiniteSteps: true',
     };
     const hint = e.code === 'ERR_TH_NATIVE' ? hints.ERR_TH_NATIVE! : (rest.find((l) => l.trim())?.trim().replace(/^- /, '') ?? hints[e.code] ?? null);
     return { message: first!, hint, exitCode: e.code === 'ERR_TH_CONFIG' || e.code === 'ERR_TH_ARG' ? 2 : 1, code: e.code };

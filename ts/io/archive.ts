@@ -2,9 +2,9 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 
-import { invalidArg, TransformerHeadsError } from '../errors.js';
+import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
+import { binding } from '../native/index.js';
 import { resolveModel, type HubOptions } from './hub/index.js';
-import { readJsonFile } from './json.js';
 import { parseModelConfig, type ModelConfig } from './model-config.js';
 
 /**
@@ -103,19 +103,31 @@ export async function readModelConfig(nameOrPath: string, options?: HubOptions):
   } catch (e) {
     throw new TransformerHeadsError(`model file '${path}' does not exist`, 'ERR_TH_FILE', { cause: e });
   }
-  if (st.isDirectory()) {
-    const raw = await readJsonFile(join(path, 'config.json'), 'config file', { missing: 'null' });
-    if (raw === null) throw new TransformerHeadsError(`'${path}' has no config.json`, 'ERR_TH_CONFIG');
-    return parseModelConfig(raw as Record<string, unknown>);
-  }
-  let buf: Buffer;
+  let text: string | null = null;
   try {
-    buf = await readFile(path);
+    if (st.isDirectory()) {
+      text = await readFile(join(path, 'config.json'), 'utf8').catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return null;
+        throw e;
+      });
+    } else {
+      for (const [, v] of zipEntries(await readFile(path), ['/extra/config.json'], `'${path}'`)) text = v.toString('utf8');
+    }
   } catch (e) {
+    if (e instanceof TransformerHeadsError) throw e;
     throw new TransformerHeadsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'ERR_TH_FILE', { cause: e });
   }
-  let bytes: Buffer | null = null;
-  for (const [, v] of zipEntries(buf, ['/extra/config.json'], `'${path}'`)) bytes = v;
-  if (bytes === null) throw new TransformerHeadsError(`'${path}' has no config.json`, 'ERR_TH_CONFIG');
-  return parseModelConfig(bytes, `config.json of '${path}'`);
+  if (text === null) throw new TransformerHeadsError(`'${path}' has no config.json`, 'ERR_TH_CONFIG');
+  // The loader's own validation (the native core's parse_config), so that a config this accepts also loads and one
+  // the loader refuses is refused here with the same message. It loads the addon (once per process).
+  const configText = text;
+  let normalized: string;
+  try {
+    normalized = await nativeCall(() => binding().parseModelConfig(configText));
+  } catch (e) {
+    const err = e as TransformerHeadsError;
+    if (err.code !== 'ERR_TH_CONFIG') throw err;
+    throw new TransformerHeadsError(`config.json of '${path}': ${err.message}`, 'ERR_TH_CONFIG', { cause: e });
+  }
+  return parseModelConfig(normalized, text, `config.json of '${path}'`);
 }

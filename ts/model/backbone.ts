@@ -61,7 +61,7 @@ export class Backbone extends NativeHandle<NativeBackbone> {
     super(native);
     this.path = path;
     const info = native.info();
-    this.config = parseModelConfig(info.config);
+    this.config = parseModelConfig(info.normalizedConfig, info.config);
     this.device = info.device;
     this.dtype = info.dtype as Dtype;
     this.tokenizerJson = info.tokenizer || null;

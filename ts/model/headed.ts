@@ -93,7 +93,7 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     this.#lora = opts.lora ?? null;
     this.baseModelNameOrPath = opts.baseModelNameOrPath ?? modelPath;
     const info = native.info();
-    this.config = parseModelConfig(info.config);
+    this.config = parseModelConfig(info.normalizedConfig, info.config);
     this.heads = resolveHeadConfigs(heads, this.config);
     this.modelPath = modelPath;
     this.device = info.device;
@@ -157,7 +157,10 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     return this._live().info().blocksRun;
   }
 
-  /** Losses and, with returnPreds, every head's predictions. No autograd; adaptive-loss statistics untouched. */
+  /**
+   * Losses and, with returnPreds, every head's predictions. No autograd; adaptive-loss statistics untouched. A head
+   * whose every target is ignored (-100) has loss 0; any other NaN or infinite loss is returned as computed.
+   */
   async forward(batch: HeadedBatch<T>, options?: { returnPreds?: boolean } | null): Promise<HeadedOutput<H>> {
     const returnPreds = options?.returnPreds ?? false;
     const { ids, mask, labels } = this.#pack(batch);
@@ -190,7 +193,11 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     this._sync((n) => n.configureOptimizer(settings));
   }
 
-  /** Clips gradients, steps AdamW at learning rate `lr`, clears gradients; resolves with the gradient norm before clipping. */
+  /**
+   * Clips gradients, steps AdamW at learning rate `lr`, clears gradients; resolves with the gradient norm before
+   * clipping. A NaN or infinite result means nothing was applied (weights and AdamW state unchanged, gradients
+   * dropped): the norm was not finite, or a trainStep since the last optimizer step had a NaN or infinite loss.
+   */
   async optimizerStep(lr: number): Promise<number> {
     if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) invalidArg('lr', 'a finite number >= 0', lr);
     return this._call((n) => n.optimizerStep(lr));

@@ -10,13 +10,13 @@ export interface HeadConfigFields<N extends string = string, T extends string = 
   name: N;
   /** Input width; must equal the model's hidden size. (in_size) */
   inSize: number;
-  /** Output width: classes, regression targets, or the vocabulary size for a causal-LM head. (num_outputs) */
+  /** Output width: classes, regression targets, or the vocabulary size for a causal-LM head; at most 2^20. (num_outputs) */
   numOutputs?: number | null;
   /** Hidden-state index the head reads (0 = embeddings, -1 = final-norm output). Defaults to -1. (layer_hook) */
   layerHook?: number;
-  /** Width of the MLP's hidden layers; used when numLayers > 1. Defaults to 0. (hidden_size) */
+  /** Width of the MLP's hidden layers; used when numLayers > 1; at most 2^20. Defaults to 0. (hidden_size) */
   hiddenSize?: number;
-  /** 1 = a linear probe, more = an MLP with ReLU between layers. Defaults to 1. (num_layers) */
+  /** 1 = a linear probe, more = an MLP with ReLU between layers; at most 64 (and 2^31 parameters in all). Defaults to 1. (num_layers) */
   numLayers?: number;
   /** Defaults to 'linear'. (output_activation) */
   outputActivation?: OutputActivation;
@@ -98,9 +98,25 @@ function fail(head: string, field: string, message: string, value: unknown): nev
   throw new TransformerHeadsError(`head '${head}': ${field} ${message}, got ${shown(value)}`, 'ERR_TH_CONFIG');
 }
 
-function int(head: string, field: string, v: unknown, min: number): number {
+/**
+ * Head size bounds, the same as the native core's (heads.h), checked before anything is allocated: 64 layers is far
+ * beyond any probe or MLP head in use; 2^20 covers every hidden size a config may have and every vocabulary in use
+ * (a causal-LM head has one output per token); 2^31 parameters (8 GiB in float32) is a whole 256k-vocabulary LM head
+ * on an 8192-wide model.
+ */
+export const HEAD_LIMITS = { maxLayers: 64, maxWidth: 2 ** 20, maxParameters: 2 ** 31 } as const;
+
+function int(head: string, field: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(head, field, `must be an integer >= ${min}`, v);
+  if (v > max) fail(head, field, `must be at most ${max}`, v);
   return v;
+}
+
+/** Weights and biases of a head (the core's head_parameter_count). */
+export function headParameterCount(h: { inSize: number; hiddenSize: number; numLayers: number; outputBias: boolean }, outputs: number): number {
+  const bias = h.outputBias ? outputs : 0;
+  if (h.numLayers === 1) return h.inSize * outputs + bias;
+  return h.inSize * h.hiddenSize + h.hiddenSize + (h.numLayers - 2) * (h.hiddenSize * h.hiddenSize + h.hiddenSize) + h.hiddenSize * outputs + bias;
 }
 
 function bool(head: string, field: string, v: unknown): boolean {
@@ -125,7 +141,8 @@ export function resolveHeadConfig<N extends string = string>(cfg: HeadConfig<N>,
     }
   }
   const isLm = name === 'lm_head';
-  const inSize = int(name, 'inSize', cfg.inSize, 1);
+  const W = HEAD_LIMITS.maxWidth;
+  const inSize = int(name, 'inSize', cfg.inSize, 1, W);
   if (model && inSize !== model.hiddenSize) fail(name, 'inSize', `must equal the model's hidden size ${model.hiddenSize}`, inSize);
   const isCausalLm = bool(name, 'isCausalLm', cfg.isCausalLm ?? false);
   const predForSequence = bool(name, 'predForSequence', cfg.predForSequence ?? false);
@@ -137,15 +154,15 @@ export function resolveHeadConfig<N extends string = string>(cfg: HeadConfig<N>,
     if (isLm) numOutputs = model ? model.vocabSize : null;
     else fail(name, 'numOutputs', 'is required (number of classes, regression targets, or the vocabulary size for a causal-LM head)', cfg.numOutputs);
   }
-  if (numOutputs !== null) numOutputs = int(name, 'numOutputs', numOutputs, 1);
+  if (numOutputs !== null) numOutputs = int(name, 'numOutputs', numOutputs, 1, W);
   const layerHook = cfg.layerHook ?? -1;
   if (!Number.isInteger(layerHook)) fail(name, 'layerHook', 'must be an integer', layerHook);
   if (model) {
     const L = model.numLayers;
     if (layerHook < -(L + 1) || layerHook > L) fail(name, 'layerHook', `must be from ${-(L + 1)} to ${L} (this model has ${L} layers)`, layerHook);
   }
-  const numLayers = int(name, 'numLayers', cfg.numLayers ?? 1, 1);
-  const hiddenSize = int(name, 'hiddenSize', cfg.hiddenSize ?? 0, 0);
+  const numLayers = int(name, 'numLayers', cfg.numLayers ?? 1, 1, HEAD_LIMITS.maxLayers);
+  const hiddenSize = int(name, 'hiddenSize', cfg.hiddenSize ?? 0, 0, W);
   if (numLayers > 1 && hiddenSize < 1) fail(name, 'hiddenSize', 'must be positive for an MLP head (numLayers > 1)', hiddenSize);
   const outputActivation = cfg.outputActivation ?? 'linear';
   if (!ACTIVATIONS.includes(outputActivation)) fail(name, 'outputActivation', `must be one of ${ACTIVATIONS.join(', ')}`, outputActivation);
@@ -154,6 +171,13 @@ export function resolveHeadConfig<N extends string = string>(cfg: HeadConfig<N>,
   const lossWeight = cfg.lossWeight ?? 1.0;
   if (typeof lossWeight !== 'number' || !Number.isFinite(lossWeight)) fail(name, 'lossWeight', 'must be a finite number', lossWeight);
   const outputBias = bool(name, 'outputBias', cfg.outputBias ?? false);
+  const params = headParameterCount({ inSize, hiddenSize, numLayers, outputBias }, numOutputs ?? 1);
+  if (params > HEAD_LIMITS.maxParameters) {
+    throw new TransformerHeadsError(
+      `head '${name}': numLayers ${numLayers}, hiddenSize ${hiddenSize} and numOutputs ${numOutputs} give ${params} parameters, more than the ${HEAD_LIMITS.maxParameters} a head may have (8 GiB in float32); lower them`,
+      'ERR_TH_CONFIG',
+    );
+  }
   if (isLm && (numLayers !== 1 || outputBias || (model && numOutputs !== model.vocabSize))) {
     fail(name, 'numOutputs', `of 'lm_head' (the model's own LM head) must be the vocabulary size, with numLayers 1 and no outputBias`, numOutputs);
   }

@@ -59,6 +59,7 @@ export function packLabel(value: LabelInput, name: string, integer: boolean): Pa
     const out = new Int32Array(n);
     for (let i = 0; i < n; i++) {
       const x = Number(data[i]);
+      if (!Number.isFinite(x)) nonFinite(name, x, i, n);
       if (!Number.isInteger(x)) {
         throw new TransformerHeadsError(`labels '${name}' must be class indices (integers) for cross_entropy, got ${x}`, 'ERR_TH_SHAPE');
       }
@@ -67,6 +68,13 @@ export function packLabel(value: LabelInput, name: string, integer: boolean): Pa
     return { name, data: out, shape };
   }
   const out = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
-  for (let i = 0; i < n; i++) if (Number.isNaN(out[i])) throw new TransformerHeadsError(`labels '${name}' contain NaN (at index ${i})`, 'ERR_TH_SHAPE');
+  // Checked after the conversion: a finite double beyond float32's range (1e39) arrives as Infinity. The core
+  // checks again and also bounds the magnitude for value-comparing losses (it knows each head's loss).
+  for (let i = 0; i < n; i++) if (!Number.isFinite(out[i])) nonFinite(name, Number(data[i]), i, n);
   return { name, data: out, shape };
+}
+
+function nonFinite(name: string, x: number, i: number, n: number): never {
+  const shown = Number.isFinite(x) ? `${x} (beyond float32's range)` : String(x);
+  throw new TransformerHeadsError(`labels '${name}' hold ${shown} at index ${i} (of ${n} values); labels must be finite numbers: fix or drop that example`, 'ERR_TH_VALUE');
 }

@@ -124,7 +124,7 @@ async function buildHeaded(
     }),
   );
   const info = native.info();
-  const modelType = parseModelConfig(info.config).modelType;
+  const modelType = parseModelConfig(info.normalizedConfig, info.config).modelType;
   const model = new HeadedModel(native, local, heads, {
     freezeBaseModel: freezeBaseModel || lora !== null,
     onlyInference,

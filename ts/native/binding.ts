@@ -23,7 +23,10 @@ export interface NativeBackbone {
   ): Promise<{ hidden: Array<RawTensor & { layer: number }>; logits: RawTensor | null }>;
   stateDict(): Promise<Array<RawTensor & { key: string }>>;
   info(): {
+    /** config.json as stored with the model. */
     config: string;
+    /** The core's validated, normalized fields of it (parseModelConfig's result). */
+    normalizedConfig: string;
     tokenizer: string;
     tokenizerConfig: string;
     device: string;
@@ -138,6 +141,8 @@ export interface NativeBinding {
   setNumThreads(n: number): void;
   /** Swaps two existing paths atomically; false when the platform or filesystem cannot (ts/io/atomic.ts falls back). */
   exchangePaths(a: string, b: string): boolean;
+  /** config.json text validated by the loader's own checks; resolves with the normalized fields as JSON. */
+  parseModelConfig(text: string): Promise<string>;
   runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
 }
 

@@ -54,6 +54,17 @@ export interface TrainingArguments {
   activationCacheMaxBytes?: number;
   /** No progress bar even in a terminal. */
   disableProgressBar?: boolean;
+  /**
+   * What a step whose loss or gradient norm is NaN or infinite does. false (default): training stops with an
+   * ERR_TH_DIVERGED error naming the step, the epoch and the heads. true: the step is skipped (no weight update; the
+   * batch is consumed and the step counts for the schedule), counted in `skippedSteps` and the log, and training
+   * stops with that error only after maxConsecutiveSkippedSteps skipped steps in a row. Unlike Hugging Face's
+   * `logging_nan_inf_filter`, which only keeps such losses out of the logged average while the update is still
+   * applied, a skipped step here changes no weight.
+   */
+  skipNonFiniteSteps?: boolean;
+  /** With skipNonFiniteSteps: how many skipped steps in a row end training with ERR_TH_DIVERGED. Defaults to 10. */
+  maxConsecutiveSkippedSteps?: number;
 }
 
 /** The learning rate at optimizer step `step` (0-based), as transformers' schedulers compute it. */

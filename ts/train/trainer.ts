@@ -69,7 +69,10 @@ export interface TrainerData<H extends string = string, M extends string = strin
 
 export interface TrainOutput {
   globalStep: number;
+  /** Mean loss over the applied steps (skipped ones excluded). */
   trainingLoss: number;
+  /** Steps skipped for a NaN or infinite loss or gradient norm (only with skipNonFiniteSteps; else 0). */
+  skippedSteps: number;
   stopped: boolean;
   activationCache: boolean;
   metrics: Record<string, number>;
@@ -156,7 +159,10 @@ export class Trainer<H extends string = string, M extends string = never> {
       activationCache: args.activationCache ?? 'auto',
       activationCacheMaxBytes: args.activationCacheMaxBytes ?? 2 ** 30,
       disableProgressBar: args.disableProgressBar ?? false,
+      skipNonFiniteSteps: args.skipNonFiniteSteps ?? false,
+      maxConsecutiveSkippedSteps: pos('maxConsecutiveSkippedSteps', args.maxConsecutiveSkippedSteps ?? 10),
     };
+    if (typeof this.args.skipNonFiniteSteps !== 'boolean') invalidArg('args.skipNonFiniteSteps', 'true or false', this.args.skipNonFiniteSteps);
     if (!['linear', 'cosine', 'constant', 'constant_with_warmup'].includes(this.args.lrSchedulerType)) {
       invalidArg('args.lrSchedulerType', "'linear', 'cosine', 'constant' or 'constant_with_warmup'", this.args.lrSchedulerType);
     }
@@ -219,6 +225,7 @@ export class Trainer<H extends string = string, M extends string = never> {
     let totalLoss = 0;
     let lastGradNorm = 0;
     let stepLoss = 0;
+    const guard = new DivergenceGuard(a.skipNonFiniteSteps, a.maxConsecutiveSkippedSteps, a.learningRate, a.maxGradNorm);
     const finished = () => globalStep >= totalSteps;
 
     outer: for (let epoch = startEpoch; epoch < numEpochs && !finished(); epoch++) {
@@ -235,20 +242,28 @@ export class Trainer<H extends string = string, M extends string = never> {
         const hidden = this.#cache ? await this.#cachedHidden(idx, examples, batch) : undefined;
         const out = await this.model.trainStep(batch as unknown as HeadedBatch, { scale: 1 / accum, hidden });
         stepLoss += out.loss / accum;
+        guard.observe(out.lossByHead);
         const boundary = (micro + 1) % accum === 0 || micro === microPerEpoch - 1;
         if (!boundary) continue;
         const lr = learningRateAt(a.lrSchedulerType, a.learningRate, globalStep, warmup, totalSteps);
-        lastGradNorm = await this.model.optimizerStep(lr);
-        globalStep++;
-        windowLoss += stepLoss;
-        windowSteps++;
-        totalLoss += stepLoss;
+        // The core applies nothing when this step's loss or gradient norm is not finite (it returns NaN or inf).
+        const norm = await this.model.optimizerStep(lr);
         const epochFloat = epoch + (micro + 1) / microPerEpoch;
+        // Throws ERR_TH_DIVERGED, or (skipNonFiniteSteps) says the step was skipped: it still counts for the
+        // schedule, logging, evaluation and saving, but not for the loss averages.
+        const skipped = guard.endStep(norm, globalStep + 1, epochFloat);
+        globalStep++;
+        if (!skipped) {
+          lastGradNorm = norm;
+          windowLoss += stepLoss;
+          windowSteps++;
+          totalLoss += stepLoss;
+        }
         bar?.(globalStep, totalSteps, `loss ${stepLoss.toFixed(4)} lr ${lr.toExponential(2)}`);
         await callbacks?.onStepEnd?.({ step: globalStep, epoch: epochFloat, loss: stepLoss, learningRate: lr, totalSteps });
         stepLoss = 0;
         if (globalStep % a.loggingSteps === 0 || finished()) {
-          await this.#log({ step: globalStep, epoch: round(epochFloat), loss: windowLoss / windowSteps, grad_norm: lastGradNorm, learning_rate: lr });
+          await this.#log({ step: globalStep, epoch: round(epochFloat), ...windowEntry(windowLoss, windowSteps, lastGradNorm), learning_rate: lr, ...guard.logFields() });
           windowLoss = 0;
           windowSteps = 0;
         }
@@ -266,12 +281,13 @@ export class Trainer<H extends string = string, M extends string = never> {
       train_runtime: round(runtime),
       train_samples_per_second: round((globalStep * bs * accum) / runtime),
       train_steps_per_second: round(globalStep / runtime),
-      train_loss: globalStep > 0 ? totalLoss / globalStep : Number.NaN,
+      train_loss: globalStep - guard.skipped > 0 ? totalLoss / (globalStep - guard.skipped) : Number.NaN,
+      ...(a.skipNonFiniteSteps ? { train_skipped_steps: guard.skipped } : {}),
     };
     await this.#log({ step: globalStep, epoch: this.logHistory.at(-1)?.epoch ?? 0, ...metrics });
     await atomicWrite(join(a.outputDir, 'loss.svg'), lossChart(this.logHistory));
     this.#cache = null;
-    return { globalStep, trainingLoss: metrics.train_loss, stopped, activationCache: useCache, metrics, logHistory: [...this.logHistory] };
+    return { globalStep, trainingLoss: metrics.train_loss, skippedSteps: guard.skipped, stopped, activationCache: useCache, metrics, logHistory: [...this.logHistory] };
   }
 
   /**
@@ -413,6 +429,70 @@ export class Trainer<H extends string = string, M extends string = never> {
     await this.model.loadOptimizerState(join(dir, 'optimizer.pt'));
     return st;
   }
+}
+
+/**
+ * Watches one run for NaN or infinite losses and gradient norms. It does not touch the model: the core already
+ * refuses to apply such a step (optimizerStep returns a non-finite norm and leaves weights and AdamW moments as they
+ * were). It decides whether the run stops (ERR_TH_DIVERGED) or skips the step, and counts skips.
+ */
+export class DivergenceGuard {
+  skipped = 0;
+  #consecutive = 0;
+  #heads = new Map<string, number>(); // head -> its first non-finite loss in the step in progress
+
+  constructor(
+    readonly skip: boolean,
+    readonly maxConsecutive: number,
+    readonly learningRate: number,
+    readonly maxGradNorm: number,
+  ) {}
+
+  /** The log entry's count of skipped steps (only when skipping is on). */
+  logFields(): Record<string, number> {
+    return this.skip ? { skipped_steps: this.skipped } : {};
+  }
+
+  /** Records the heads of one micro-batch whose loss is not finite. */
+  observe(lossByHead: Record<string, number>): void {
+    for (const [h, l] of Object.entries(lossByHead)) if (!Number.isFinite(l) && !this.#heads.has(h)) this.#heads.set(h, l);
+  }
+
+  /**
+   * Ends an optimizer step (1-based `step`). Returns false when it was applied, true when it was skipped; throws
+   * ERR_TH_DIVERGED when the run must stop.
+   */
+  endStep(gradNorm: number, step: number, epoch: number): boolean {
+    const heads = this.#heads;
+    this.#heads = new Map();
+    if (heads.size === 0 && Number.isFinite(gradNorm)) {
+      this.#consecutive = 0;
+      return false;
+    }
+    const what =
+      heads.size > 0
+        ? `the loss of ${[...heads].map(([h, l]) => `head '${h}' is ${l}`).join(', ')}`
+        : `the gradient norm is ${gradNorm} (every head's loss was finite)`;
+    if (this.skip && this.#consecutive + 1 < this.maxConsecutive) {
+      this.skipped++;
+      this.#consecutive++;
+      return true;
+    }
+    const where = `at step ${step} (epoch ${round(epoch)})`;
+    const skipped = this.skip ? ` after ${this.#consecutive + 1} non-finite steps in a row (maxConsecutiveSkippedSteps ${this.maxConsecutive})` : '';
+    const clip = this.maxGradNorm > 0 ? `lower maxGradNorm (now ${this.maxGradNorm})` : 'enable gradient clipping (maxGradNorm, e.g. 1)';
+    throw new TransformerHeadsError(
+      `training diverged ${where}${skipped}: ${what}. The weights are those before this step. ` +
+        `Lower the learning rate (now ${this.learningRate}), ${clip}, check the labels for extreme values` +
+        (this.skip ? '' : ', or set skipNonFiniteSteps: true to skip such steps'),
+      'ERR_TH_DIVERGED',
+    );
+  }
+}
+
+// The loss and gradient norm of a logging window; a window whose every step was skipped has neither.
+function windowEntry(loss: number, steps: number, gradNorm: number): Record<string, number> {
+  return steps > 0 ? { loss: loss / steps, grad_norm: gradNorm } : {};
 }
 
 function round(x: number): number {
