@@ -3,7 +3,8 @@
 export { TransformerHeadsError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 
-export { runtimeInfo, setNumThreads } from './native/index.js';
+export { runtimeInfo, setNumThreads, threadCounts } from './native/index.js';
+export type { RuntimeInfo, ThreadCounts } from './native/index.js';
 export type { Batch, IntTensor, Tensor, TokenInput } from './native/index.js';
 
 export { decodeSafetensors, encodeSafetensors, loadTokenizer, readModelConfig, readSafetensors, Tokenizer } from './io/index.js';

@@ -65,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const ui = new Ui(Boolean(v.json), Boolean(v.quiet));
     const threads = intFlag(v, 'threads', 1);
-    if (threads !== undefined) setNumThreads(threads);
+    if (threads !== undefined) await setNumThreads(threads);
     return await command.run(v, parsed.positionals, ui);
   } catch (e) {
     const d = describeError(e);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { fromRaw, type RawTensor } from '../native/index.js';
 import { atomicWrite } from './atomic.js';
-import { encodeSafetensors } from './safetensors.js';
+import { safetensorsParts } from './safetensors.js';
 
 /** What a Hugging Face model folder holds besides the weights: the texts stored with the model. */
 export interface HfFolderTexts {
@@ -20,7 +20,7 @@ export interface HfFolderTexts {
 export async function writeHfFolder(dir: string, state: Array<RawTensor & { key: string }>, texts: HfFolderTexts): Promise<void> {
   await mkdir(dir, { recursive: true });
   const tensors = state.map((t) => ({ key: t.key, ...fromRaw(t) }));
-  await atomicWrite(join(dir, 'model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
+  await atomicWrite(join(dir, 'model.safetensors'), safetensorsParts(tensors, { format: 'pt' }));
   await atomicWrite(join(dir, 'config.json'), texts.config);
   if (texts.tokenizer) await atomicWrite(join(dir, 'tokenizer.json'), texts.tokenizer);
   if (texts.tokenizerConfig) await atomicWrite(join(dir, 'tokenizer_config.json'), texts.tokenizerConfig);

@@ -10,5 +10,7 @@ export type { HfFolderTexts } from './hf-folder.js';
 export { parseModelConfig } from './model-config.js';
 export type { ModelConfig } from './model-config.js';
 export { decodeSafetensors, encodeSafetensors, readSafetensors } from './safetensors.js';
+/** @internal */
+export { safetensorsParts } from './safetensors.js';
 export type { NamedTensor } from './safetensors.js';
 export { loadTokenizer, Tokenizer } from './tokenizer.js';

@@ -1,8 +1,8 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { fromNative, invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
-import { atomicWrite, encodeSafetensors, loadTokenizer, parseModelConfig, writeHfFolder, type ModelConfig, type NamedTensor, type Tokenizer } from '../io/index.js';
+import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
+import { atomicWrite, loadTokenizer, parseModelConfig, safetensorsParts, writeHfFolder, type ModelConfig, type NamedTensor, type Tokenizer } from '../io/index.js';
 import { fromRaw, NativeHandle, packTokens, type Batch, type NativeGenerator, type NativeHeaded, type PackedTokens, type RawTensor, type Tensor } from '../native/index.js';
 import type { Dtype } from './backbone.js';
 import {
@@ -111,16 +111,29 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     };
   }
 
-  /** LoRA tensors by PEFT name (without "base_model.model."). */
-  loraWeights(): NamedTensor[] {
-    return this._live().loraState().map((t) => ({ key: t.key, ...fromRaw(t) }));
+  /** LoRA tensors by PEFT name (without "base_model.model."), read after the calls already made. */
+  async loraWeights(): Promise<NamedTensor[]> {
+    const raw = await this._call((n) => n.loraState());
+    return raw.map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
-  /** Folds the LoRA adapters into the projections (4-bit ones become dense) and removes them; returns this model. */
-  mergeAndUnload(): this {
-    if (!this.#lora) throw new TransformerHeadsError('this model has no LoRA adapters to merge', 'ERR_TH_CONFIG');
-    this._live().mergeLora();
+  /**
+   * Folds the LoRA adapters into the projections (4-bit ones become dense) and removes them; resolves with this
+   * model. The merge is queued after the calls already made; calls made after this one (save(), lora) see the merged
+   * model at once, and memoryFootprint() once the Promise resolves.
+   */
+  async mergeAndUnload(): Promise<this> {
+    const lora = this.#lora;
+    if (!lora) throw new TransformerHeadsError('this model has no LoRA adapters to merge', 'ERR_TH_CONFIG');
+    const merged = this._call((n) => n.mergeLora());
     this.#lora = null;
+    try {
+      await merged;
+    } catch (e) {
+      // The core merges every projection or none (it checks before it writes): the adapters are still there.
+      this.#lora = lora;
+      throw e;
+    }
     return this;
   }
 
@@ -170,10 +183,10 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     });
   }
 
-  /** Sets up AdamW (weight decay on weight matrices only) over every trainable tensor. */
-  configureOptimizer(settings: OptimizerSettings): void {
+  /** Sets up AdamW (weight decay on weight matrices only) over every trainable tensor, after the calls already made. */
+  async configureOptimizer(settings: OptimizerSettings): Promise<void> {
     if (typeof settings?.lr !== 'number' || !(settings.lr > 0)) invalidArg('lr', 'a positive number', settings?.lr);
-    this._live().configureOptimizer(settings);
+    return this._call((n) => n.configureOptimizer(settings));
   }
 
   /** Clips gradients, steps AdamW at learning rate `lr`, clears gradients; resolves with the gradient norm before clipping. */
@@ -218,34 +231,36 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     });
   }
 
-  /** A snapshot of one head's weights (keys lins.K.weight|bias, [out, in]). */
-  headWeights(name: H): NamedTensor[] {
-    return this._live().headState(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
+  /** A snapshot of one head's weights (keys lins.K.weight|bias, [out, in]), after the calls already made. */
+  async headWeights(name: H): Promise<NamedTensor[]> {
+    const raw = await this._call((n) => n.headState(name));
+    return raw.map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
   /** Gradients accumulated on one head since the last optimizer step (empty when it has none). */
-  headGradients(name: H): NamedTensor[] {
-    return this._live().headGrads(name).map((t) => ({ key: t.key, ...fromRaw(t) }));
+  async headGradients(name: H): Promise<NamedTensor[]> {
+    const raw = await this._call((n) => n.headGrads(name));
+    return raw.map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
   /** L2 norm of the gradients accumulated on the backbone's weights (0 when frozen or blocked). */
-  backboneGradNorm(): number {
-    return this._live().backboneGradNorm();
+  async backboneGradNorm(): Promise<number> {
+    return this._call((n) => n.backboneGradNorm());
   }
 
   /** Replaces the LoRA weights (strict: every adapter tensor, right shapes). Keys as loraWeights() gives them. */
-  loadLoraWeights(tensors: NamedTensor[]): void {
-    this._live().loadLoraState(tensors);
+  async loadLoraWeights(tensors: NamedTensor[]): Promise<void> {
+    return this._call((n) => n.loadLoraState(tensors));
   }
 
   /** Replaces backbone weights by Hugging Face name (e.g. the biases an adapter file carries). */
-  loadBackboneWeights(tensors: NamedTensor[]): void {
-    this._live().loadBackboneTensors(tensors);
+  async loadBackboneWeights(tensors: NamedTensor[]): Promise<void> {
+    return this._call((n) => n.loadBackboneTensors(tensors));
   }
 
   /** Replaces one head's weights (strict: every key, right shapes). */
-  loadHeadWeights(name: H, tensors: NamedTensor[]): void {
-    this._live().loadHeadState(name, tensors);
+  async loadHeadWeights(name: H, tensors: NamedTensor[]): Promise<void> {
+    return this._call((n) => n.loadHeadState(name, tensors));
   }
 
   /**
@@ -284,19 +299,16 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     const o = resolveGenerateOptions(options, tokenizer, this.config.eosTokenId, this.config.raw.eos_token_id);
     o.signal?.throwIfAborted();
     const packed = packPrompt(prompt, tokenizer, o.pad);
-    let gen: NativeGenerator;
-    try {
-      gen = native.generator(packed.ids, packed.shape, packed.mask, packed.shape, o.native);
-    } catch (e) {
-      throw fromNative(e);
-    }
+    // Created in order with the model's other calls (the prompt is validated on the compute thread).
+    const gen: NativeGenerator = await this._enqueue(() => nativeCall(() => native.generator(packed.ids, packed.shape, packed.mask, packed.shape, o.native)));
     const tracker = new TextTracker(tokenizer, packed.shape[0], o.stopSequences, o.native.eosTokenIds);
     try {
       for (;;) {
         o.signal?.throwIfAborted();
         const raw = await this._enqueue(() => nativeCall(() => gen.step()));
         const { deltas, stopped } = tracker.push(raw.tokens.data);
-        if (stopped.length) gen.finish(stopped);
+        // The generator's calls run on the model's compute thread in the order made: finish lands before the next step.
+        if (stopped.length) await nativeCall(() => gen.finish(stopped));
         const finished = Array.from(raw.finished.data, (f, i) => f !== 0 || tracker.reasons[i] === 'stop');
         yield toStep(raw, deltas, finished);
         if (raw.done || gen.info().done) break;
@@ -325,20 +337,29 @@ export class HeadedModel<H extends string = string, T extends string = string> e
    */
   async save(dir: string): Promise<void> {
     if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
+    const native = this._live();
+    const lora = this.#lora; // as of this call: a mergeAndUnload() made before it has taken the adapters away
     await mkdir(dir, { recursive: true });
-    if (this.#lora) {
-      // PEFT's layout: adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors {"format": "pt"}, with
-      // the biases that trained (bias 'all' / 'lora_only') next to the adapters, as PEFT stores them.
-      const trained = this._live().trainedBackboneState().map((t) => ({ key: t.key, ...fromRaw(t) }));
-      const tensors = [...this.loraWeights(), ...trained].map((t) => ({ ...t, key: `base_model.model.${t.key}` }));
-      await atomicWrite(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
-      await atomicWrite(join(dir, 'adapter_config.json'), adapterConfigJson(this.#lora, this.baseModelNameOrPath, this.config.modelType === 'gpt2' && !this.quantization));
-    }
-    for (const h of this.heads) {
-      if (h.name === 'lm_head') continue;
-      await atomicWrite(join(dir, `${h.name}.safetensors`), encodeSafetensors(this.headWeights(h.name)));
-    }
-    await atomicWrite(join(dir, 'head_configs.json'), headConfigsJson([...this.heads]));
+    // One queued call reads every tensor it writes, so that a training step made meanwhile cannot land between the
+    // adapters and the heads; the reads run on the compute thread, the encoding and writing here.
+    return this._enqueue(async () => {
+      const read = async (fn: () => Promise<Array<RawTensor & { key: string }>>) => (await nativeCall(fn)).map((t) => ({ key: t.key, ...fromRaw(t) }));
+      if (lora) {
+        // PEFT's layout: adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors {"format": "pt"}, with
+        // the biases that trained (bias 'all' / 'lora_only') next to the adapters, as PEFT stores them.
+        const trained = await read(() => native.trainedBackboneState());
+        const adapters = await read(() => native.loraState());
+        const tensors = [...adapters, ...trained].map((t) => ({ ...t, key: `base_model.model.${t.key}` }));
+        await atomicWrite(join(dir, 'adapter_model.safetensors'), safetensorsParts(tensors, { format: 'pt' }));
+        await atomicWrite(join(dir, 'adapter_config.json'), adapterConfigJson(lora, this.baseModelNameOrPath, this.config.modelType === 'gpt2' && !this.quantization));
+      }
+      for (const h of this.heads) {
+        if (h.name === 'lm_head') continue;
+        const weights = await read(() => native.headState(h.name));
+        await atomicWrite(join(dir, `${h.name}.safetensors`), safetensorsParts(weights));
+      }
+      await atomicWrite(join(dir, 'head_configs.json'), headConfigsJson([...this.heads]));
+    });
   }
 
   /**

@@ -180,7 +180,7 @@ export class Trainer<H extends string = string, M extends string = never> {
     const warmup = a.warmupSteps > 0 ? a.warmupSteps : Math.ceil(a.warmupRatio * totalSteps);
 
     await mkdir(a.outputDir, { recursive: true });
-    this.model.configureOptimizer({
+    await this.model.configureOptimizer({
       lr: a.learningRate,
       weightDecay: a.weightDecay,
       beta1: a.adamBeta1,
