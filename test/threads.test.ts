@@ -17,6 +17,7 @@ interface Report {
   intraOp: number;
   compute: number;
   os: number;
+  names: Record<string, number>;
 }
 
 function train(threads?: number): Report {
@@ -26,14 +27,18 @@ function train(threads?: number): Report {
 }
 
 describe.runIf(existsSync('/proc/self/status'))('threads of a training process', () => {
-  // What the library may add to Node's threads: the compute thread, its intra-op workers (intraOp - 1), a pthreads
-  // BLAS pool of the same size (Debian's OpenBLAS; MKL and OpenMP BLAS use the OpenMP team), and 1 spare for a
-  // thread a libtorch build starts on its own (e.g. a CUDA-less build's profiler or a c10 watchdog).
-  const allowance = (r: Report) => r.compute + 2 * (r.intraOp - 1) + 1;
+  // What the library may add to Node's threads, all idle between calls except one team: the compute thread, its
+  // OpenMP workers (intraOp - 1), libtorch's pthreadpool (intraOp - 1, made when the count is set at run time), a
+  // pthreads BLAS pool (Debian's OpenBLAS: intraOp - 1; its first worker starts when the addon loads), and 1 spare.
+  // Measured on 2 cores: +4 threads at the default count (2), +10 after setNumThreads(4). The libuv pool version
+  // grew an OpenMP team on each of its 4 threads: at 4 intra-op threads that is 12 OpenMP workers alone, past this
+  // bound (11); at the default count on 2 cores the two designs differ by fewer threads than the bound's slack, so
+  // the 4-thread case is the one that tells them apart.
+  const allowance = (r: Report) => r.compute + 3 * (r.intraOp - 1) + 1;
 
-  it.each([undefined, 4])('stays at Node\'s threads + compute thread + one intra-op team (intra-op threads: %s)', (threads) => {
+  it.each([0, 4])('stays at Node\'s threads + compute thread + one intra-op team (intra-op threads: %s; 0: the default)', (threads) => {
     const r = train(threads);
-    console.log(`threads: ${JSON.stringify(r)}`);
+    console.log(`threads: ${JSON.stringify(r)}`); // with the thread names, for a failure's diagnosis
     if (threads) expect(r.intraOp).toBe(threads);
     expect(r.compute).toBe(1); // one device (CPU) in use: one compute thread
     expect(r.max - r.baseline).toBeGreaterThanOrEqual(1);
