@@ -2,7 +2,7 @@
 // The allocator settings' effect on peak RSS and step time: the LoRA r=8 fp32 training step of bench/lora.mjs
 // (GPT-2-small-shaped, batch 8 x 128), each run in its own process, the settings alternating run after run so that a
 // drift of the machine's load spreads over all of them. One JSON line per run, then one per setting (median, spread).
-// usage: node bench/malloc.mjs [rounds (3)]
+// usage: node bench/malloc.mjs [rounds (3)] [settings, comma-separated (all)]
 //   addon:        the addon's settings (docs/THREADS.md): mmap threshold 1 MiB, trim 2 MiB, 2 arenas
 //   glibc:        glibc's defaults (TRANSFORMER_HEADS_MALLOC=default)
 //   arena1:       glibc's defaults with MALLOC_ARENA_MAX=1 (the issue's second measurement)
@@ -13,12 +13,14 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const rounds = Number(process.argv[2] ?? 3);
-const settings = {
+const allSettings = {
   addon: {},
   glibc: { TRANSFORMER_HEADS_MALLOC: 'default' },
   arena1: { TRANSFORMER_HEADS_MALLOC: 'default', MALLOC_ARENA_MAX: '1' },
   mmap4m: { MALLOC_MMAP_THRESHOLD_: String(4 << 20) },
 };
+const only = process.argv[3]?.split(',');
+const settings = Object.fromEntries(Object.entries(allSettings).filter(([k]) => !only || only.includes(k)));
 const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MALLOC_') && k !== 'TRANSFORMER_HEADS_MALLOC'));
 const results = Object.fromEntries(Object.keys(settings).map((k) => [k, []]));
 for (let r = 0; r < rounds; r++) {

@@ -1,8 +1,10 @@
 import { nativeCall, TransformerHeadsError } from '../errors.js';
 
 /**
- * A JS handle on a native model: calls run one at a time, in call order (queued here rather than on a native mutex,
- * so waiting calls do not hold libuv threadpool threads), and dispose() frees the native side once they are done.
+ * A JS handle on a native model: calls run one at a time, in call order, and dispose() frees the native side once
+ * they are done. The native side runs them on its device's compute thread in the order posted too; this queue
+ * keeps a call made of several native calls whole (save() reads the adapters and every head between two steps),
+ * and gives dispose its meaning.
  */
 export class NativeHandle<N extends { dispose(): void }> {
   #native: N | null;
