@@ -10,11 +10,14 @@
 // (every 32nd sequence length, each step timed alone with the cache off) and integrated over all 256 steps; the
 // line says so ("estimated": true). --full-recompute measures every step instead.
 // Options: --new N (256), --prompt N (32), --batches 1,8, --threads N, --device cpu|cuda, --full-recompute
+// Each (variant, batch) runs in a process of its own (bench/proc.mjs), so that each line's peak RSS is its own.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+
+import { processFields, rowOrSpawn } from './proc.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -25,6 +28,7 @@ const { values: opt } = parseArgs({
     threads: { type: 'string' },
     device: { type: 'string', default: process.env.TH_BENCH_DEVICE ?? 'cpu' },
     'full-recompute': { type: 'boolean', default: false },
+    row: { type: 'string' },
   },
 });
 const N = Number(opt.new);
@@ -33,9 +37,33 @@ const P = Number(opt.prompt);
 const modelPath = resolve(root, 'fixtures/gpt2-small-random.pt');
 if (!existsSync(modelPath)) execFileSync('bash', [resolve(root, 'scripts/make_fixtures.sh'), '--bench'], { stdio: 'inherit' });
 
+const batches = opt.batches.split(',').map(Number);
+const { row, lines } = rowOrSpawn(
+  import.meta.url,
+  batches.flatMap((B) => [`kv-cache:${B}`, `full-recompute:${B}`]),
+  process.argv.slice(2),
+);
+if (!row) {
+  for (const B of batches) {
+    const cached = lines.find((l) => l.variant === 'kv-cache' && l.batch === B);
+    const recompute = lines.find((l) => l.variant === 'full-recompute' && l.batch === B);
+    console.log(
+      JSON.stringify({
+        bench: 'generate',
+        variant: 'speedup',
+        batch: B,
+        kv_cache_over_recompute: Number((recompute.total_s / cached.total_s).toFixed(2)),
+        estimated: Boolean(recompute.estimated),
+      }),
+    );
+  }
+  process.exit(0);
+}
+const [variant, batchText] = row.split(':');
+
 const th = await import(resolve(root, 'dist/index.js'));
-if (opt.threads) th.setNumThreads(Number(opt.threads));
-const info = th.runtimeInfo();
+if (opt.threads) await th.setNumThreads(Number(opt.threads));
+const info = await th.runtimeInfo();
 const model = await th.loadHeaded(modelPath, {
   device: opt.device,
   onlyInference: true,
@@ -57,6 +85,7 @@ function emit(line) {
       threads: info.numThreads,
       torch: info.torchVersion,
       ...line,
+      ...processFields(info),
     }),
   );
 }
@@ -74,19 +103,19 @@ async function timed(prompts, options) {
 }
 
 await timed([[1, 2, 3, 4]], { maxNewTokens: 4 }); // warm-up
-for (const B of opt.batches.split(',').map(Number)) {
-  const prompts = Array.from({ length: B }, () => Array.from({ length: P }, rand));
+const B = Number(batchText);
+const prompts = Array.from({ length: B }, () => Array.from({ length: P }, rand));
+if (variant === 'kv-cache') {
   const cached = await timed(prompts, { maxNewTokens: N });
-  const cachedLine = {
+  emit({
     variant: 'kv-cache',
     batch: B,
     tokens_per_s: Number(((B * N) / (cached.total / 1000)).toFixed(1)),
     time_to_first_token_ms: Number(cached.first.toFixed(1)),
     ms_per_step_after_first: Number(((cached.total - cached.first) / (N - 1)).toFixed(2)),
     total_s: Number((cached.total / 1000).toFixed(2)),
-  };
-  emit(cachedLine);
-
+  });
+} else {
   let recompute;
   let estimated = false;
   if (opt['full-recompute'] || B === 1) {
@@ -122,6 +151,5 @@ for (const B of opt.batches.split(',').map(Number)) {
     total_s: Number((recompute.total / 1000).toFixed(2)),
     ...(estimated ? { estimated: true, sampled_lengths: Math.ceil(N / 32) + 1 } : {}),
   });
-  emit({ variant: 'speedup', batch: B, kv_cache_over_recompute: Number((recompute.total / cached.total).toFixed(2)), estimated });
 }
 model.dispose();

@@ -6,11 +6,14 @@
 //   native, all 13 hidden states | native, layer 6 only (early exit) | native, logits (the work the archive does)
 //   | the TorchScript archive's own forward through torch::jit (logits + all hidden states).
 // Options: --iters N (default 5), --batch B, --seq T, --threads N, --device cpu|cuda
+// Each variant runs in a process of its own (bench/proc.mjs), so that each line's peak RSS is its own.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+
+import { processFields, rowOrSpawn } from './proc.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -20,6 +23,7 @@ const { values: opt } = parseArgs({
     seq: { type: 'string', default: '128' },
     threads: { type: 'string' },
     device: { type: 'string', default: process.env.TH_BENCH_DEVICE ?? 'cpu' },
+    row: { type: 'string' },
   },
 });
 const iters = Number(opt.iters);
@@ -29,9 +33,23 @@ const T = Number(opt.seq);
 const modelPath = resolve(root, 'fixtures/gpt2-small-random.pt');
 if (!existsSync(modelPath)) execFileSync('bash', [resolve(root, 'scripts/make_fixtures.sh'), '--bench'], { stdio: 'inherit' });
 
+const { row, lines } = rowOrSpawn(import.meta.url, ['all', 'early', 'logits', 'jit'], process.argv.slice(2));
+if (!row) {
+  const [all, early, logits, ref] = lines;
+  console.log(
+    JSON.stringify({
+      bench: 'hiddenStates-summary',
+      early_exit_speedup_vs_all_layers: Number((early.tokens_per_s / all.tokens_per_s).toFixed(2)),
+      native_logits_vs_torchscript: Number((logits.tokens_per_s / ref.tokens_per_s).toFixed(2)),
+      native_all_layers_vs_torchscript: Number((all.tokens_per_s / ref.tokens_per_s).toFixed(2)),
+    }),
+  );
+  process.exit(0);
+}
+
 const th = await import(resolve(root, 'dist/index.js'));
-if (opt.threads) th.setNumThreads(Number(opt.threads));
-const info = th.runtimeInfo();
+if (opt.threads) await th.setNumThreads(Number(opt.threads));
+const info = await th.runtimeInfo();
 
 // Deterministic token ids (a fixed LCG), the same for every variant.
 let s = 12345;
@@ -62,24 +80,20 @@ async function measure(name, fn, extra = {}) {
     device: opt.device,
     torch: info.torchVersion,
     ...extra,
+    ...processFields(info),
   };
   console.log(JSON.stringify(line));
   return line;
 }
 
-const model = await th.loadBackbone(modelPath, { device: opt.device });
-const all = await measure('native: all 13 hidden states', () => model.hiddenStates(batch));
-const early = await measure('native: layer 6 only (early exit)', () => model.hiddenStates(batch, { layers: [6] }));
-const logits = await measure('native: logits', () => model.logits(batch));
-model.dispose();
-const jit = await th.loadTorchScript(modelPath);
-const ref = await measure('torch::jit archive forward: logits + all hidden states', () => jit.forward(batch));
-jit.dispose();
-console.log(
-  JSON.stringify({
-    bench: 'hiddenStates-summary',
-    early_exit_speedup_vs_all_layers: Number((early.tokens_per_s / all.tokens_per_s).toFixed(2)),
-    native_logits_vs_torchscript: Number((logits.tokens_per_s / ref.tokens_per_s).toFixed(2)),
-    native_all_layers_vs_torchscript: Number((all.tokens_per_s / ref.tokens_per_s).toFixed(2)),
-  }),
-);
+if (row === 'jit') {
+  const jit = await th.loadTorchScript(modelPath);
+  await measure('torch::jit archive forward: logits + all hidden states', () => jit.forward(batch));
+  jit.dispose();
+} else {
+  const model = await th.loadBackbone(modelPath, { device: opt.device });
+  if (row === 'all') await measure('native: all 13 hidden states', () => model.hiddenStates(batch));
+  else if (row === 'early') await measure('native: layer 6 only (early exit)', () => model.hiddenStates(batch, { layers: [6] }));
+  else await measure('native: logits', () => model.logits(batch));
+  model.dispose();
+}

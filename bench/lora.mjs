@@ -7,6 +7,8 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { processFields } from './proc.mjs';
+
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const modelPath = resolve(root, 'fixtures/gpt2-small-random.pt');
 const variants = {
@@ -39,7 +41,7 @@ if (!which) {
 } else {
   const th = await import(resolve(root, 'dist/index.js'));
   const device = process.env.TH_BENCH_DEVICE ?? 'cpu';
-  const info = th.runtimeInfo();
+  const info = await th.runtimeInfo();
   let s = 11;
   const ids = Array.from({ length: 8 }, () => Array.from({ length: 128 }, () => (s = (s * 1103515245 + 12345) % 2 ** 31) % 50000));
   const batch = { input_ids: ids, cls: ids.map((_, i) => i % 2) };
@@ -49,7 +51,7 @@ if (!which) {
     device,
     ...(variants[which] ? { quantization: variants[which] } : {}),
   });
-  m.configureOptimizer({ lr: 1e-4 });
+  await m.configureOptimizer({ lr: 1e-4 });
   const step = async () => {
     await m.trainStep(batch);
     await m.optimizerStep(1e-4);
@@ -76,7 +78,7 @@ if (!which) {
       quantized_bits_per_weight: fp.quantizedBitsPerParameter === null ? null : Number(fp.quantizedBitsPerParameter.toFixed(3)),
       weight_bytes_total: fp.total,
       weight_bytes: fp,
-      peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
+      ...processFields(info),
       threads: info.numThreads,
       device,
       torch: info.torchVersion,

@@ -5,9 +5,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const all = ['hidden-states', 'training', 'lora', 'generate', 'download'];
+const defaults = ['hidden-states', 'training', 'lora', 'generate', 'download'];
+// malloc: 12 LoRA-step processes comparing allocator settings; by name only (npm run bench -- malloc).
+const all = [...defaults, 'malloc'];
 const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
-for (const name of names.length ? names : all) {
+for (const name of names.length ? names : defaults) {
   if (!all.includes(name)) {
     console.error(`unknown benchmark '${name}' (${all.join(', ')})`);
     process.exit(2);

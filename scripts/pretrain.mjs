@@ -214,7 +214,7 @@ export async function pretrain({ force = false, settings = SETTINGS, dir = MODEL
     return JSON.parse(await readFile(join(dir, 'training.json'), 'utf8'));
   }
   const t0 = performance.now();
-  setNumThreads(settings.threads);
+  await setNumThreads(settings.threads);
   const { tokenizerDir, initArchive } = prepareInit(settings);
   const tExport = performance.now();
   const tokenizer = await loadTokenizer(tokenizerDir);
@@ -275,7 +275,7 @@ export async function pretrain({ force = false, settings = SETTINGS, dir = MODEL
       evaluate: round((tInitEval - tTok + tEval - tTrain) / 1000, 1),
       total: round((performance.now() - t0) / 1000, 1), // up to writing the folder (about a second more)
     },
-    environment: { torch: runtimeInfo().torchVersion, node: process.version, cpus: (await import('node:os')).cpus().length },
+    environment: { torch: (await runtimeInfo()).torchVersion, node: process.version, cpus: (await import('node:os')).cpus().length },
   };
   await writeModelDir(model, dir, info);
   model.dispose();

@@ -16,7 +16,7 @@ const RUNTIME_EXPORTS = [
   'loadBuiltinDataset', 'loadEmbeddedModel', 'loadHeaded', 'loadLabelledFile', 'loadLoraWithHeads',
   'loadTokenizer', 'loadTorchScript', 'lossChart', 'macroF1', 'meanSquaredError', 'niceTicks', 'permutation',
   'probeLayers', 'r2Score', 'readEmbeddedModelInfo', 'readHeadConfigs', 'readModelConfig', 'readSafetensors',
-  'readTable', 'resolveHeadConfig', 'resolveHeadConfigs', 'resolveModel', 'runtimeInfo', 'setNumThreads', 'writeProbeOutputs',
+  'readTable', 'resolveHeadConfig', 'resolveHeadConfigs', 'resolveModel', 'runtimeInfo', 'setNumThreads', 'threadCounts', 'writeProbeOutputs',
 ];
 
 describe('public API', () => {

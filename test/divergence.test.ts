@@ -13,8 +13,8 @@ import { fixture } from './helpers.js';
 
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
 
-function nanWeights(m: HeadedModel, head: string): NamedTensor[] {
-  return m.headWeights(head).map((t) => ({ ...t, data: new Float32Array(t.data.length).fill(Number.NaN) }));
+async function nanWeights(m: HeadedModel, head: string): Promise<NamedTensor[]> {
+  return (await m.headWeights(head)).map((t) => ({ ...t, data: new Float32Array(t.data.length).fill(Number.NaN) }));
 }
 
 function bytesOf(ts: NamedTensor[]): Buffer[] {
@@ -47,8 +47,8 @@ describe('non-finite losses', () => {
   afterAll(() => m.dispose());
 
   it('forward with NaN head weights returns NaN, not 0', async () => {
-    const saved = m.headWeights('cls');
-    m.loadHeadWeights('cls', nanWeights(m, 'cls'));
+    const saved = await m.headWeights('cls');
+    await m.loadHeadWeights('cls', await nanWeights(m, 'cls'));
     try {
       const out = await m.forward({ input_ids: [[1, 2, 3], [4, 5, 6]], cls: [0, 2], reg: [[0, 1, 2], [3, 4, 5]] });
       expect(out.lossByHead.cls).toBeNaN();
@@ -58,7 +58,7 @@ describe('non-finite losses', () => {
       const ignored = await m.forward({ input_ids: [[1, 2, 3], [4, 5, 6]], cls: [-100, -100] });
       expect(ignored.lossByHead.cls).toBe(0);
     } finally {
-      m.loadHeadWeights('cls', saved);
+      await m.loadHeadWeights('cls', saved);
     }
   });
 
@@ -96,15 +96,15 @@ describe('Trainer on a diverging run', () => {
     const m = await loadHeaded(fixture('tiny-gpt2.pt'), { freezeBaseModel: false, heads: [{ name: 'cls', inSize: 64, numOutputs: 3, predForSequence: true }] });
     try {
       const ds = new Dataset(texts.map((input_ids, i) => ({ input_ids, cls: i % 3 })));
-      let before: Buffer[] = bytesOf(m.headWeights('cls'));
+      let before: Buffer[] = bytesOf(await m.headWeights('cls'));
       const losses: number[] = [];
       const t = new Trainer(m, { outputDir: tmp('th-div-'), learningRate: 1e6, maxSteps: 30, perDeviceTrainBatchSize: 2, loggingSteps: 1 }, {
         trainDataset: ds,
         dataCollator: new DataCollatorWithPadding({ input_ids: 0 }),
         callbacks: {
-          onStepEnd: (s) => {
+          onStepEnd: async (s) => {
             losses.push(s.loss);
-            before = bytesOf(m.headWeights('cls'));
+            before = bytesOf(await m.headWeights('cls'));
           },
         },
       });
@@ -116,7 +116,7 @@ describe('Trainer on a diverging run', () => {
       expect(e.message).toMatch(/Lower the learning rate \(now 1000000\)/);
       // Every step before it was finite and applied; the failed one changed nothing.
       for (const l of losses) expect(Number.isFinite(l)).toBe(true);
-      expect(bytesOf(m.headWeights('cls'))).toEqual(before);
+      expect(bytesOf(await m.headWeights('cls'))).toEqual(before);
       // No logged loss is a finite stand-in for the failure.
       expect(t.logHistory.filter((x) => 'loss' in x).length).toBe(losses.length);
     } finally {
@@ -132,7 +132,7 @@ describe('Trainer on a diverging run', () => {
       ],
     });
     try {
-      m.loadHeadWeights('bad', nanWeights(m, 'bad'));
+      await m.loadHeadWeights('bad', await nanWeights(m, 'bad'));
       // 'bad' has a real target in rows 0 and 2 only: those steps are NaN, rows 1 and 3 (all ignored) give 0.
       const ds = new Dataset(texts.map((input_ids, i) => ({ input_ids, good: i % 2, bad: i % 2 === 0 ? 1 : -100 })));
       const collator = new DataCollatorWithPadding({ input_ids: 0 });
@@ -149,7 +149,7 @@ describe('Trainer on a diverging run', () => {
       expect(out.logHistory.filter((x) => 'skipped_steps' in x).map((x) => x.skipped_steps)).toEqual([2, 4]);
       const log = readFileSync(join(dir, 'log_history.jsonl'), 'utf8');
       expect(log).toContain('"skipped_steps":4');
-      for (const w of m.headWeights('good')) expect(w.data.every(Number.isFinite)).toBe(true);
+      for (const w of await m.headWeights('good')) expect(w.data.every(Number.isFinite)).toBe(true);
 
       // Every step NaN: the third skip in a row ends the run.
       const all = new Dataset(texts.map((input_ids) => ({ input_ids, good: 0, bad: 1 })));
@@ -203,7 +203,7 @@ describe('head sizes', () => {
     const total = performance.now() - t0;
     clearInterval(timer);
     try {
-      expect(m.headWeights('mlp').length).toBe(64 + 63); // 64 weights, 63 hidden biases
+      expect((await m.headWeights('mlp')).length).toBe(64 + 63); // 64 weights, 63 hidden biases
       expect(maxGap).toBeLessThan(total / 2);
     } finally {
       m.dispose();

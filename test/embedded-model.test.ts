@@ -41,7 +41,7 @@ beforeAll(async () => {
   // Builds the model when missing or stale (a few minutes on 2 cores); a no-op when up to date.
   execFileSync(process.execPath, [pretrainScript], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], timeout: 1_200_000 });
   pre = (await import(pretrainScript)) as PretrainModule;
-  setNumThreads(2);
+  await setNumThreads(2);
 }, 1_260_000);
 
 describe('the embedded model', () => {

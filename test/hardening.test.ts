@@ -129,7 +129,7 @@ describe('errors are TransformerHeadsErrors', () => {
     const e = await failure(loadLoraWithHeads(l, { modelPath: fixture('lora-gpt2/model.pt') }));
     expect(e.code).toBe('ERR_TH_CONFIG');
     expect(e.message).toMatch(/lora_A.*shape|shape.*lora_A/);
-    // the synchronous native calls are wrapped too
+    // the native calls that read or load weights are wrapped too
     const m = await loadHeaded(fixture('tiny-gpt2.pt'), { heads: [{ name: 'h', inSize: 64, numOutputs: 2 }] });
     expect((await failure(() => m.loadHeadWeights('h', [{ key: 'lins.0.weight', shape: [3, 64], data: new Float32Array(192) }]))).code).toBe('ERR_TH_CONFIG');
     expect((await failure(() => m.headWeights('nope'))).code).toMatch(/^ERR_TH_/);
@@ -183,7 +183,7 @@ describe('folder saves', () => {
     expect(readdirSync(dir).sort()).toEqual(['README.md', 'a.safetensors', 'extra', 'head_configs.json']);
     expect(readFileSync(join(dir, 'extra', 'data.txt'), 'utf8')).toBe('kept');
     const back = await loadHeaded(fixture('tiny-gpt2.pt'), { headFolder: dir });
-    expect(back.headWeights('a')[0]!.shape).toEqual([5, 64]);
+    expect((await back.headWeights('a'))[0]!.shape).toEqual([5, 64]);
     for (const m of [m1, m2, back]) m.dispose();
   });
 

@@ -46,7 +46,7 @@ describe.each(['heads-gpt2', 'heads-llama'])('%s', (dir) => {
     await model.trainStep(refBatch(dir));
     let compared = 0;
     for (const h of model.heads) {
-      const grads = model.headGradients(h.name);
+      const grads = await model.headGradients(h.name);
       const want = Object.keys(exp).filter((k) => k.startsWith(`grad.${h.name}.`));
       expect(grads.map((g) => `grad.${h.name}.${g.key}`).sort(), h.name).toEqual(want.sort());
       for (const g of grads) {
@@ -57,7 +57,7 @@ describe.each(['heads-gpt2', 'heads-llama'])('%s', (dir) => {
       }
     }
     expect(compared).toBeGreaterThan(10);
-    expect(model.backboneGradNorm()).toBe(0); // frozen: nothing reaches the backbone
+    expect(await model.backboneGradNorm()).toBe(0); // frozen: nothing reaches the backbone
     model.dispose();
   });
 });

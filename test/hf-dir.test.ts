@@ -167,7 +167,7 @@ describe('saveBackbone', () => {
     const heads = [{ name: 'cls', inSize: 64, numOutputs: 2, predForSequence: true }];
     const m = await loadHeaded(fixture('tiny-gpt2.pt'), { heads, freezeBaseModel: false, seed: 1 });
     const batch: HeadedBatch = { input_ids: [[5, 6, 7, 8], [9, 10, 11, 12]], cls: [1, 0] };
-    m.configureOptimizer({ lr: 1e-2 });
+    await m.configureOptimizer({ lr: 1e-2 });
     await m.trainStep(batch);
     await m.optimizerStep(1e-2);
     const dir = tmp();
@@ -185,7 +185,7 @@ describe('saveBackbone', () => {
     const heads = [{ name: 'cls', inSize: 64, numOutputs: 2, predForSequence: true }];
     const m = await createHeadedQLoRA(fixture('tiny-llama.pt'), { heads, seed: 2, lora: { r: 4, alpha: 16 } });
     const batch: HeadedBatch = { input_ids: [[5, 6, 7, 8], [9, 10, 11, 12]], cls: [1, 0] };
-    m.configureOptimizer({ lr: 5e-2 });
+    await m.configureOptimizer({ lr: 5e-2 });
     await m.trainStep(batch);
     await m.optimizerStep(5e-2);
     const original = await loadBackbone(fixture('tiny-llama.pt'));
@@ -193,7 +193,7 @@ describe('saveBackbone', () => {
     await m.saveBackbone(base);
     const b = await loadBackbone(base);
     await expectSameModel(original, b, { input_ids: [[5, 6, 7, 8]] });
-    m.mergeAndUnload();
+    await m.mergeAndUnload();
     const merged = tmp();
     await m.saveBackbone(merged);
     const c = await loadBackbone(merged);
@@ -231,7 +231,7 @@ describe('heads, LoRA and QLoRA on a folder', () => {
 
   it('loadLoraWithHeads reloads an adapter whose base model is a folder', async () => {
     const m = await createHeadedQLoRA(fixture('hf-tiny-llama'), { heads, seed: 6, lora: { r: 4, alpha: 8 } });
-    m.configureOptimizer({ lr: 5e-2 });
+    await m.configureOptimizer({ lr: 5e-2 });
     await m.trainStep(batch);
     await m.optimizerStep(5e-2);
     const dir = tmp();

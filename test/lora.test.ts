@@ -48,17 +48,17 @@ describe('createHeadedQLoRA', () => {
   it('one step changes only the adapters and the head; the base weights stay as they were', async () => {
     const m = await createHeadedQLoRA(fixture('tiny-llama.pt'), { heads: [cls], seed: 3, lora: { r: 4, alpha: 8 } });
     const base = await loadHeaded(fixture('tiny-llama.pt'), { heads: [cls], seed: 3 });
-    const lora0 = m.loraWeights();
-    const head0 = m.headWeights('cls');
-    m.configureOptimizer({ lr: 1e-2 });
+    const lora0 = await m.loraWeights();
+    const head0 = await m.headWeights('cls');
+    await m.configureOptimizer({ lr: 1e-2 });
     await m.trainStep(batch);
     await m.optimizerStep(1e-2);
-    const lora1 = m.loraWeights();
+    const lora1 = await m.loraWeights();
     expect(lora1.filter((t) => t.key.endsWith('lora_B.weight')).every((t, i) => !sameBits(t.data, lora0.filter((u) => u.key.endsWith('lora_B.weight'))[i]!.data))).toBe(true);
-    expect(sameBits(m.headWeights('cls')[0]!.data, head0[0]!.data)).toBe(false);
+    expect(sameBits((await m.headWeights('cls'))[0]!.data, head0[0]!.data)).toBe(false);
     // Put the adapters back to zero and the head back: the model must equal the untouched base exactly.
-    m.loadLoraWeights(lora0);
-    m.loadHeadWeights('cls', head0);
+    await m.loadLoraWeights(lora0);
+    await m.loadHeadWeights('cls', head0);
     const p1 = (await base.forward(batch, { returnPreds: true })).predsByHead!.get('cls')!;
     const p2 = (await m.forward(batch, { returnPreds: true })).predsByHead!.get('cls')!;
     expect(sameBits(p1.data, p2.data)).toBe(true);
@@ -68,7 +68,7 @@ describe('createHeadedQLoRA', () => {
 
   it('saves in PEFT layout, reloads to identical predictions, and merges to the same outputs', async () => {
     const m = await createHeadedQLoRA(fixture('tiny-gpt2.pt'), { heads: [cls], seed: 4, lora: { r: 4, alpha: 16, dropout: 0.1 } });
-    m.configureOptimizer({ lr: 5e-2 });
+    await m.configureOptimizer({ lr: 5e-2 });
     for (let i = 0; i < 3; i++) {
       await m.trainStep({ ...batch, attention_mask: undefined, input_ids: [[5, 6, 7, 8, 9, 10], [11, 12, 13, 100, 100, 100]] });
       await m.optimizerStep(5e-2);
@@ -99,7 +99,7 @@ print(json.dumps({"meta": h.pop("__metadata__", None), "keys": {k: [v["dtype"], 
     const again = await loadLoraWithHeads(dir);
     const reloaded = (await again.forward(probe, { returnPreds: true })).predsByHead!.get('cls')!;
     expect(sameBits(before.data, reloaded.data)).toBe(true);
-    m.mergeAndUnload();
+    await m.mergeAndUnload();
     expect(m.lora).toBeNull();
     const merged = (await m.forward(probe, { returnPreds: true })).predsByHead!.get('cls')!;
     // W + B A s rounded once per weight instead of two products added at run time: a few eps per layer (measured 3.4e-7)
@@ -112,7 +112,7 @@ print(json.dumps({"meta": h.pop("__metadata__", None), "keys": {k: [v["dtype"], 
 describe('LoRA biases', () => {
   it("bias 'lora_only' trains the wrapped modules' biases, saves them in the adapter file and reloads exactly", async () => {
     const m = await createHeadedQLoRA(fixture('tiny-gpt2.pt'), { heads: [cls], seed: 6, lora: { r: 4, alpha: 8, bias: 'lora_only', targetModules: ['c_attn'] } });
-    m.configureOptimizer({ lr: 5e-2 });
+    await m.configureOptimizer({ lr: 5e-2 });
     await m.trainStep({ input_ids: [[5, 6, 7, 8], [9, 10, 11, 100]], cls: [1, 0] });
     await m.optimizerStep(5e-2);
     const dir = tmp();
@@ -137,12 +137,12 @@ describe('gradient checkpointing', () => {
           setup === 'qlora'
             ? await createHeadedQLoRA(fixture('tiny-llama.pt'), { heads: [cls], seed: 2, lora: { r: 4, alpha: 8 }, quantization: { bits: 4 }, gradientCheckpointing })
             : await loadHeaded(fixture('tiny-gpt2.pt'), { heads: [cls], seed: 2, freezeBaseModel: false, gradientCheckpointing });
-        m.configureOptimizer({ lr: 1e-2 });
+        await m.configureOptimizer({ lr: 1e-2 });
         for (let i = 0; i < 2; i++) {
           await m.trainStep(setup === 'qlora' ? batch : { input_ids: [[5, 6, 7, 8], [9, 10, 11, 100]], cls: [1, 0] });
           await m.optimizerStep(1e-2);
         }
-        const w = setup === 'qlora' ? m.loraWeights() : m.headWeights('cls');
+        const w = setup === 'qlora' ? (await m.loraWeights()) : (await m.headWeights('cls'));
         const h = (await m.hookedHiddenStates({ input_ids: [[1, 2, 3]] })).get(m.hookedLayers[0]!)!;
         m.dispose();
         return { w, h };

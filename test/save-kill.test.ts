@@ -170,7 +170,7 @@ describe('a folder save killed with SIGKILL leaves exactly the old or the new sa
         expect(readdirSync(c).sort()).toEqual(['head_configs.json', 'only_a.safetensors', 'optimizer.pt', 'shape.safetensors', 'trainable.pt', 'trainer_state.json']);
         expect(JSON.parse(readFileSync(join(c, 'trainer_state.json'), 'utf8')).global_step).toBe(s);
         await model.loadTrainableState(join(c, 'trainable.pt'));
-        model.configureOptimizer({ lr: 1e-3 });
+        await model.configureOptimizer({ lr: 1e-3 });
         await model.loadOptimizerState(join(c, 'optimizer.pt'));
         (await loadHeaded(fixture('tiny-gpt2.pt'), { headFolder: c, onlyInference: true })).dispose();
       }

@@ -77,7 +77,7 @@ describe('training', () => {
         callbacks: { onStepEnd: () => void blocks.push(model.blocksRun) },
       });
       const res = await trainer.train();
-      const w = [...model.headWeights('has7'), ...model.headWeights('ends7')];
+      const w = [...(await model.headWeights('has7')), ...(await model.headWeights('ends7'))];
       model.dispose();
       return { res, w, blocks };
     };
@@ -104,7 +104,7 @@ describe('training', () => {
         trainDataset: ds,
         dataCollator: collator,
       }).train();
-      const w = model.headWeights('ends7');
+      const w = await model.headWeights('ends7');
       model.dispose();
       return w;
     };
@@ -134,9 +134,9 @@ describe('training', () => {
     for (const blockGradients of [true, false]) {
       const model = await loadHeaded(fixture('tiny-gpt2.pt'), { heads: [{ ...seqHead, blockGradients }], freezeBaseModel: false });
       await model.trainStep(batch);
-      expect(model.headGradients('ends7').length).toBe(1);
-      if (blockGradients) expect(model.backboneGradNorm()).toBe(0);
-      else expect(model.backboneGradNorm()).toBeGreaterThan(0);
+      expect((await model.headGradients('ends7')).length).toBe(1);
+      if (blockGradients) expect(await model.backboneGradNorm()).toBe(0);
+      else expect(await model.backboneGradNorm()).toBeGreaterThan(0);
       model.dispose();
     }
   });
@@ -179,8 +179,8 @@ describe('training', () => {
     const resumed = await loadHeaded(fixture('tiny-gpt2.pt'), { heads: [seqHead], seed: 999 });
     const res2 = await new Trainer(resumed, { ...args, outputDir: out, resumeFromCheckpoint: true }, { trainDataset: ds, dataCollator: collator }).train();
     expect(res2.globalStep).toBe(4);
-    const a = full.headWeights('ends7');
-    const b = resumed.headWeights('ends7');
+    const a = await full.headWeights('ends7');
+    const b = await resumed.headWeights('ends7');
     // Weights and optimizer state are restored bit for bit and the same steps run again: measured bit-identical.
     a.forEach((t, i) => expectRel(relDiff(b[i]!, t), 8 * F32_EPS, t.key));
     for (const m of [full, first, resumed]) m.dispose();
@@ -197,7 +197,7 @@ describe('save and load', () => {
     ];
     const model = await loadHeaded(fixture('tiny-gpt2.pt'), { heads, seed: 3 });
     await model.trainStep({ input_ids: [[1, 2, 3]], mlp: [[0, 1, 2]], ends7: [1] });
-    model.configureOptimizer({ lr: 0.1 });
+    await model.configureOptimizer({ lr: 0.1 });
     await model.optimizerStep(0.1);
     const dir = tmp();
     await model.save(dir);
@@ -234,7 +234,7 @@ print(json.dumps(out))`;
     expect(res.mlp['lins.0.weight'].slice(0, 2)).toEqual(['F32', [16, 64]]);
     expect(res.mlp['lins.2.weight'].slice(0, 2)).toEqual(['F32', [3, 16]]);
     expect(Object.keys(res.ends7)).toEqual(['lins.0.weight']);
-    const ours = model.headWeights('mlp').find((t) => t.key === 'lins.1.weight')!;
+    const ours = (await model.headWeights('mlp')).find((t) => t.key === 'lins.1.weight')!;
     // torch's float32 sum against a double sum: at most n eps of the sum of the magnitudes (n = 256 terms).
     expect(sumRelErr(res.mlp['lins.1.weight'][2], ours.data.reduce((a, b) => a + b, 0), ours.data)).toBeLessThanOrEqual(ours.data.length * F32_EPS);
     expect(res.configs[0]).toEqual(['name', 'in_size', 'num_outputs', 'layer_hook', 'hidden_size', 'num_layers', 'output_activation', 'target', 'is_causal_lm', 'pred_for_sequence', 'is_regression', 'output_bias', 'loss_fct', 'trainable', 'loss_weight', 'ignore_pads', 'block_gradients']);

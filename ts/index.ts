@@ -3,7 +3,8 @@
 export { ERROR_CODES, TransformerHeadsError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 
-export { runtimeInfo, setNumThreads } from './native/index.js';
+export { runtimeInfo, setNumThreads, threadCounts } from './native/index.js';
+export type { RuntimeInfo, ThreadCounts } from './native/index.js';
 export type { Batch, IntTensor, Tensor, TokenInput } from './native/index.js';
 
 export { decodeSafetensors, downloadModel, encodeSafetensors, hubCacheDir, loadTokenizer, readModelConfig, readSafetensors, resolveModel, Tokenizer } from './io/index.js';

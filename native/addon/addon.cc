@@ -1,13 +1,15 @@
 // The Node module: registers the classes and free functions of the binding. The binding is thin: it converts JS
-// values to core types on the main thread (convert.h), runs every long operation off the event loop (workers.h) and
-// turns each C++ exception into a JS Error with a `code` (common.h). No model logic lives here; one file per class:
-// backbone.cc (NativeBackbone), headed.cc (NativeHeadedModel), generator.cc (NativeGenerator), torchscript.cc.
+// values to core types on the main thread (convert.h), runs every call that touches a tensor on the compute thread
+// of its device (workers.h, core/executor.h) and turns each C++ exception into a JS Error with a `code` (common.h).
+// No model logic lives here; one file per class: backbone.cc (NativeBackbone), headed.cc (NativeHeadedModel),
+// generator.cc (NativeGenerator), torchscript.cc. allocator.cc configures glibc's allocator when the addon loads.
 #include <napi.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -15,8 +17,10 @@
 #include "common.h"
 #include "core/config.h"
 #include "core/device.h"
+#include "core/executor.h"
 #include "generator.h"
 #include "headed.h"
+#include "allocator.h"
 #include "torchscript.h"
 #include "workers.h"
 
@@ -35,33 +39,83 @@ namespace {
 
 using namespace th::addon;
 
+th::Executor& cpu_executor() { return th::compute_executor(torch::Device(torch::kCPU)); }
+
+// setNumThreads(n) -> Promise<void>. OpenMP keeps the intra-op count per thread, so the setting runs on the compute
+// threads, in order with the work posted before it: the CPU thread first (its failure rejects), then every other
+// compute thread started so far; threads started later take the count in their init (executor.cpp).
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw_error(env, "ERR_TH_ARG", "setNumThreads(n): n must be a number");
   const int n = info[0].As<Napi::Number>().Int32Value();
-  sync_call(env, [&] { th::set_num_threads(n); return 0; });
-  return env.Undefined();
+  th::Executor* cpu = &cpu_executor();
+  return queue_void(env, *cpu, [n, cpu]() {
+    th::set_num_threads(n);
+    th::post_to_all_compute([n, cpu]() {
+      if (!cpu->on_this_thread()) th::set_num_threads(n);
+    });
+  });
 }
 
+// The process's OS threads (Linux: /proc/self/status "Threads:"); -1 where the system does not say.
+int os_threads() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("Threads:", 0) == 0) {
+      try {
+        return std::stoi(line.substr(8));
+      } catch (...) {
+        return -1;
+      }
+    }
+  }
+  return -1;
+}
+
+struct Runtime {
+  bool cuda = false;
+  int64_t cuda_devices = 0;
+  int intra_op = 0;
+};
+
+// runtimeInfo() -> Promise<{ torchVersion, cudaAvailable, cudaDeviceCount, numThreads, computeThreads, osThreads,
+// malloc }>. On the CPU compute thread: probing CUDA may load the CUDA libraries (seconds), and the intra-op count is
+// the compute thread's own (OpenMP's per-thread setting). The OS thread count is read when the Promise settles.
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("torchVersion", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
-                            std::to_string(TORCH_VERSION_PATCH));
-  o.Set("cudaAvailable", Napi::Boolean::New(env, torch::cuda::is_available()));
-  o.Set("cudaDeviceCount", Napi::Number::New(env, static_cast<double>(torch::cuda::is_available() ? torch::cuda::device_count() : 0)));
-  o.Set("numThreads", Napi::Number::New(env, th::num_threads()));
-  return o;
+  return queue_work(
+      env, cpu_executor(),
+      []() {
+        Runtime r;
+        r.cuda = torch::cuda::is_available();
+        r.cuda_devices = r.cuda ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+        r.intra_op = th::num_threads();
+        return r;
+      },
+      [](Napi::Env env, const Runtime& r) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("torchVersion", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                                  std::to_string(TORCH_VERSION_PATCH));
+        o.Set("cudaAvailable", Napi::Boolean::New(env, r.cuda));
+        o.Set("cudaDeviceCount", Napi::Number::New(env, static_cast<double>(r.cuda_devices)));
+        o.Set("numThreads", Napi::Number::New(env, r.intra_op));
+        o.Set("computeThreads", Napi::Number::New(env, th::compute_threads()));
+        o.Set("osThreads", Napi::Number::New(env, os_threads()));
+        o.Set("malloc", malloc_settings_to_js(env));
+        return o;
+      });
 }
 
 // parseModelConfig(text) -> Promise<string>: config.json text checked by the core's parse_config (the loader's own
-// validation) and returned as its normalized camelCase fields (config_to_json), or rejected with ERR_TH_CONFIG.
+// validation) and returned as its normalized camelCase fields (config_to_json), or rejected with ERR_TH_CONFIG. On the
+// CPU compute thread like every other native call that may take time (a config can be large); no tensor is touched.
 Napi::Value ParseModelConfig(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "ERR_TH_ARG", "parseModelConfig(text): text must be a string");
   std::string text = info[0].As<Napi::String>();
   return queue_work(
-      env, "th:parse-model-config", [text = std::move(text)]() { return th::config_to_json(th::parse_config(text)); },
+      env, cpu_executor(), [text = std::move(text)]() { return th::config_to_json(th::parse_config(text)); },
       [](Napi::Env env, const std::string& json) { return Napi::String::New(env, json); });
 }
 
@@ -92,12 +146,13 @@ Napi::Value ExchangePaths(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  th::init_threads();
+  configure_malloc();  // once per process, before the first tensor
   auto* data = new AddonData();
   data->backbone_ctor = Napi::Persistent(BackboneWrap::Define(env));
   data->torchscript_ctor = Napi::Persistent(TorchScriptWrap::Define(env));
   data->headed_ctor = Napi::Persistent(HeadedWrap::Define(env));
   data->generator_ctor = Napi::Persistent(GeneratorWrap::Define(env));
+  data->bridge = std::make_shared<Bridge>(env);
   env.SetInstanceData<AddonData>(data);
   exports.Set("loadBackbone", Napi::Function::New<LoadBackbone>(env, "loadBackbone"));
   exports.Set("loadHeaded", Napi::Function::New<LoadHeaded>(env, "loadHeaded"));

@@ -2,6 +2,7 @@
 // feature extraction, saving a merged model's weights).
 #include "backbone.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +25,7 @@ Napi::Function BackboneWrap::Define(Napi::Env env) {
 
 BackboneWrap::BackboneWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BackboneWrap>(info) {
   model_ = from_external<th::Backbone>(info, "NativeBackbone cannot be constructed directly; use loadBackbone()");
+  ex_ = &th::compute_executor(model_->device());
   external_bytes_ = model_->parameter_bytes();
   adjust(info.Env(), external_bytes_);
 }
@@ -36,7 +38,7 @@ Napi::Value BackboneWrap::Create(Napi::Env env, std::shared_ptr<th::Backbone> mo
 
 void BackboneWrap::release(Napi::Env env) {
   if (!model_) return;
-  model_.reset();  // in-flight workers keep their own reference; the weights go when the last one finishes
+  release_on(*ex_, model_);  // freed on the compute thread, after the calls already posted
   adjust(env, -external_bytes_);
   external_bytes_ = 0;
 }
@@ -52,8 +54,9 @@ Napi::Value BackboneWrap::Forward(const Napi::CallbackInfo& info) {
   auto model = live(env);
   if (info.Length() < 6) throw_error(env, "ERR_TH_ARG", "forward(ids, shape, mask, maskShape, layers, logits)");
   th::ForwardRequest req;
-  req.input_ids = tokens_from_js(info[0], info[1], "input_ids");
-  if (!info[2].IsNull() && !info[2].IsUndefined()) req.attention_mask = tokens_from_js(info[2], info[3], "attention_mask");
+  HostArray ids = tokens_from_js(info[0], info[1], "input_ids");
+  std::optional<HostArray> mask;
+  if (!info[2].IsNull() && !info[2].IsUndefined()) mask = tokens_from_js(info[2], info[3], "attention_mask");
   if (!info[4].IsArray()) throw_error(env, "ERR_TH_ARG", "layers must be an array of integers");
   Napi::Array layers = info[4].As<Napi::Array>();
   for (uint32_t i = 0; i < layers.Length(); ++i) {
@@ -66,12 +69,13 @@ Napi::Value BackboneWrap::Forward(const Napi::CallbackInfo& info) {
   req.logits = info[5].ToBoolean().Value();
 
   return queue_work(
-      env, "th:forward",
-      [model = std::move(model), req = std::move(req)]() {
+      env, *ex_,
+      [model = std::move(model), ids = std::move(ids), mask = std::move(mask), req = std::move(req)]() mutable {
+        req.input_ids = ids.tensor();
+        if (mask) req.attention_mask = mask->tensor();
         th::ForwardResult res = model->forward(req);
-        // Convert on the worker thread so the main thread only wraps memory.
-        for (auto& h : res.hidden_states) h.second = h.second.to(torch::kCPU, torch::kFloat32).contiguous();
-        if (res.logits.defined()) res.logits = res.logits.to(torch::kCPU, torch::kFloat32).contiguous();
+        for (auto& h : res.hidden_states) h.second = prepare_f32(h.second);
+        if (res.logits.defined()) res.logits = prepare_f32(res.logits);
         return res;
       },
       [](Napi::Env env, const th::ForwardResult& res) {
@@ -94,7 +98,7 @@ Napi::Value BackboneWrap::StateDict(const Napi::CallbackInfo& info) {
   auto model = live(env);
   using Named = std::vector<std::pair<std::string, torch::Tensor>>;
   return queue_work(
-      env, "th:state-dict", [model = std::move(model)]() { return model->hf_state_dict(); },
+      env, *ex_, [model = std::move(model)]() { return prepare_f32(model->hf_state_dict()); },
       [](Napi::Env env, const Named& state) { return named_tensors_to_js(env, state, "key"); });
 }
 
@@ -133,8 +137,9 @@ Napi::Value LoadBackbone(const Napi::CallbackInfo& info) {
     if (o.Has("dtype") && o.Get("dtype").IsString()) opts.dtype = o.Get("dtype").As<Napi::String>();
   }
   std::string path = info[0].As<Napi::String>();
+  th::Executor& ex = th::compute_executor(opts.device);
   return queue_work(
-      env, "th:load", [path = std::move(path), opts = std::move(opts)]() { return th::load_backbone(path, opts); },
+      env, ex, [path = std::move(path), opts = std::move(opts)]() { return th::load_backbone(path, opts); },
       [](Napi::Env env, std::shared_ptr<th::Backbone>& model) { return BackboneWrap::Create(env, std::move(model)); });
 }
 

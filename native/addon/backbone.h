@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/backbone.h"
+#include "core/executor.h"
 
 namespace th::addon {
 
@@ -26,6 +27,7 @@ class BackboneWrap : public Napi::ObjectWrap<BackboneWrap> {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::shared_ptr<th::Backbone> model_;
+  th::Executor* ex_ = nullptr;  // the compute thread of the model's device
   int64_t external_bytes_ = 0;
 };
 
@@ -33,6 +35,8 @@ class BackboneWrap : public Napi::ObjectWrap<BackboneWrap> {
 Napi::Value LoadBackbone(const Napi::CallbackInfo& info);
 
 // What info() reports about any backbone (NativeHeadedModel's info() starts with the same fields).
+// The facts of a backbone that info() reports and that never change after loading (config and tokenizer JSON, device,
+// dtype, layers), plus the atomic count of blocks run: read on the main thread, touching no tensor.
 Napi::Object backbone_info(Napi::Env env, const th::Backbone& model);
 
 }  // namespace th::addon

@@ -16,12 +16,15 @@
 
 namespace th::addon {
 
+class Bridge;  // workers.h
+
 // Set once by Init (addon.cc) with Napi::Env::SetInstanceData: one per environment (main thread, each worker_thread).
 struct AddonData {
   Napi::FunctionReference backbone_ctor;
   Napi::FunctionReference torchscript_ctor;
   Napi::FunctionReference headed_ctor;
   Napi::FunctionReference generator_ctor;
+  std::shared_ptr<Bridge> bridge;  // this environment's end of the compute threads' results
 };
 
 struct Failure {
@@ -68,7 +71,8 @@ std::shared_ptr<T> from_external(const Napi::CallbackInfo& info, const std::stri
   return *info[0].As<Napi::External<std::shared_ptr<T>>>().Data();
 }
 
-// Runs synchronous core calls from a JS method, rethrowing failures as JS errors.
+// Runs a synchronous call from a JS method on the main thread, rethrowing failures as JS errors. Only for work that
+// touches no tensor (parsing an option); everything else goes through queue_work (workers.h).
 template <typename Fn>
 auto sync_call(Napi::Env env, Fn&& fn) -> decltype(fn()) {
   Failure f;

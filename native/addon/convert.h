@@ -1,12 +1,16 @@
 // Values across the boundary. Inputs (token ids, labels, hidden states, head weights) are copied out of JS memory on
-// the main thread, so a worker never touches memory the caller could change or free meanwhile; outputs go back as
-// { data, shape } objects whose Buffer borrows the tensor's memory where the runtime allows it.
+// the main thread with memcpy into HostArrays, so the compute thread never touches memory the caller could change or
+// free meanwhile, and the main thread runs no libtorch kernel (a conversion there would start an OpenMP team on the
+// main thread); HostArray::tensor() makes the tensor on the compute thread. Outputs go back as { data, shape }
+// objects whose Buffer borrows the tensor's memory where the runtime allows it; the compute thread prepares them
+// (prepare_f32 / prepare_i32) so that the main thread only wraps memory.
 #pragma once
 
 #include <napi.h>
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -18,17 +22,29 @@
 
 namespace th::addon {
 
-// (data: typed array, shape: number[]) -> a tensor: int64 from Int32Array / BigInt64Array, float32 from Float32Array /
-// Float64Array when `allow_float`. `what` names the argument in error messages.
-torch::Tensor tensor_from_js(const Napi::Value& data, const Napi::Value& shape_v, const std::string& what_s, bool allow_float);
-// input_ids / attention_mask: (Int32Array | BigInt64Array, shape [B, T]).
-torch::Tensor tokens_from_js(const Napi::Value& data, const Napi::Value& shape_v, const char* what);
+// A typed array's bytes, copied on the main thread, with its shape and element type.
+struct HostArray {
+  std::shared_ptr<void> bytes;  // malloc'd
+  std::vector<int64_t> shape;
+  torch::ScalarType type = torch::kFloat32;  // kInt, kLong, kFloat or kDouble: as the JS array was
+  // On the compute thread: integers as int64, floats as float32 (what the core takes).
+  torch::Tensor tensor() const;
+};
 
-// [{ <key>: string|number, data, shape }] -> (key, tensor) pairs, for labels, cached hidden states and head weights.
+// (data: typed array, shape: number[]) -> a HostArray: Int32Array / BigInt64Array, and Float32Array / Float64Array
+// when `allow_float`. `what` names the argument in error messages.
+HostArray host_from_js(const Napi::Value& data, const Napi::Value& shape_v, const std::string& what_s, bool allow_float);
+// input_ids / attention_mask: (Int32Array | BigInt64Array, shape [B, T]).
+HostArray tokens_from_js(const Napi::Value& data, const Napi::Value& shape_v, const char* what);
+
 template <typename Key>
-std::vector<std::pair<Key, torch::Tensor>> tensor_list_from_js(const Napi::Value& v, const char* key, const char* what) {
+using HostList = std::vector<std::pair<Key, HostArray>>;
+
+// [{ <key>: string|number, data, shape }] -> (key, array) pairs, for labels, cached hidden states and head weights.
+template <typename Key>
+HostList<Key> host_list_from_js(const Napi::Value& v, const char* key, const char* what) {
   Napi::Env env = v.Env();
-  std::vector<std::pair<Key, torch::Tensor>> out;
+  HostList<Key> out;
   if (v.IsNull() || v.IsUndefined()) return out;
   if (!v.IsArray()) throw_error(env, "ERR_TH_ARG", std::string(what) + " must be an array");
   Napi::Array a = v.As<Napi::Array>();
@@ -43,26 +59,43 @@ std::vector<std::pair<Key, torch::Tensor>> tensor_list_from_js(const Napi::Value
       k = static_cast<Key>(o.Get(key).ToNumber().Int64Value());
     }
     std::string label = std::string(what) + " '" + o.Get(key).ToString().Utf8Value() + "'";
-    out.emplace_back(k, tensor_from_js(o.Get("data"), o.Get("shape"), label, /*allow_float=*/true));
+    out.emplace_back(k, host_from_js(o.Get("data"), o.Get("shape"), label, /*allow_float=*/true));
   }
   return out;
 }
 
-// A tensor handed to JS: float32, contiguous, on the CPU. The JS Buffer borrows its memory (no copy) where the
-// runtime allows external buffers, and NewOrCopy copies where it does not (Electron's memory cage).
+// On the compute thread: a tensor ready to be wrapped for JS (float32, or int32 for token ids; contiguous; CPU).
+torch::Tensor prepare_f32(const torch::Tensor& t);
+torch::Tensor prepare_i32(const torch::Tensor& t);
+using Named = std::vector<std::pair<std::string, torch::Tensor>>;
+Named prepare_f32(Named ts);
+// Scalar tensors (losses by head) read as numbers, on the compute thread.
+std::vector<std::pair<std::string, double>> scalars(const Named& ts);
+
+// A prepared float32 tensor handed to JS. The JS Buffer borrows its memory (no copy) where the runtime allows
+// external buffers, and NewOrCopy copies where it does not (Electron's memory cage).
 Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& t);
-// Token ids cross as an Int32Array (float32 would round ids above 2^24) with their shape.
+// Token ids (prepared int32) cross as an Int32Array (float32 would round ids above 2^24) with their shape.
 Napi::Object ints_to_js(Napi::Env env, const torch::Tensor& t);
-// [{ <key>: name, data, shape }], for state dicts, head outputs and hidden states.
-Napi::Array named_tensors_to_js(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& ts, const char* key);
-// [[name, number]] from scalar tensors (losses by head).
-Napi::Array scalars_to_js(Napi::Env env, const std::vector<std::pair<std::string, torch::Tensor>>& ts);
+// [{ <key>: name, data, shape }], for state dicts, head outputs and hidden states (prepared float32 tensors).
+Napi::Array named_tensors_to_js(Napi::Env env, const Named& ts, const char* key);
+// [[name, number]] (losses by head).
+Napi::Array scalars_to_js(Napi::Env env, const std::vector<std::pair<std::string, double>>& ts);
 
 // The arguments every batch-taking call shares: ids, shape, mask, maskShape, labels, hidden.
 struct BatchArgs {
-  torch::Tensor ids, mask;
-  th::Labels labels;
-  std::optional<th::HiddenMap> hidden;
+  HostArray ids;
+  std::optional<HostArray> mask;
+  HostList<std::string> labels;
+  std::optional<HostList<int64_t>> hidden;
+
+  // The core's inputs, made on the compute thread.
+  struct Tensors {
+    torch::Tensor ids, mask;  // mask undefined when not given
+    th::Labels labels;
+    std::optional<th::HiddenMap> hidden;
+  };
+  Tensors tensors() const;
 };
 // Reads ids, shape, mask, maskShape from info[0..3], labels from info[labels_at] and cached hidden states from
 // info[hidden_at] when present (an index past the arguments means the call takes none).

@@ -1,6 +1,7 @@
-// NativeHeadedModel and loadHeaded() (see headed.h). Long calls (forward, training and optimizer steps, files, hidden
-// states, backbone weights) return Promises through queue_work; the others (tensor snapshots and loads, optimizer
-// settings, merging LoRA, info, creating a generator) run on the main thread through sync_call.
+// NativeHeadedModel and loadHeaded() (see headed.h). Every call that touches a tensor returns a Promise and runs on the
+// compute thread of the model's device through queue_work (forward, training and optimizer steps, optimizer
+// settings, files, hidden states, weights in and out, merging LoRA, creating a generator); info() reads facts fixed at
+// load and the snapshot (HeadedFacts) the compute thread leaves after load and merge.
 #include "headed.h"
 
 #include <utility>
@@ -16,30 +17,58 @@
 namespace th::addon {
 namespace {
 
-using Named = HeadedWrap::Named;
+// A forward's or training step's result, read out on the compute thread (item() is a libtorch call).
+struct OutputData {
+  double loss = 0;
+  std::vector<std::pair<std::string, double>> by_head, adapted_by_head;
+  Named preds;
+};
 
-Napi::Object output_to_js(Napi::Env env, const th::HeadedOutput& o) {
+OutputData output_data(const th::HeadedOutput& o) {
+  OutputData d;
+  d.loss = o.loss.item<double>();
+  d.by_head = scalars(o.loss_by_head);
+  d.adapted_by_head = scalars(o.adapted_loss_by_head);
+  d.preds = prepare_f32(o.preds_by_head);
+  return d;
+}
+
+Napi::Object output_to_js(Napi::Env env, const OutputData& o) {
   Napi::Object r = Napi::Object::New(env);
-  r.Set("loss", Napi::Number::New(env, o.loss.item<double>()));
-  r.Set("lossByHead", scalars_to_js(env, o.loss_by_head));
-  r.Set("adaptedLossByHead", scalars_to_js(env, o.adapted_loss_by_head));
-  r.Set("preds", named_tensors_to_js(env, o.preds_by_head, "name"));
+  r.Set("loss", Napi::Number::New(env, o.loss));
+  r.Set("lossByHead", scalars_to_js(env, o.by_head));
+  r.Set("adaptedLossByHead", scalars_to_js(env, o.adapted_by_head));
+  r.Set("preds", named_tensors_to_js(env, o.preds, "name"));
   return r;
 }
 
-// Snapshots of named tensors as float32 JS tensors keyed by "key".
-Napi::Value named_to_js(Napi::Env env, Named s) {
-  for (auto& [k, t] : s) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
-  return named_tensors_to_js(env, s, "key");
-}
+Napi::Value named_to_js(Napi::Env env, const Named& n) { return named_tensors_to_js(env, n, "key"); }
 
-std::map<std::string, torch::Tensor> named_from_js(const Napi::Value& v, const char* what) {
+std::map<std::string, torch::Tensor> named_tensors(const HostList<std::string>& list) {
   std::map<std::string, torch::Tensor> st;
-  for (auto& [k, t] : tensor_list_from_js<std::string>(v, "key", what)) st[k] = t;
+  for (const auto& [k, a] : list) st[k] = a.tensor();
   return st;
 }
 
 }  // namespace
+
+HeadedFacts facts_of(th::HeadedModel& m) {
+  HeadedFacts f;
+  th::Backbone& bb = m.backbone();
+  f.trainable = m.trainable_parameters();
+  f.total = m.total_parameters();
+  f.parameter_bytes = bb.parameter_bytes();
+  f.head_bytes = m.head_bytes();
+  const auto fp = bb.footprint();
+  f.dense = fp.dense;
+  f.quantized = fp.quantized;
+  f.lora = fp.lora;
+  f.needs_grad = m.backbone_needs_grad();
+  f.is_quantized = bb.is_quantized();
+  for (th::Linear* l : bb.linears()) if (l->quantized()) f.quantized_parameters += l->in * l->out;
+  f.hooked = m.hooked_layers();
+  return f;
+}
 
 Napi::Function HeadedWrap::Define(Napi::Env env) {
   return DefineClass(env, "NativeHeadedModel",
@@ -69,19 +98,23 @@ Napi::Function HeadedWrap::Define(Napi::Env env) {
 
 HeadedWrap::HeadedWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<HeadedWrap>(info) {
   model_ = from_external<th::HeadedModel>(info, "use loadHeaded()");
-  external_bytes_ = model_->backbone().parameter_bytes();
-  adjust(info.Env(), external_bytes_);
+  ex_ = &th::compute_executor(model_->backbone().device());
 }
 
 HeadedWrap::~HeadedWrap() { release(Env()); }
 
-Napi::Value HeadedWrap::Create(Napi::Env env, std::shared_ptr<th::HeadedModel> m) {
-  return new_instance(env, &AddonData::headed_ctor, std::move(m));
+Napi::Value HeadedWrap::Create(Napi::Env env, std::shared_ptr<th::HeadedModel> m, HeadedFacts facts) {
+  Napi::Value v = new_instance(env, &AddonData::headed_ctor, std::move(m));
+  HeadedWrap* w = HeadedWrap::Unwrap(v.As<Napi::Object>());
+  w->external_bytes_ = facts.parameter_bytes;
+  adjust(env, w->external_bytes_);
+  *w->facts_ = std::move(facts);
+  return v;
 }
 
 void HeadedWrap::release(Napi::Env env) {
   if (!model_) return;
-  model_.reset();
+  release_on(*ex_, model_);  // freed on the compute thread, after the calls already posted
   adjust(env, -external_bytes_);
   external_bytes_ = 0;
 }
@@ -98,13 +131,12 @@ Napi::Value HeadedWrap::Forward(const Napi::CallbackInfo& info) {
   BatchArgs b = batch_from_js(info, 4, 6);
   const bool preds = info[5].ToBoolean().Value();
   return queue_work(
-      env, "th:headed-forward",
+      env, *ex_,
       [m, b = std::move(b), preds]() {
-        auto o = m->forward(b.ids, b.mask, b.labels, preds, b.hidden ? &*b.hidden : nullptr);
-        for (auto& [k, t] : o.preds_by_head) t = t.to(torch::kCPU, torch::kFloat32).contiguous();
-        return o;
+        auto t = b.tensors();
+        return output_data(m->forward(t.ids, t.mask, t.labels, preds, t.hidden ? &*t.hidden : nullptr));
       },
-      [](Napi::Env env, const th::HeadedOutput& o) { return output_to_js(env, o); });
+      [](Napi::Env env, const OutputData& o) { return output_to_js(env, o); });
 }
 
 // trainStep(ids, shape, mask, maskShape, labels, scale, hidden)
@@ -114,8 +146,12 @@ Napi::Value HeadedWrap::TrainStep(const Napi::CallbackInfo& info) {
   BatchArgs b = batch_from_js(info, 4, 6);
   const double scale = info[5].IsNumber() ? info[5].As<Napi::Number>().DoubleValue() : 1.0;
   return queue_work(
-      env, "th:train-step", [m, b = std::move(b), scale]() { return m->train_step(b.ids, b.mask, b.labels, scale, b.hidden ? &*b.hidden : nullptr); },
-      [](Napi::Env env, const th::HeadedOutput& o) { return output_to_js(env, o); });
+      env, *ex_,
+      [m, b = std::move(b), scale]() {
+        auto t = b.tensors();
+        return output_data(m->train_step(t.ids, t.mask, t.labels, scale, t.hidden ? &*t.hidden : nullptr));
+      },
+      [](Napi::Env env, const OutputData& o) { return output_to_js(env, o); });
 }
 
 Napi::Value HeadedWrap::OptimizerStep(const Napi::CallbackInfo& info) {
@@ -124,10 +160,10 @@ Napi::Value HeadedWrap::OptimizerStep(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) throw_error(env, "ERR_TH_ARG", "optimizerStep(lr): lr must be a number");
   const double lr = info[0].As<Napi::Number>().DoubleValue();
   return queue_work(
-      env, "th:optimizer-step", [m, lr]() { return m->optimizer_step(lr); },
-      [](Napi::Env env, double norm) { return Napi::Number::New(env, norm); });
+      env, *ex_, [m, lr]() { return m->optimizer_step(lr); }, [](Napi::Env env, double norm) { return Napi::Number::New(env, norm); });
 }
 
+// configureOptimizer(options) -> Promise<void>: in order with the steps around it.
 Napi::Value HeadedWrap::ConfigureOptimizer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
@@ -143,19 +179,17 @@ Napi::Value HeadedWrap::ConfigureOptimizer(const Napi::CallbackInfo& info) {
   num("beta2", opt.beta2);
   num("eps", opt.eps);
   num("maxGradNorm", opt.max_grad_norm);
-  sync_call(env, [&] { m->configure_optimizer(opt); return 0; });
-  return env.Undefined();
+  return queue_void(env, *ex_, [m, opt]() { m->configure_optimizer(opt); });
 }
 
-// saveOptimizer / loadOptimizer / saveTrainable / loadTrainable: a file path in, nothing out, off the event loop.
+// saveOptimizer / loadOptimizer / saveTrainable / loadTrainable: a file path in, nothing out.
 template <void (th::HeadedModel::*Op)(const std::string&)>
 Napi::Value HeadedWrap::PathCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
   if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "ERR_TH_ARG", "expected a file path");
   std::string path = info[0].As<Napi::String>();
-  return queue_work(
-      env, "th:file", [m, path]() { ((*m).*Op)(path); return 0; }, [](Napi::Env env, int) { return env.Undefined(); });
+  return queue_void(env, *ex_, [m, path]() { ((*m).*Op)(path); });
 }
 
 Napi::Value HeadedWrap::HookedHidden(const Napi::CallbackInfo& info) {
@@ -163,100 +197,105 @@ Napi::Value HeadedWrap::HookedHidden(const Napi::CallbackInfo& info) {
   auto m = live(env);
   BatchArgs b = batch_from_js(info, 99, 99);
   return queue_work(
-      env, "th:hooked-hidden",
+      env, *ex_,
       [m, b = std::move(b)]() {
+        auto t = b.tensors();
         Named out;
-        for (auto& [l, t] : m->hooked_hidden(b.ids, b.mask)) out.emplace_back(std::to_string(l), t.to(torch::kCPU, torch::kFloat32).contiguous());
+        for (auto& [l, h] : m->hooked_hidden(t.ids, t.mask)) out.emplace_back(std::to_string(l), prepare_f32(h));
         return out;
       },
       [](Napi::Env env, const Named& n) { return named_tensors_to_js(env, n, "layer"); });
 }
 
-// headState / headGrads (name) -> [{ key, data, shape }]
+// headState / headGrads (name) -> Promise<[{ key, data, shape }]>
 template <Named (th::HeadedModel::*Get)(const std::string&)>
 Napi::Value HeadedWrap::HeadTensors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  const std::string name = info[0].ToString().Utf8Value();
-  return named_to_js(env, sync_call(env, [&] { return ((*m).*Get)(name); }));
+  std::string name = info[0].ToString().Utf8Value();
+  return queue_work(env, *ex_, [m, name]() { return prepare_f32(((*m).*Get)(name)); }, named_to_js);
 }
 
-// loraState / trainedBackboneState () -> [{ key, data, shape }]
+// loraState / trainedBackboneState () -> Promise<[{ key, data, shape }]>
 template <Named (th::HeadedModel::*Get)()>
 Napi::Value HeadedWrap::ModelTensors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  return named_to_js(env, sync_call(env, [&] { return ((*m).*Get)(); }));
+  return queue_work(env, *ex_, [m]() { return prepare_f32(((*m).*Get)()); }, named_to_js);
 }
 
-// loadLoraState / loadBackboneTensors ([{ key, data, shape }])
+// loadLoraState / loadBackboneTensors ([{ key, data, shape }]) -> Promise<void>
 template <void (th::HeadedModel::*Load)(const std::map<std::string, torch::Tensor>&)>
 Napi::Value HeadedWrap::LoadTensors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  auto st = named_from_js(info[0], "tensors");
-  sync_call(env, [&] { ((*m).*Load)(st); return 0; });
-  return env.Undefined();
+  auto list = host_list_from_js<std::string>(info[0], "key", "tensors");
+  return queue_void(env, *ex_, [m, list = std::move(list)]() { ((*m).*Load)(named_tensors(list)); });
 }
 
 Napi::Value HeadedWrap::LoadHeadState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  const std::string name = info[0].ToString().Utf8Value();
-  auto st = named_from_js(info[1], "head tensors");
-  sync_call(env, [&] { m->load_head_state(name, st); return 0; });
-  return env.Undefined();
+  std::string name = info[0].ToString().Utf8Value();
+  auto list = host_list_from_js<std::string>(info[1], "key", "head tensors");
+  return queue_void(env, *ex_, [m, name, list = std::move(list)]() { m->load_head_state(name, named_tensors(list)); });
 }
 
+// mergeLora() -> Promise<void>; info() reports the merged model once it resolves.
 Napi::Value HeadedWrap::MergeLora(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  sync_call(env, [&] { m->merge_lora(); return 0; });
-  return env.Undefined();
+  return queue_work(
+      env, *ex_,
+      [m]() {
+        m->merge_lora();
+        return facts_of(*m);
+      },
+      [facts = facts_](Napi::Env env, HeadedFacts& f) {
+        *facts = std::move(f);
+        return env.Undefined();
+      });
 }
 
 // backboneState() -> Promise<[{ key, data, shape }]>: the backbone's weights by Hugging Face name, for saveBackbone.
 Napi::Value HeadedWrap::BackboneState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  return queue_work(
-      env, "th:backbone-state", [m]() { return m->backbone_state(); },
-      [](Napi::Env env, const Named& n) { return named_tensors_to_js(env, n, "key"); });
+  return queue_work(env, *ex_, [m]() { return prepare_f32(m->backbone_state()); }, named_to_js);
 }
 
 Napi::Value HeadedWrap::BackboneGradNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  return Napi::Number::New(env, sync_call(env, [&] { return m->backbone_grad_norm(); }));
+  return queue_work(
+      env, *ex_, [m]() { return m->backbone_grad_norm(); }, [](Napi::Env env, double n) { return Napi::Number::New(env, n); });
 }
 
 Napi::Value HeadedWrap::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  th::Backbone& bb = m->backbone();
-  Napi::Object o = backbone_info(env, bb);
-  o.Set("trainableParameters", Napi::Number::New(env, static_cast<double>(m->trainable_parameters())));
-  o.Set("totalParameters", Napi::Number::New(env, static_cast<double>(m->total_parameters())));
-  o.Set("backboneNeedsGrad", Napi::Boolean::New(env, m->backbone_needs_grad()));
-  auto fp = bb.footprint();
+  const HeadedFacts& f = *facts_;
+  Napi::Object o = backbone_info(env, m->backbone());
+  o.Set("parameterBytes", Napi::Number::New(env, static_cast<double>(f.parameter_bytes)));
+  o.Set("trainableParameters", Napi::Number::New(env, static_cast<double>(f.trainable)));
+  o.Set("totalParameters", Napi::Number::New(env, static_cast<double>(f.total)));
+  o.Set("backboneNeedsGrad", Napi::Boolean::New(env, f.needs_grad));
   Napi::Object mem = Napi::Object::New(env);
-  mem.Set("dense", Napi::Number::New(env, static_cast<double>(fp.dense)));
-  mem.Set("quantized", Napi::Number::New(env, static_cast<double>(fp.quantized)));
-  mem.Set("lora", Napi::Number::New(env, static_cast<double>(fp.lora)));
-  mem.Set("heads", Napi::Number::New(env, static_cast<double>(m->head_bytes())));
+  mem.Set("dense", Napi::Number::New(env, static_cast<double>(f.dense)));
+  mem.Set("quantized", Napi::Number::New(env, static_cast<double>(f.quantized)));
+  mem.Set("lora", Napi::Number::New(env, static_cast<double>(f.lora)));
+  mem.Set("heads", Napi::Number::New(env, static_cast<double>(f.head_bytes)));
   o.Set("memory", mem);
-  o.Set("quantized", Napi::Boolean::New(env, bb.is_quantized()));
-  int64_t qparams = 0;
-  for (th::Linear* l : bb.linears()) if (l->quantized()) qparams += l->in * l->out;
-  o.Set("quantizedParameters", Napi::Number::New(env, static_cast<double>(qparams)));
-  auto hooks = m->hooked_layers();
-  Napi::Array h = Napi::Array::New(env, hooks.size());
-  for (size_t i = 0; i < hooks.size(); ++i) h.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(hooks[i])));
+  o.Set("quantized", Napi::Boolean::New(env, f.is_quantized));
+  o.Set("quantizedParameters", Napi::Number::New(env, static_cast<double>(f.quantized_parameters)));
+  Napi::Array h = Napi::Array::New(env, f.hooked.size());
+  for (size_t i = 0; i < f.hooked.size(); ++i) h.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(f.hooked[i])));
   o.Set("hookedLayers", h);
   return o;
 }
 
-// generator(ids, shape, mask, maskShape, options): validates and returns a NativeGenerator (no compute yet).
+// generator(ids, shape, mask, maskShape, options) -> Promise<NativeGenerator>: validates on the compute thread (in
+// order with this model's other calls) and computes nothing yet.
 Napi::Value HeadedWrap::Generator(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
@@ -283,12 +322,19 @@ Napi::Value HeadedWrap::Generator(const Napi::CallbackInfo& info) {
   if (o.Get("padTokenId").IsNumber()) go.pad_token_id = o.Get("padTokenId").As<Napi::Number>().Int64Value();
   if (o.Get("useCache").IsBoolean()) go.use_cache = o.Get("useCache").As<Napi::Boolean>().Value();
   const bool keep_logits = o.Get("keepLogits").ToBoolean().Value();
-  auto g = sync_call(env, [&] {
-    auto gen = std::make_shared<th::Generator>(m, b.ids, b.mask, go);
-    gen->set_keep_logits(keep_logits);
-    return gen;
-  });
-  return GeneratorWrap::Create(env, std::move(g));
+  th::Executor* ex = ex_;
+  return queue_work(
+      env, *ex_,
+      [m, b = std::move(b), go, keep_logits]() {
+        auto t = b.tensors();
+        auto gen = std::make_shared<th::Generator>(m, t.ids, t.mask, go);
+        gen->set_keep_logits(keep_logits);
+        GeneratorFacts f = facts_of(*gen);
+        return std::make_pair(std::move(gen), std::move(f));
+      },
+      [ex](Napi::Env env, std::pair<std::shared_ptr<th::Generator>, GeneratorFacts>& r) {
+        return GeneratorWrap::Create(env, std::move(r.first), *ex, std::move(r.second));
+      });
 }
 
 Napi::Value HeadedWrap::Dispose(const Napi::CallbackInfo& info) {
@@ -343,15 +389,20 @@ Napi::Value LoadHeaded(const Napi::CallbackInfo& info) {
     ho.lora = lo2;
   }
   ho.gradient_checkpointing = o.Get("gradientCheckpointing").ToBoolean().Value();
+  th::Executor& ex = th::compute_executor(lo.device);
   if (o.Get("fullyTrainedHeads").IsBoolean()) ho.fully_trained_heads = o.Get("fullyTrainedHeads").As<Napi::Boolean>().Value();
   std::string path = info[0].As<Napi::String>();
   return queue_work(
-      env, "th:load-headed",
+      env, ex,
       [path = std::move(path), lo = std::move(lo), heads = std::move(heads), ho]() {
         auto configs = th::parse_head_configs(heads);
-        return std::make_shared<th::HeadedModel>(th::load_backbone(path, lo), std::move(configs), ho);
+        auto m = std::make_shared<th::HeadedModel>(th::load_backbone(path, lo), std::move(configs), ho);
+        HeadedFacts f = facts_of(*m);
+        return std::make_pair(std::move(m), std::move(f));
       },
-      [](Napi::Env env, std::shared_ptr<th::HeadedModel>& m) { return HeadedWrap::Create(env, std::move(m)); });
+      [](Napi::Env env, std::pair<std::shared_ptr<th::HeadedModel>, HeadedFacts>& r) {
+        return HeadedWrap::Create(env, std::move(r.first), std::move(r.second));
+      });
 }
 
 }  // namespace th::addon

@@ -11,9 +11,21 @@
 #include <utility>
 #include <vector>
 
+#include "core/executor.h"
 #include "core/headed_model.h"
 
 namespace th::addon {
+
+// What info() reports that can change after loading (mergeLora turns adapters and 4-bit weights into dense ones):
+// taken on the compute thread after the calls that may change it, read on the main thread, so that info() touches
+// no tensor while the model computes.
+struct HeadedFacts {
+  int64_t trainable = 0, total = 0, parameter_bytes = 0, head_bytes = 0, quantized_parameters = 0;
+  int64_t dense = 0, quantized = 0, lora = 0;
+  bool needs_grad = false, is_quantized = false;
+  std::vector<int64_t> hooked;
+};
+HeadedFacts facts_of(th::HeadedModel& m);  // on the compute thread
 
 class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
  public:
@@ -22,7 +34,7 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
   static Napi::Function Define(Napi::Env env);
   explicit HeadedWrap(const Napi::CallbackInfo& info);
   ~HeadedWrap() override;
-  static Napi::Value Create(Napi::Env env, std::shared_ptr<th::HeadedModel> m);
+  static Napi::Value Create(Napi::Env env, std::shared_ptr<th::HeadedModel> m, HeadedFacts facts);
 
  private:
   void release(Napi::Env env);
@@ -50,6 +62,8 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::shared_ptr<th::HeadedModel> model_;
+  th::Executor* ex_ = nullptr;  // the compute thread of the model's device
+  std::shared_ptr<HeadedFacts> facts_ = std::make_shared<HeadedFacts>();  // main thread only
   int64_t external_bytes_ = 0;
 };
 

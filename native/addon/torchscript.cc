@@ -1,7 +1,6 @@
 // NativeTorchScript and loadTorchScript() (see torchscript.h).
 #include "torchscript.h"
 
-#include <mutex>
 #include <string>
 #include <utility>
 
@@ -12,12 +11,9 @@
 namespace th::addon {
 namespace {
 
-// One TorchScript forward at a time, whichever module: the oracle needs no concurrency, and serialising it keeps
-// torch::jit's thread safety out of question.
-std::mutex& forward_mutex() {
-  static std::mutex m;
-  return m;
-}
+// TorchScript modules load and run on the CPU: their work goes to the CPU compute thread, which also serialises it
+// (one forward at a time keeps torch::jit's thread safety out of question).
+th::Executor& cpu() { return th::compute_executor(torch::Device(torch::kCPU)); }
 
 }  // namespace
 
@@ -38,13 +34,15 @@ Napi::Value TorchScriptWrap::Create(Napi::Env env, std::shared_ptr<th::TorchScri
 Napi::Value TorchScriptWrap::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!module_) throw_error(env, "ERR_TH_DISPOSED", "this TorchScript module was disposed");
-  torch::Tensor ids = tokens_from_js(info[0], info[1], "input_ids");
-  torch::Tensor mask = tokens_from_js(info[2], info[3], "attention_mask");
+  HostArray ids = tokens_from_js(info[0], info[1], "input_ids");
+  HostArray mask = tokens_from_js(info[2], info[3], "attention_mask");
   return queue_work(
-      env, "th:torchscript",
-      [m = module_, ids, mask]() {
-        std::lock_guard<std::mutex> lock(forward_mutex());
-        return m->forward(ids, mask);
+      env, cpu(),
+      [m = module_, ids = std::move(ids), mask = std::move(mask)]() {
+        auto out = m->forward(ids.tensor(), mask.tensor());
+        out.logits = prepare_f32(out.logits);
+        for (auto& h : out.hidden_states) h = prepare_f32(h);
+        return out;
       },
       [](Napi::Env env, const th::TorchScriptModel::Output& out) {
         Napi::Object o = Napi::Object::New(env);
@@ -56,8 +54,10 @@ Napi::Value TorchScriptWrap::Forward(const Napi::CallbackInfo& info) {
       });
 }
 
+TorchScriptWrap::~TorchScriptWrap() { release_on(cpu(), module_); }
+
 Napi::Value TorchScriptWrap::Dispose(const Napi::CallbackInfo& info) {
-  module_.reset();
+  release_on(cpu(), module_);
   return info.Env().Undefined();
 }
 
@@ -66,7 +66,7 @@ Napi::Value LoadTorchScript(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "ERR_TH_ARG", "loadTorchScript(path): path must be a string");
   std::string path = info[0].As<Napi::String>();
   return queue_work(
-      env, "th:load-torchscript", [path = std::move(path)]() { return std::make_shared<th::TorchScriptModel>(path); },
+      env, cpu(), [path = std::move(path)]() { return std::make_shared<th::TorchScriptModel>(path); },
       [](Napi::Env env, std::shared_ptr<th::TorchScriptModel>& m) { return TorchScriptWrap::Create(env, std::move(m)); });
 }
 

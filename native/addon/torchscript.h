@@ -14,6 +14,7 @@ class TorchScriptWrap : public Napi::ObjectWrap<TorchScriptWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit TorchScriptWrap(const Napi::CallbackInfo& info);
+  ~TorchScriptWrap() override;
   static Napi::Value Create(Napi::Env env, std::shared_ptr<th::TorchScriptModel> m);
 
  private:

@@ -3,7 +3,12 @@
 #include "errors.h"
 
 #include <cstdlib>
+#include <mutex>
 #include <thread>
+
+#if defined(__linux__) || defined(__APPLE__)
+#include <dlfcn.h>
+#endif
 
 namespace th {
 
@@ -60,17 +65,30 @@ std::string torch_message(const c10::Error& e) {
 void set_num_threads(int n) {
   if (n < 1 || n > 1024) throw ValueError("thread count must be between 1 and 1024, got " + std::to_string(n));
   at::set_num_threads(n);
+#if defined(__linux__) || defined(__APPLE__)
+  // A pthreads OpenBLAS (Debian's libopenblas0-pthread) runs matrix products on its own pool, which OpenMP's count
+  // does not reach: without this, setNumThreads(1) still multiplied on every core. Looked up at run time because
+  // the BLAS is whatever libtorch was linked with (MKL, Accelerate, OpenBLAS, or none).
+  using SetBlasThreads = void (*)(int);
+  static const auto set_blas = reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set_blas != nullptr) set_blas(n);
+#endif
 }
 
 int num_threads() { return at::get_num_threads(); }
 
 void init_threads() {
   // libtorch's OpenMP default can be 1 in containers (it counts physical cores through the affinity mask it sees at
-  // start-up); use every core unless the user chose with OMP_NUM_THREADS.
-  if (std::getenv("OMP_NUM_THREADS") == nullptr) {
-    const unsigned n = std::thread::hardware_concurrency();
-    if (n > 0 && static_cast<int>(n) > at::get_num_threads()) at::set_num_threads(static_cast<int>(n));
-  }
+  // start-up); use every core unless the user chose with OMP_NUM_THREADS. Once per process: at::set_num_threads
+  // records the count for the threads that start later (at::init_num_threads applies it there), and a second call
+  // from a new thread would otherwise replace a count set since with set_num_threads.
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (std::getenv("OMP_NUM_THREADS") == nullptr) {
+      const unsigned n = std::thread::hardware_concurrency();
+      if (n > 0 && static_cast<int>(n) > at::get_num_threads()) at::set_num_threads(static_cast<int>(n));
+    }
+  });
 }
 
 }  // namespace th

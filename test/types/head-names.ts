@@ -46,9 +46,9 @@ export async function typedNames(): Promise<void> {
   await model.forward({ input_ids: [[1, 2]], lable: [1] });
 
   // Head weights by name.
-  model.headWeights('score');
+  void model.headWeights('score');
   // @ts-expect-error TS2345 a head the model does not have
-  model.headGradients('scores');
+  void model.headGradients('scores');
   const names: Array<'sentiment' | 'score' | 'lm_head'> = model.heads.map((h) => h.name);
   void names;
 
@@ -103,9 +103,9 @@ export async function typedFriends(): Promise<void> {
   await qlora.forward({ input_ids: [[1]], topics: [2] });
 
   const embedded = await loadEmbeddedModel({ heads: [{ name: 'is_noun', inSize: 128, numOutputs: 2 }] });
-  embedded.headWeights('is_noun');
+  void embedded.headWeights('is_noun');
   // @ts-expect-error TS2345 loadEmbeddedModel types head names too
-  embedded.headWeights('is_verb');
+  void embedded.headWeights('is_verb');
 
   // Without an 'lm_head' the generating head is known only at run time: headOutputs keys are plain strings.
   const customLm = await loadHeaded('model.pt', {
@@ -125,7 +125,7 @@ export async function untypedNames(heads: HeadConfig[], headFolder: string): Pro
   const outA = await a.forward({ input_ids: [[1]], anything: [1] }, { returnPreds: true });
   void outA.lossByHead.whatever;
   outA.predsByHead?.get('whatever');
-  a.headWeights('any-name');
+  void a.headWeights('any-name');
   const b = await loadHeaded('model.pt', { headFolder, extraHeads: [{ name: 'lm_head', inSize: 64, isCausalLm: true }] });
   const gen = await b.generate('x');
   const t: Tensor | undefined = gen.headOutputs.whatever;

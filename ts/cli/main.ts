@@ -89,7 +89,7 @@ export async function main(argv: string[]): Promise<number> {
     const ui = new Ui(Boolean(v.json), Boolean(v.quiet));
     if (v.offline) process.env.HF_HUB_OFFLINE = '1'; // every Hub lookup of this process reads it
     const threads = intFlag(v, 'threads', 1);
-    if (threads !== undefined) setNumThreads(threads);
+    if (threads !== undefined) await setNumThreads(threads);
     return await command.run(v, parsed.positionals, ui);
   } catch (e) {
     const d = describeError(e, argv[0]);

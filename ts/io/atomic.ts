@@ -15,7 +15,7 @@
 // whose process is gone (an `.old-` folder whose target is missing is renamed back: it is the last complete save).
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { appendFile, chmod, copyFile, link, lstat, mkdir, open, readdir, readlink, realpath, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { appendFile, chmod, copyFile, link, lstat, mkdir, open, readdir, readlink, realpath, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
 import { fromNative, TransformerHeadsError } from '../errors.js';
@@ -52,11 +52,17 @@ function fileError(e: unknown, doing: string, path: string): TransformerHeadsErr
   return new TransformerHeadsError(`could not ${doing} '${path}': ${why}`, 'ERR_TH_FILE', { cause: e });
 }
 
+/**
+ * Data for a file: one buffer or string, or its pieces in order (safetensorsParts: the header, then a view of each
+ * tensor's bytes), written one after the other by libuv, off the event loop, without being joined first.
+ */
+export type FileData = Uint8Array | string | readonly Uint8Array[];
+
 /** Writes and flushes a file (a rename of an unflushed file can leave an empty file after a power loss). */
-async function writeDurable(path: string, data: Uint8Array | string): Promise<void> {
+async function writeDurable(path: string, data: FileData): Promise<void> {
   const fh = await open(path, 'w');
   try {
-    await fh.writeFile(data);
+    await writeFile(fh, data);
     await fh.sync();
   } finally {
     await fh.close();
@@ -135,8 +141,11 @@ async function cleanSiblings(parent: string): Promise<void> {
   }
 }
 
-/** Writes `data` to `path` through a temporary file and a rename, so a crash never leaves a half-written file. */
-export async function atomicWrite(file: string, data: Uint8Array | string): Promise<void> {
+/**
+ * Writes `data` to `path` through a temporary file and a rename, so a crash never leaves a half-written file. An
+ * array of pieces is written one after the other without being joined first (see FileData).
+ */
+export async function atomicWrite(file: string, data: FileData): Promise<void> {
   const path = resolve(file);
   const dir = dirname(path);
   await cleanFileTemps(dir, basename(path));

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { fromRaw, type RawTensor } from '../native/index.js';
 import { saveFolder } from './atomic.js';
-import { encodeSafetensors } from './safetensors.js';
+import { safetensorsParts } from './safetensors.js';
 
 /** What a Hugging Face model folder holds besides the weights: the texts stored with the model. */
 export interface HfFolderTexts {
@@ -32,7 +32,8 @@ export function hfFolderOwns(name: string): boolean {
  */
 export async function writeHfFolder(dir: string, state: Array<RawTensor & { key: string }>, texts: HfFolderTexts): Promise<void> {
   const tensors = state.map((t) => ({ key: t.key, ...fromRaw(t) }));
-  const weights = encodeSafetensors(tensors, { format: 'pt' });
+  // The weights in pieces (the header, then a view of each tensor): a 500 MB model is never joined into one buffer.
+  const weights = safetensorsParts(tensors, { format: 'pt' });
   await saveFolder(dir, hfFolderOwns, async (tmp) => {
     await writeFile(join(tmp, 'model.safetensors'), weights);
     await writeFile(join(tmp, 'config.json'), texts.config);

@@ -4,7 +4,7 @@
 // into it).
 // The re-exports tagged internal stay out of the published .d.ts (tsconfig stripInternal), as their declarations do.
 export { readModelConfig, zipEntries } from './archive.js';
-export { appendText, atomicWrite, ensureFolder, removePath, saveFolder } from './atomic.js';
+export { appendText, atomicWrite, ensureFolder, removePath, saveFolder, type FileData } from './atomic.js';
 /** @internal */
 export { hfFolderOwns, writeHfFolder } from './hf-folder.js';
 export type { HfFolderTexts } from './hf-folder.js';
@@ -14,6 +14,8 @@ export type { JsonOptions, JsonTop } from './json.js';
 export { parseModelConfig } from './model-config.js';
 export type { ModelConfig } from './model-config.js';
 export { decodeSafetensors, encodeSafetensors, readSafetensors } from './safetensors.js';
+/** @internal */
+export { safetensorsParts } from './safetensors.js';
 export type { NamedTensor } from './safetensors.js';
 export { loadTokenizer, Tokenizer } from './tokenizer.js';
 export { downloadModel, hubCacheDir, hubOptionsOf, isRepoId, parseRepoRef, resolveModel } from './hub/index.js';

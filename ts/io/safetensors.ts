@@ -18,6 +18,21 @@ const MAX_HEADER = 100_000_000;
  * safetensors.torch.save_file writes for head files), padded with spaces to 8 bytes, then the data in key order.
  */
 export function encodeSafetensors(tensors: NamedTensor[], metadata?: Record<string, string>): Uint8Array {
+  const parts = safetensorsParts(tensors, metadata);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.byteLength;
+  }
+  return out;
+}
+
+/**
+ * @internal The file as its pieces, in order: the length and header, then a view of each tensor's bytes (no copy).
+ * Written with atomicWrite, a 500 MB model never exists twice in memory nor is copied on the event loop.
+ */
+export function safetensorsParts(tensors: NamedTensor[], metadata?: Record<string, string>): Uint8Array[] {
   const sorted = [...tensors].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let offset = 0;
@@ -30,15 +45,10 @@ export function encodeSafetensors(tensors: NamedTensor[], metadata?: Record<stri
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const hb = Buffer.from(json, 'utf8');
-  const out = new Uint8Array(8 + hb.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(hb.length), true);
-  out.set(hb, 8);
-  let pos = 8 + hb.length;
-  for (const t of sorted) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
-    pos += t.data.byteLength;
-  }
-  return out;
+  const head = new Uint8Array(8 + hb.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(hb.length), true);
+  head.set(hb, 8);
+  return [head, ...sorted.map((t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))];
 }
 
 /** Parses a safetensors file holding F32 tensors (heads are float32), checking every bound. */

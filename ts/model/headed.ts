@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { fromNative, invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
-import { encodeSafetensors, loadTokenizer, parseJson, parseModelConfig, saveFolder, writeHfFolder, type ModelConfig, type NamedTensor, type Tokenizer } from '../io/index.js';
+import { loadTokenizer, parseJson, parseModelConfig, safetensorsParts, saveFolder, writeHfFolder, type FileData, type ModelConfig, type NamedTensor, type Tokenizer } from '../io/index.js';
 import { fromRaw, NativeHandle, packTokens, type Batch, type NativeGenerator, type NativeHeaded, type PackedTokens, type RawTensor, type Tensor } from '../native/index.js';
 import type { Dtype } from './backbone.js';
 import {
@@ -125,16 +125,29 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     };
   }
 
-  /** LoRA tensors by PEFT name (without "base_model.model."). */
-  loraWeights(): NamedTensor[] {
-    return this._sync((n) => n.loraState()).map((t) => ({ key: t.key, ...fromRaw(t) }));
+  /** LoRA tensors by PEFT name (without "base_model.model."), read after the calls already made. */
+  async loraWeights(): Promise<NamedTensor[]> {
+    const raw = await this._call((n) => n.loraState());
+    return raw.map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
-  /** Folds the LoRA adapters into the projections (4-bit ones become dense) and removes them; returns this model. */
-  mergeAndUnload(): this {
-    if (!this.#lora) throw new TransformerHeadsError('this model has no LoRA adapters to merge', 'ERR_TH_CONFIG');
-    this._sync((n) => n.mergeLora());
+  /**
+   * Folds the LoRA adapters into the projections (4-bit ones become dense) and removes them; resolves with this
+   * model. The merge is queued after the calls already made; calls made after this one (save(), lora) see the merged
+   * model at once, and memoryFootprint() once the Promise resolves.
+   */
+  async mergeAndUnload(): Promise<this> {
+    const lora = this.#lora;
+    if (!lora) throw new TransformerHeadsError('this model has no LoRA adapters to merge', 'ERR_TH_CONFIG');
+    const merged = this._call((n) => n.mergeLora());
     this.#lora = null;
+    try {
+      await merged;
+    } catch (e) {
+      // The core merges every projection or none (it checks before it writes): the adapters are still there.
+      this.#lora = lora;
+      throw e;
+    }
     return this;
   }
 
@@ -187,10 +200,10 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     });
   }
 
-  /** Sets up AdamW (weight decay on weight matrices only) over every trainable tensor. */
-  configureOptimizer(settings: OptimizerSettings): void {
+  /** Sets up AdamW (weight decay on weight matrices only) over every trainable tensor, after the calls already made. */
+  async configureOptimizer(settings: OptimizerSettings): Promise<void> {
     if (typeof settings?.lr !== 'number' || !(settings.lr > 0)) invalidArg('lr', 'a positive number', settings?.lr);
-    this._sync((n) => n.configureOptimizer(settings));
+    return this._call((n) => n.configureOptimizer(settings));
   }
 
   /**
@@ -239,34 +252,36 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     });
   }
 
-  /** A snapshot of one head's weights (keys lins.K.weight|bias, [out, in]). */
-  headWeights(name: H): NamedTensor[] {
-    return this._sync((n) => n.headState(name)).map((t) => ({ key: t.key, ...fromRaw(t) }));
+  /** A snapshot of one head's weights (keys lins.K.weight|bias, [out, in]), after the calls already made. */
+  async headWeights(name: H): Promise<NamedTensor[]> {
+    const raw = await this._call((n) => n.headState(name));
+    return raw.map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
   /** Gradients accumulated on one head since the last optimizer step (empty when it has none). */
-  headGradients(name: H): NamedTensor[] {
-    return this._sync((n) => n.headGrads(name)).map((t) => ({ key: t.key, ...fromRaw(t) }));
+  async headGradients(name: H): Promise<NamedTensor[]> {
+    const raw = await this._call((n) => n.headGrads(name));
+    return raw.map((t) => ({ key: t.key, ...fromRaw(t) }));
   }
 
   /** L2 norm of the gradients accumulated on the backbone's weights (0 when frozen or blocked). */
-  backboneGradNorm(): number {
-    return this._sync((n) => n.backboneGradNorm());
+  async backboneGradNorm(): Promise<number> {
+    return this._call((n) => n.backboneGradNorm());
   }
 
   /** Replaces the LoRA weights (strict: every adapter tensor, right shapes). Keys as loraWeights() gives them. */
-  loadLoraWeights(tensors: NamedTensor[]): void {
-    this._sync((n) => n.loadLoraState(tensors));
+  async loadLoraWeights(tensors: NamedTensor[]): Promise<void> {
+    return this._call((n) => n.loadLoraState(tensors));
   }
 
   /** Replaces backbone weights by Hugging Face name (e.g. the biases an adapter file carries). */
-  loadBackboneWeights(tensors: NamedTensor[]): void {
-    this._sync((n) => n.loadBackboneTensors(tensors));
+  async loadBackboneWeights(tensors: NamedTensor[]): Promise<void> {
+    return this._call((n) => n.loadBackboneTensors(tensors));
   }
 
   /** Replaces one head's weights (strict: every key, right shapes). */
-  loadHeadWeights(name: H, tensors: NamedTensor[]): void {
-    this._sync((n) => n.loadHeadState(name, tensors));
+  async loadHeadWeights(name: H, tensors: NamedTensor[]): Promise<void> {
+    return this._call((n) => n.loadHeadState(name, tensors));
   }
 
   /**
@@ -305,19 +320,16 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     const o = resolveGenerateOptions(options, tokenizer, this.config.eosTokenId, this.config.raw.eos_token_id);
     o.signal?.throwIfAborted();
     const packed = packPrompt(prompt, tokenizer, o.pad);
-    let gen: NativeGenerator;
-    try {
-      gen = native.generator(packed.ids, packed.shape, packed.mask, packed.shape, o.native);
-    } catch (e) {
-      throw fromNative(e);
-    }
+    // Created in order with the model's other calls (the prompt is validated on the compute thread).
+    const gen: NativeGenerator = await this._enqueue(() => nativeCall(() => native.generator(packed.ids, packed.shape, packed.mask, packed.shape, o.native)));
     const tracker = new TextTracker(tokenizer, packed.shape[0], o.stopSequences, o.native.eosTokenIds);
     try {
       for (;;) {
         o.signal?.throwIfAborted();
         const raw = await this._enqueue(() => nativeCall(() => gen.step()));
         const { deltas, stopped } = tracker.push(raw.tokens.data);
-        if (stopped.length) gen.finish(stopped);
+        // The generator's calls run on the model's compute thread in the order made: finish lands before the next step.
+        if (stopped.length) await nativeCall(() => gen.finish(stopped));
         const finished = Array.from(raw.finished.data, (f, i) => f !== 0 || tracker.reasons[i] === 'stop');
         yield toStep(raw, deltas, finished);
         if (raw.done || gen.info().done) break;
@@ -341,39 +353,49 @@ export class HeadedModel<H extends string = string, T extends string = string> e
   }
 
   /**
-   * @internal The files save() writes, name -> contents, snapshotted now (later training steps do not change them):
+   * @internal The files save() writes, name -> contents, snapshotted after the calls already made (training steps made
+   * after this call do not change them):
    * `<name>.safetensors` for every head but 'lm_head', head_configs.json, and with LoRA adapter_model.safetensors and
    * adapter_config.json.
    */
-  saveFiles(): Map<string, Uint8Array | string> {
-    const files = new Map<string, Uint8Array | string>();
-    if (this.#lora) {
-      // PEFT's layout: adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors {"format": "pt"}, with
-      // the biases that trained (bias 'all' / 'lora_only') next to the adapters, as PEFT stores them.
-      const trained = this._sync((n) => n.trainedBackboneState()).map((t) => ({ key: t.key, ...fromRaw(t) }));
-      const tensors = [...this.loraWeights(), ...trained].map((t) => ({ ...t, key: `base_model.model.${t.key}` }));
-      files.set('adapter_model.safetensors', encodeSafetensors(tensors, { format: 'pt' }));
-      files.set('adapter_config.json', adapterConfigJson(this.#lora, this.baseModelNameOrPath, this.config.modelType === 'gpt2' && !this.quantization));
-    }
-    for (const h of this.heads) {
-      if (h.name === 'lm_head') continue;
-      files.set(`${h.name}.safetensors`, encodeSafetensors(this.headWeights(h.name)));
-    }
-    files.set('head_configs.json', headConfigsJson([...this.heads]));
-    return files;
+  async saveFiles(): Promise<Map<string, FileData>> {
+    const native = this._live();
+    const lora = this.#lora; // as of this call: a mergeAndUnload() made before it has taken the adapters away
+    // One queued call reads every tensor it writes, so that a training step made meanwhile cannot land between the
+    // adapters and the heads; the reads run on the compute thread. The snapshots are copies (the core clones them),
+    // so the pieces below stay as they are while training goes on.
+    return this._enqueue(async () => {
+      const read = async (fn: () => Promise<Array<RawTensor & { key: string }>>) => (await nativeCall(fn)).map((t) => ({ key: t.key, ...fromRaw(t) }));
+      const files = new Map<string, FileData>();
+      if (lora) {
+        // PEFT's layout: adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors {"format": "pt"}, with
+        // the biases that trained (bias 'all' / 'lora_only') next to the adapters, as PEFT stores them.
+        const trained = await read(() => native.trainedBackboneState());
+        const adapters = await read(() => native.loraState());
+        const tensors = [...adapters, ...trained].map((t) => ({ ...t, key: `base_model.model.${t.key}` }));
+        files.set('adapter_model.safetensors', safetensorsParts(tensors, { format: 'pt' }));
+        files.set('adapter_config.json', adapterConfigJson(lora, this.baseModelNameOrPath, this.config.modelType === 'gpt2' && !this.quantization));
+      }
+      for (const h of this.heads) {
+        if (h.name === 'lm_head') continue;
+        files.set(`${h.name}.safetensors`, safetensorsParts(await read(() => native.headState(h.name))));
+      }
+      files.set('head_configs.json', headConfigsJson([...this.heads]));
+      return files;
+    });
   }
 
   /**
    * Writes the Python library's head files into `dir`: `<name>.safetensors` for every head except 'lm_head'
    * (keys lins.K.weight|bias, F32, [out, in]) and head_configs.json; with LoRA, PEFT's adapter_config.json and
-   * adapter_model.safetensors. The weights are those at the time of the call. The folder is replaced
-   * all-or-nothing: after a crash at any point it holds exactly the previous save or exactly this one. The save owns
-   * those files and the head files the previous head_configs.json names (a head removed since is removed); other
-   * files in the folder are kept.
+   * adapter_model.safetensors. The weights are those after the calls already made (training steps made after this
+   * call do not change what is saved). The folder is replaced all-or-nothing: after a crash at any point it holds
+   * exactly the previous save or exactly this one. The save owns those files and the head files the previous
+   * head_configs.json names (a head removed since is removed); other files in the folder are kept.
    */
   async save(dir: string): Promise<void> {
     if (typeof dir !== 'string' || !dir) invalidArg('dir', 'a folder path', dir);
-    const files = this.saveFiles();
+    const files = await this.saveFiles();
     const owned = new Set([...HEAD_FOLDER_FILES, ...files.keys(), ...(await savedHeadFiles(dir))]);
     await saveFolder(dir, (name) => owned.has(name), async (tmp) => {
       for (const [name, data] of files) await writeFile(join(tmp, name), data);

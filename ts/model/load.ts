@@ -137,7 +137,7 @@ async function buildHeaded(
     try {
       for (const h of model.heads) {
         if (h.name === 'lm_head' || added.has(h.name)) continue;
-        model.loadHeadWeights(h.name, await readSafetensors(join(options.headFolder, `${h.name}.safetensors`)));
+        await model.loadHeadWeights(h.name, await readSafetensors(join(options.headFolder, `${h.name}.safetensors`)));
       }
     } catch (e) {
       model.dispose();
@@ -233,9 +233,9 @@ export async function loadLoraWithHeads(dirOrName: string, options: LoadLoraWith
   try {
     const tensors = (await readSafetensors(join(dir, 'adapter_model.safetensors'))).map((t) => ({ ...t, key: t.key.replace(/^base_model\.model\./, '') }));
     const lora2 = tensors.filter((t) => t.key.includes('lora_')).map((t) => ({ ...t, key: t.key.replace(/\.lora_([AB])\.[^.]+\.weight$/, '.lora_$1.weight') }));
-    model.loadLoraWeights(lora2);
+    await model.loadLoraWeights(lora2);
     const biases = tensors.filter((t) => !t.key.includes('lora_') && t.key.endsWith('.bias'));
-    if (biases.length) model.loadBackboneWeights(biases);
+    if (biases.length) await model.loadBackboneWeights(biases);
   } catch (e) {
     model.dispose();
     throw e;

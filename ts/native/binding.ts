@@ -79,7 +79,7 @@ export interface NativeStep {
 /** The addon's generator object. */
 export interface NativeGenerator {
   step(): Promise<NativeStep>;
-  finish(rows: number[]): void;
+  finish(rows: number[]): Promise<void>;
   info(): { done: boolean; steps: number; lmHead: string; cacheBytes: number };
   dispose(): void;
 }
@@ -89,23 +89,23 @@ export interface NativeHeaded {
   forward(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], preds: boolean, hidden: HiddenTensor[] | null): Promise<NativeOutput>;
   trainStep(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], scale: number, hidden: HiddenTensor[] | null): Promise<NativeOutput>;
   optimizerStep(lr: number): Promise<number>;
-  configureOptimizer(o: { lr: number; weightDecay?: number; beta1?: number; beta2?: number; eps?: number; maxGradNorm?: number }): void;
+  configureOptimizer(o: { lr: number; weightDecay?: number; beta1?: number; beta2?: number; eps?: number; maxGradNorm?: number }): Promise<void>;
   saveOptimizer(path: string): Promise<void>;
   loadOptimizer(path: string): Promise<void>;
   saveTrainable(path: string): Promise<void>;
   loadTrainable(path: string): Promise<void>;
   hookedHidden(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null): Promise<Array<RawTensor & { layer: string }>>;
-  headState(name: string): Array<RawTensor & { key: string }>;
-  headGrads(name: string): Array<RawTensor & { key: string }>;
-  backboneGradNorm(): number;
-  loraState(): Array<RawTensor & { key: string }>;
-  loadLoraState(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
-  mergeLora(): void;
+  headState(name: string): Promise<Array<RawTensor & { key: string }>>;
+  headGrads(name: string): Promise<Array<RawTensor & { key: string }>>;
+  backboneGradNorm(): Promise<number>;
+  loraState(): Promise<Array<RawTensor & { key: string }>>;
+  loadLoraState(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): Promise<void>;
+  mergeLora(): Promise<void>;
   backboneState(): Promise<Array<RawTensor & { key: string }>>;
-  trainedBackboneState(): Array<RawTensor & { key: string }>;
-  loadBackboneTensors(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
-  loadHeadState(name: string, tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): void;
-  generator(ids: Int32Array, shape: number[], mask: Int32Array, maskShape: number[], options: NativeGenerateOptions): NativeGenerator;
+  trainedBackboneState(): Promise<Array<RawTensor & { key: string }>>;
+  loadBackboneTensors(tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): Promise<void>;
+  loadHeadState(name: string, tensors: Array<{ key: string; data: Float32Array; shape: number[] }>): Promise<void>;
+  generator(ids: Int32Array, shape: number[], mask: Int32Array, maskShape: number[], options: NativeGenerateOptions): Promise<NativeGenerator>;
   info(): ReturnType<NativeBackbone['info']> & {
     trainableParameters: number;
     totalParameters: number;
@@ -116,6 +116,21 @@ export interface NativeHeaded {
     quantizedParameters: number;
   };
   dispose(): void;
+}
+
+/** What runtimeInfo() reports (see ts/native/runtime.ts). */
+export interface NativeRuntimeInfo {
+  torchVersion: string;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  /** libtorch's intra-op thread count on the compute threads. */
+  numThreads: number;
+  /** Compute threads started so far: one per device used (CPU, each CUDA device). */
+  computeThreads: number;
+  /** The process's OS threads (Linux /proc/self/status), -1 where unknown. */
+  osThreads: number;
+  /** glibc malloc settings the addon applied (null: left to glibc or to the environment). */
+  malloc: { mmapThreshold: number | null; trimThreshold: number | null; arenaMax: number | null; source: 'addon' | 'environment' | 'off' | 'unsupported' };
 }
 
 /** @internal */
@@ -138,12 +153,15 @@ export interface NativeBinding {
   ): Promise<NativeHeaded>;
   loadBackbone(path: string, options: { device: string; dtype: string }): Promise<NativeBackbone>;
   loadTorchScript(path: string): Promise<NativeTorchScript>;
-  setNumThreads(n: number): void;
-  /** Swaps two existing paths atomically; false when the platform or filesystem cannot (ts/io/atomic.ts falls back). */
+  setNumThreads(n: number): Promise<void>;
+  /**
+   * Swaps two existing paths atomically; false when the platform or filesystem cannot (ts/io/atomic.ts falls back).
+   * Synchronous on the main thread: one metadata syscall, no tensor.
+   */
   exchangePaths(a: string, b: string): boolean;
-  /** config.json text validated by the loader's own checks; resolves with the normalized fields as JSON. */
+  /** config.json text validated by the loader's own checks (on the CPU compute thread); resolves with the normalized fields as JSON. */
   parseModelConfig(text: string): Promise<string>;
-  runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
+  runtimeInfo(): Promise<NativeRuntimeInfo>;
 }
 
 const require = createRequire(import.meta.url);
@@ -159,6 +177,12 @@ let cached: NativeBinding | undefined;
 export function binding(): NativeBinding {
   if (cached) return cached;
   const override = process.env.TRANSFORMER_HEADS_BINDING;
+  // libgomp reads OMP_WAIT_POLICY once, when the addon's dlopen loads it. PASSIVE: intra-op workers sleep between
+  // parallel regions instead of spinning for ~300k iterations, which on a few cores took CPU from the event loop and
+  // from the compute thread itself (the tuned peer ran PASSIVE). Only for this load, and only when the user
+  // did not choose: the variable is removed again so that child processes inherit the user's environment.
+  const setWait = process.env.OMP_WAIT_POLICY === undefined;
+  if (setWait) process.env.OMP_WAIT_POLICY = 'PASSIVE';
   try {
     cached = override ? (require(resolve(override)) as NativeBinding) : (require('node-gyp-build')(packageRoot) as NativeBinding);
   } catch (e) {
@@ -173,6 +197,8 @@ export function binding(): NativeBinding {
       'ERR_TH_NATIVE',
       { cause: e },
     );
+  } finally {
+    if (setWait) delete process.env.OMP_WAIT_POLICY;
   }
   return cached;
 }

@@ -1,8 +1,10 @@
-import { fromNative, nativeCall, TransformerHeadsError } from '../errors.js';
+import { nativeCall, TransformerHeadsError } from '../errors.js';
 
 /**
- * A JS handle on a native model: calls run one at a time, in call order (queued here rather than on a native mutex,
- * so waiting calls do not hold libuv threadpool threads), and dispose() frees the native side once they are done.
+ * A JS handle on a native model: calls run one at a time, in call order, and dispose() frees the native side once
+ * they are done. The native side runs them on its device's compute thread in the order posted too; this queue
+ * keeps a call made of several native calls whole (save() reads the adapters and every head between two steps),
+ * and gives dispose its meaning.
  */
 export class NativeHandle<N extends { dispose(): void }> {
   #native: N | null;
@@ -36,19 +38,6 @@ export class NativeHandle<N extends { dispose(): void }> {
   protected _live(): N {
     if (!this.#native) throw new TransformerHeadsError('this model was disposed; load it again to use it', 'ERR_TH_DISPOSED');
     return this.#native;
-  }
-
-  /**
-   * @internal A synchronous native call (snapshots, loading tensors): what the addon throws (a JS Error carrying a
-   * code) becomes a TransformerHeadsError.
-   */
-  protected _sync<T>(fn: (native: N) => T): T {
-    const native = this._live();
-    try {
-      return fn(native);
-    } catch (e) {
-      throw fromNative(e, new Error());
-    }
   }
 
   /** @internal Queues a native call; its failure becomes a TransformerHeadsError pointing at the caller. */

@@ -1,13 +1,14 @@
 // The native layer: loading the compiled addon and typing its raw surface, the handle that serialises calls on a
 // native object, and tensors as they cross the boundary. Nothing above this folder touches the binding untyped.
 // The re-exports tagged internal stay out of the published .d.ts (tsconfig stripInternal), as their declarations do.
-export type { NativeBackbone, NativeGenerateOptions, NativeGenerator, NativeHeaded, NativeStep, RawTensor } from './binding.js';
+export type { NativeBackbone, NativeGenerateOptions, NativeGenerator, NativeHeaded, NativeRuntimeInfo, NativeStep, RawTensor } from './binding.js';
 /** @internal */
 export { binding } from './binding.js';
 /** @internal */
 export type { NativeBinding, NativeTorchScript } from './binding.js';
 export { NativeHandle } from './handle.js';
-export { runtimeInfo, setNumThreads } from './runtime.js';
+export { runtimeInfo, setNumThreads, threadCounts } from './runtime.js';
+export type { RuntimeInfo, ThreadCounts } from './runtime.js';
 /** @internal */
 export { fromRaw, packTokens } from './tensor.js';
 /** @internal */

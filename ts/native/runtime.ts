@@ -1,13 +1,39 @@
 import { invalidArg } from '../errors.js';
-import { binding } from './binding.js';
+import { binding, type NativeRuntimeInfo } from './binding.js';
 
-/** libtorch intra-op threads for every model in this process (default: all cores, or OMP_NUM_THREADS). */
-export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1) invalidArg('n', 'a positive integer', n);
-  binding().setNumThreads(n);
+/**
+ * libtorch intra-op threads for every model in this process (default: all cores, or OMP_NUM_THREADS). OpenMP keeps
+ * the count per thread, so it is applied on the compute threads, after the work already queued there: await it
+ * before timing anything that should use the new count.
+ */
+export async function setNumThreads(n: number): Promise<void> {
+  if (!Number.isInteger(n) || n < 1 || n > 1024) invalidArg('n', 'an integer from 1 to 1024', n);
+  await binding().setNumThreads(n);
 }
 
-/** What the native side was built with and sees. */
-export function runtimeInfo(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number } {
+/** What the native side was built with and sees: libtorch version, CUDA, threads and allocator settings. */
+export type RuntimeInfo = NativeRuntimeInfo;
+
+/**
+ * What the native side was built with and sees. Asynchronous: probing CUDA can load the CUDA libraries (seconds),
+ * which happens on the compute thread rather than on the event loop.
+ */
+export async function runtimeInfo(): Promise<RuntimeInfo> {
   return binding().runtimeInfo();
+}
+
+/** The thread figures of this process, for `doctor` and benchmarks. */
+export interface ThreadCounts {
+  /** libtorch's intra-op threads per compute thread (setNumThreads / OMP_NUM_THREADS / every core). */
+  intraOp: number;
+  /** Compute threads started: one per device in use; every libtorch call runs on one of them. */
+  compute: number;
+  /** OS threads of the whole process (Node's own, libuv's pool, compute threads and their OpenMP teams); -1 if unknown. */
+  os: number;
+}
+
+/** The process's thread counts (see ThreadCounts). */
+export async function threadCounts(): Promise<ThreadCounts> {
+  const r = await runtimeInfo();
+  return { intraOp: r.numThreads, compute: r.computeThreads, os: r.osThreads };
 }

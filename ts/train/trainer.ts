@@ -186,7 +186,7 @@ export class Trainer<H extends string = string, M extends string = never> {
     const warmup = a.warmupSteps > 0 ? a.warmupSteps : Math.ceil(a.warmupRatio * totalSteps);
 
     await ensureFolder(a.outputDir);
-    this.model.configureOptimizer({
+    await this.model.configureOptimizer({
       lr: a.learningRate,
       weightDecay: a.weightDecay,
       beta1: a.adamBeta1,
@@ -396,7 +396,7 @@ export class Trainer<H extends string = string, M extends string = never> {
   // crash at any point finds exactly the previous checkpoint or exactly this one.
   async #saveCheckpoint(step: number, epoch: number, microStep: number, microPerEpoch: number): Promise<void> {
     const dir = join(this.args.outputDir, `checkpoint-${step}`);
-    const files = this.model.saveFiles();
+    const files = await this.model.saveFiles();
     const state = { global_step: step, epoch: microStep >= microPerEpoch ? epoch + 1 : epoch, micro_step: microStep >= microPerEpoch ? 0 : microStep, log_history: this.logHistory };
     await saveFolder(dir, () => true, async (tmp) => {
       for (const [name, data] of files) await writeFile(join(tmp, name), data);

@@ -123,7 +123,7 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
     const res = await trainer.train();
     prog.end();
     const headsDir = join(outputDir, 'heads');
-    const headFiles = model.saveFiles(); // the weights as trained, before anything else runs on the model
+    const headFiles = await model.saveFiles(); // the weights as trained, before anything else runs on the model
     let evalMetrics: Record<string, number> | null = null;
     const logged = finalEvaluation(res);
     if (evalDs && !stop.interrupted()) {

@@ -1,0 +1,51 @@
+// What every benchmark row reports about its process, and how a benchmark runs each row in a process of its own
+// (a peak RSS is a process's high-water mark: rows sharing a process would report the largest of them).
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+function status(field) {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Peak resident memory of this process in MiB (VmHWM on Linux, getrusage's maxrss elsewhere). */
+export function peakRssMib() {
+  const kb = status('VmHWM') ?? process.resourceUsage().maxRSS;
+  return Math.round(kb / 1024);
+}
+
+/** The process's OS threads right now (Linux), or null. */
+export function osThreads() {
+  return status('Threads');
+}
+
+/** The fields every row carries: peak RSS, OS threads, and the allocator settings in force. */
+export function processFields(info) {
+  return {
+    peak_rss_mib: peakRssMib(),
+    os_threads: osThreads(),
+    malloc: info?.malloc ? `${info.malloc.source}${info.malloc.mmapThreshold ? ` mmap>=${info.malloc.mmapThreshold}` : ''}${info.malloc.arenaMax ? ` arenas<=${info.malloc.arenaMax}` : ''}` : undefined,
+  };
+}
+
+/**
+ * Without `--row`, runs `script` once per row name, each in its own process, and returns the JSON lines they printed
+ * (already written to stdout); with `--row NAME`, returns NAME for the caller to run that row alone.
+ */
+export function rowOrSpawn(scriptUrl, rows, extraArgs = []) {
+  const i = process.argv.indexOf('--row');
+  if (i >= 0) return { row: process.argv[i + 1], lines: null };
+  const lines = [];
+  for (const row of rows) {
+    const r = spawnSync(process.execPath, [fileURLToPath(scriptUrl), ...extraArgs, '--row', row], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+    process.stdout.write(r.stdout);
+    for (const l of r.stdout.trim().split('\n')) if (l.startsWith('{')) lines.push(JSON.parse(l));
+  }
+  return { row: null, lines };
+}
