@@ -20,9 +20,9 @@ interface Report {
   names: Record<string, number>;
 }
 
-function train(threads?: number): Report {
+function train(threads?: number, ompNumThreads?: string): Report {
   const args = [join(root, 'test/child/train-threads.mjs'), fixture('small-gpt2.pt'), ...(threads ? [String(threads)] : [])];
-  const out = execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: undefined } });
+  const out = execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: ompNumThreads } });
   return JSON.parse(out.trim().split('\n').at(-1)!) as Report;
 }
 
@@ -45,5 +45,12 @@ describe.runIf(existsSync('/proc/self/status'))('threads of a training process',
     expect(r.max - r.baseline).toBeLessThanOrEqual(allowance(r));
     // The issue's figure was 15-17 on 2 cores with the default count: the total now is Node's baseline (main thread,
     // V8's 4 platform workers, libuv's 4) plus the allowance.
+  }, 180_000);
+
+  it('OMP_NUM_THREADS sets the intra-op count of the compute thread', () => {
+    const r = train(undefined, '1');
+    console.log(`threads: ${JSON.stringify(r)}`);
+    expect(r.intraOp).toBe(1);
+    expect(r.max - r.baseline).toBeLessThanOrEqual(allowance(r));
   }, 180_000);
 });
