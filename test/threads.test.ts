@@ -54,3 +54,20 @@ describe.runIf(existsSync('/proc/self/status'))('threads of a training process',
     expect(r.max - r.baseline).toBeLessThanOrEqual(allowance(r));
   }, 180_000);
 });
+
+describe('malloc settings', () => {
+  const settings = (env: Record<string, string | undefined>) =>
+    JSON.parse(
+      execFileSync(process.execPath, ['--input-type=module', '-e', "const th = await import('transformer-heads'); console.log(JSON.stringify((await th.runtimeInfo()).malloc));"], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, MALLOC_MMAP_THRESHOLD_: undefined, MALLOC_TRIM_THRESHOLD_: undefined, MALLOC_ARENA_MAX: undefined, GLIBC_TUNABLES: undefined, TRANSFORMER_HEADS_MALLOC: undefined, ...env },
+      }),
+    ) as { mmapThreshold: number | null; trimThreshold: number | null; arenaMax: number | null; source: string };
+
+  it.runIf(process.platform === 'linux')('are applied at load, each one skipped when the environment sets it, all with TRANSFORMER_HEADS_MALLOC=default', () => {
+    expect(settings({})).toEqual({ mmapThreshold: 4 << 20, trimThreshold: 2 << 20, arenaMax: 2, source: 'addon' });
+    expect(settings({ MALLOC_MMAP_THRESHOLD_: '1048576', GLIBC_TUNABLES: 'glibc.malloc.arena_max=1' })).toEqual({ mmapThreshold: null, trimThreshold: 2 << 20, arenaMax: null, source: 'addon' });
+    expect(settings({ TRANSFORMER_HEADS_MALLOC: 'default' })).toEqual({ mmapThreshold: null, trimThreshold: null, arenaMax: null, source: 'off' });
+  }, 120_000);
+});
