@@ -3,10 +3,11 @@
 // (GPT-2-small-shaped, batch 8 x 128), each run in its own process, the settings alternating run after run so that a
 // drift of the machine's load spreads over all of them. One JSON line per run, then one per setting (median, spread).
 // usage: node bench/malloc.mjs [rounds (3)] [settings, comma-separated (all)]
-//   addon:        the addon's settings (docs/THREADS.md): mmap threshold 1 MiB, trim 2 MiB, 2 arenas
+//   addon:        the addon's settings (docs/THREADS.md): mmap threshold 4 MiB, trim 2 MiB, 2 arenas
 //   glibc:        glibc's defaults (TRANSFORMER_HEADS_MALLOC=default)
 //   arena1:       glibc's defaults with MALLOC_ARENA_MAX=1 (the second measurement)
-//   mmap4m:       the addon's settings with a 4 MiB mmap threshold (MALLOC_MMAP_THRESHOLD_ overrides the addon's)
+//   mmap1m:       the addon's settings with a 1 MiB mmap threshold (MALLOC_MMAP_THRESHOLD_ overrides the addon's):
+//                 the lowest peak, and slower steps where it was measured
 import { spawnSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +18,7 @@ const allSettings = {
   addon: {},
   glibc: { TRANSFORMER_HEADS_MALLOC: 'default' },
   arena1: { TRANSFORMER_HEADS_MALLOC: 'default', MALLOC_ARENA_MAX: '1' },
-  mmap4m: { MALLOC_MMAP_THRESHOLD_: String(4 << 20) },
+  mmap1m: { MALLOC_MMAP_THRESHOLD_: String(1 << 20) },
 };
 const only = process.argv[3]?.split(',');
 const settings = Object.fromEntries(Object.entries(allSettings).filter(([k]) => !only || only.includes(k)));

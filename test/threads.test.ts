@@ -20,9 +20,9 @@ interface Report {
   names: Record<string, number>;
 }
 
-function train(threads?: number): Report {
+function train(threads?: number, ompNumThreads?: string): Report {
   const args = [join(root, 'test/child/train-threads.mjs'), fixture('small-gpt2.pt'), ...(threads ? [String(threads)] : [])];
-  const out = execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: undefined } });
+  const out = execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: ompNumThreads } });
   return JSON.parse(out.trim().split('\n').at(-1)!) as Report;
 }
 
@@ -46,4 +46,28 @@ describe.runIf(existsSync('/proc/self/status'))('threads of a training process',
     // The issue's figure was 15-17 on 2 cores with the default count: the total now is Node's baseline (main thread,
     // V8's 4 platform workers, libuv's 4) plus the allowance.
   }, 180_000);
+
+  it('OMP_NUM_THREADS sets the intra-op count of the compute thread', () => {
+    const r = train(undefined, '1');
+    console.log(`threads: ${JSON.stringify(r)}`);
+    expect(r.intraOp).toBe(1);
+    expect(r.max - r.baseline).toBeLessThanOrEqual(allowance(r));
+  }, 180_000);
+});
+
+describe('malloc settings', () => {
+  const settings = (env: Record<string, string | undefined>) =>
+    JSON.parse(
+      execFileSync(process.execPath, ['--input-type=module', '-e', "const th = await import('transformer-heads'); console.log(JSON.stringify((await th.runtimeInfo()).malloc));"], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, MALLOC_MMAP_THRESHOLD_: undefined, MALLOC_TRIM_THRESHOLD_: undefined, MALLOC_ARENA_MAX: undefined, GLIBC_TUNABLES: undefined, TRANSFORMER_HEADS_MALLOC: undefined, ...env },
+      }),
+    ) as { mmapThreshold: number | null; trimThreshold: number | null; arenaMax: number | null; source: string };
+
+  it.runIf(process.platform === 'linux')('are applied at load, each one skipped when the environment sets it, all with TRANSFORMER_HEADS_MALLOC=default', () => {
+    expect(settings({})).toEqual({ mmapThreshold: 4 << 20, trimThreshold: 2 << 20, arenaMax: 2, source: 'addon' });
+    expect(settings({ MALLOC_MMAP_THRESHOLD_: '1048576', GLIBC_TUNABLES: 'glibc.malloc.arena_max=1' })).toEqual({ mmapThreshold: null, trimThreshold: 2 << 20, arenaMax: null, source: 'addon' });
+    expect(settings({ TRANSFORMER_HEADS_MALLOC: 'default' })).toEqual({ mmapThreshold: null, trimThreshold: null, arenaMax: null, source: 'off' });
+  }, 120_000);
 });

@@ -4,12 +4,13 @@
 //  * the mmap threshold is dynamic: after the first large mmapped block is freed, glibc raises the threshold up to
 //    32 MiB, so later activations of that size come from the heap, and a heap fragmented by smaller live blocks
 //    cannot give them back. A fixed threshold keeps every large tensor buffer in its own mapping, returned to the
-//    system on free (LoRA step peak RSS 3.2-4.3 GB -> 1.4 GB in the measurement at 1 MiB).
+//    system on free (LoRA step peak RSS 3.2-4.3 GB -> 1.4 GB in the measurement at 1 MiB; the value below
+//    trades some of that for speed).
 //  * one arena per thread that allocates: each OpenMP worker that allocates a temporary gets its own arena, whose
 //    freed space only that thread reuses. With one compute thread per device (executor.h) two arenas serve the main
 //    thread and the compute thread; the intra-op workers share them.
 // Setting M_MMAP_THRESHOLD turns off glibc's dynamic adjustment of both thresholds, so the trim threshold is set
-// alongside, at twice the mmap threshold as glibc's own rule would: the heap top is returned once that much is free.
+// alongside.
 #include "allocator.h"
 
 #include <cstdlib>
@@ -24,9 +25,16 @@
 namespace th::addon {
 namespace {
 
-constexpr int kMmapThreshold = 1 << 20;  // 1 MiB: blocks this size or larger get their own mapping
-constexpr int kTrimThreshold = 2 << 20;  // 2 MiB, twice the mmap threshold (glibc's dynamic rule)
-constexpr int kArenaMax = 2;             // the main thread's and the compute thread's
+// 4 MiB: blocks this size or larger get their own mapping. Measured (docs/THREADS.md, GPT-2 small LoRA step,
+// batch 8 x 128): 1 MiB gave the lowest peak (1.41 GB vs 1.95-1.98 GB under glibc's defaults) but made every step
+// about 1.5x slower in three alternating rounds: the step's many 3 MiB activations ([8, 128, 768] float32) became
+// fresh mappings whose pages fault in on every use. At 4 MiB those stay in the heap and are reused; the larger
+// buffers (MLP activations, attention scores) are mapped and returned: 1.78 GB, no slower than glibc's defaults.
+constexpr int kMmapThreshold = 4 << 20;
+// 2 MiB: the heap top is returned once that much is free there (glibc's default would be 128 KiB once the mmap
+// threshold is fixed, since fixing it stops glibc's dynamic adjustment of both). Measured with the 4 MiB threshold.
+constexpr int kTrimThreshold = 2 << 20;
+constexpr int kArenaMax = 2;  // the main thread's and the compute thread's
 
 struct Applied {
   int mmap_threshold = 0, trim_threshold = 0, arena_max = 0;  // 0: not set by the addon
