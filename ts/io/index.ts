@@ -18,5 +18,7 @@ export { decodeSafetensors, encodeSafetensors, readSafetensors } from './safeten
 export { safetensorsParts } from './safetensors.js';
 export type { NamedTensor } from './safetensors.js';
 export { loadTokenizer, Tokenizer } from './tokenizer.js';
-export { downloadModel, hubCacheDir, hubOptionsOf, isRepoId, parseRepoRef, resolveModel } from './hub/index.js';
+export { downloadModel, hubCacheDir, isRepoId, parseRepoRef, resolveModel } from './hub/index.js';
+/** @internal */
+export { hubOptionsOf } from './hub/index.js';
 export type { DownloadProgress, DownloadResult, HubFiles, HubOptions, ResolveModelOptions } from './hub/index.js';
