@@ -242,10 +242,8 @@ describe('readModelConfig validates as the loader does', () => {
 
   it.each(cases)('%s %s %j', async (_arch, src, patch, message) => {
     const dir = folder(src, patch);
-    // One at a time: both run on the CPU compute thread, and a second Promise made before the first settles could
-    // reject with no handler attached yet.
-    for (const start of [() => readModelConfig(dir), () => loadBackbone(dir)]) {
-      const e = await rejection(start());
+    for (const load of [readModelConfig, loadBackbone]) {
+      const e = await rejection(load(dir));
       expect(e.code).toBe('ERR_TH_CONFIG');
       expect(e.message).toMatch(message);
     }
@@ -254,8 +252,8 @@ describe('readModelConfig validates as the loader does', () => {
   it('a config that is not an object, or has no model_type', async () => {
     for (const text of ['[[[]]]', JSON.stringify({ n_layer: 1.5, n_embd: 'x', n_head: -3 })]) {
       const dir = folder('hf-tiny-gpt2', text);
-      for (const start of [() => readModelConfig(dir), () => loadBackbone(dir)]) {
-        const e = await rejection(start());
+      for (const load of [readModelConfig, loadBackbone]) {
+        const e = await rejection(load(dir));
         expect(e.code).toBe('ERR_TH_CONFIG');
         expect(e.message).toMatch(/config/);
       }

@@ -436,7 +436,7 @@ export class Trainer<H extends string = string, M extends string = never> {
  * refuses to apply such a step (optimizerStep returns a non-finite norm and leaves weights and AdamW moments as they
  * were). It decides whether the run stops (ERR_TH_DIVERGED) or skips the step, and counts skips.
  */
-export class DivergenceGuard {
+class DivergenceGuard {
   skipped = 0;
   #consecutive = 0;
   #heads = new Map<string, number>(); // head -> its first non-finite loss in the step in progress
