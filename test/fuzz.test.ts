@@ -35,24 +35,19 @@ const CASES = Number(process.env.TH_FUZZ_CASES ?? 40);
 const KINDS = ['safetensors', 'config', 'heads', 'peft', 'tokenizer', 'torchscript'] as const;
 
 /**
- * Kinds where ERR_TH_INTERNAL is a known native defect, fixed elsewhere: torch::jit::load throws more than c10::Error
- * on a damaged archive (std::out_of_range "Argument passed to at() was not in the map.", TorchScript parse errors),
- * and the core maps those to ERR_TH_INTERNAL instead of ERR_TH_FILE. The native fix belongs to the core hardening
- * work; until it is merged, the "no ERR_TH_INTERNAL" test of these kinds is marked `it.fails`, so it stays visible
- * and turns red the day the fix lands (then remove the entry). Crashes, hangs and uncoded errors are never excused.
+ * Kinds where ERR_TH_INTERNAL is a known native defect: their "no ERR_TH_INTERNAL" test is marked `it.fails`, so it
+ * stays visible and turns red the day the fix lands (then remove the entry). Crashes, hangs and uncoded errors are
+ * never excused. Empty since the core hardening merge (torch::jit::load's other exceptions are ERR_TH_FILE now).
  */
-const KNOWN_INTERNAL: Partial<Record<(typeof KINDS)[number], string>> = {
-  torchscript: 'torch::jit::load errors other than c10::Error become ERR_TH_INTERNAL in native/core/checkpoint.cpp',
-};
+const KNOWN_INTERNAL: Partial<Record<(typeof KINDS)[number], string>> = {};
 
 /**
- * Crashes the long run (scripts/fuzz.mjs, seed 1) found in native code, each replayed alone here. The fix is on the
- * core hardening branch (JSON parsed with a depth limit); until it is merged these are `it.fails`: visible, and red
- * the day they stop crashing (then make them plain tests).
+ * Crashes the long run (scripts/fuzz.mjs, seed 1) found in native code, each replayed alone here: SIGSEGVs fixed by
+ * the core hardening merge (JSON parsed with a depth limit), kept as regression tests.
  */
-const KNOWN_CRASHES = [
-  { kind: 'config', seed: 1, index: 64, what: 'config.json with 100,000 nested arrays: SIGSEGV in the native JSON parser' },
-  { kind: 'safetensors', seed: 1, index: 1686, what: 'a safetensors header with 100,000 nested arrays: SIGSEGV in the native JSON parser' },
+const FIXED_CRASHES = [
+  { kind: 'config', seed: 1, index: 64, what: 'config.json with 100,000 nested arrays: was a SIGSEGV in the native JSON parser' },
+  { kind: 'safetensors', seed: 1, index: 1686, what: 'a safetensors header with 100,000 nested arrays: was a SIGSEGV in the native JSON parser' },
 ];
 
 let result: { seed: number; seconds: number; kinds: Record<string, KindStats> };
@@ -95,9 +90,9 @@ describe(`fuzzed files, ${CASES} cases per kind, seed ${SEED}`, () => {
   }
 });
 
-describe('known native crashes, replayed alone', () => {
-  for (const k of KNOWN_CRASHES) {
-    it.fails(`${k.kind} seed ${k.seed} #${k.index} (${k.what}) does not crash`, async () => {
+describe('native crashes found by the long run, replayed alone', () => {
+  for (const k of FIXED_CRASHES) {
+    it(`${k.kind} seed ${k.seed} #${k.index} (${k.what}) does not crash`, async () => {
       const { runFuzz } = await import(join(root, 'scripts', 'fuzz', 'harness.mjs'));
       const r = await runFuzz({ kinds: [k.kind], seed: k.seed, start: k.index, perKind: 1, parallel: 1, fixtures: fixturesDir });
       const s = r.kinds[k.kind] as KindStats;
