@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { DataCollatorWithPadding, Dataset, loadBackbone, loadHeaded, readModelConfig, Trainer, TransformerHeadsError, type HeadedModel, type NamedTensor } from '../ts/index.js';
-import { fixture } from './helpers.js';
+import { fixture, rejection } from './helpers.js';
 
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
 
@@ -19,16 +19,6 @@ async function nanWeights(m: HeadedModel, head: string): Promise<NamedTensor[]> 
 
 function bytesOf(ts: NamedTensor[]): Buffer[] {
   return ts.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-}
-
-async function rejection(p: Promise<unknown>): Promise<TransformerHeadsError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(TransformerHeadsError);
-    return e as TransformerHeadsError;
-  }
-  throw new Error('resolved');
 }
 
 const texts = [[1, 5, 9, 13], [2, 6, 10], [3, 7, 11, 15, 19], [4, 8]];

@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 
 import { expect } from 'vitest';
 
+import { TransformerHeadsError } from '../ts/index.js';
+
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const fixturesDir = process.env.TH_FIXTURES ?? resolve(root, 'fixtures');
 
@@ -159,4 +161,15 @@ export function ensureDist(): void {
   const tsc = resolve(root, 'node_modules', 'typescript', 'bin', 'tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', resolve(root, 'tsconfig.json')], { cwd: root, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
+}
+
+/** The TransformerHeadsError `p` rejects with (the test fails if it resolves or rejects with anything else). */
+export async function rejection(p: Promise<unknown>): Promise<TransformerHeadsError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(TransformerHeadsError);
+    return e as TransformerHeadsError;
+  }
+  throw new Error('expected a rejection');
 }

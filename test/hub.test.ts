@@ -28,7 +28,7 @@ import {
   type DownloadProgress,
 } from '../ts/index.js';
 import { FakeHub, folderFiles } from './hub-server.js';
-import { ensureDist, fixture, maxDiff, root } from './helpers.js';
+import { ensureDist, fixture, maxDiff, rejection, root } from './helpers.js';
 
 const GPT2 = 'th-test/tiny-gpt2';
 const LLAMA = 'th-test/tiny-llama';
@@ -53,16 +53,6 @@ async function expectSame(a: Backbone, b: Backbone) {
   const x = await states(a);
   const y = await states(b);
   x.forEach((t, i) => expect(maxDiff(t, y[i]!), `output ${i}`).toBe(0));
-}
-
-async function rejection(p: Promise<unknown>): Promise<TransformerHeadsError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(TransformerHeadsError);
-    return e as TransformerHeadsError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const repoDir = (id: string) => join(cache, `models--${id.replace('/', '--')}`);
