@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { DataCollatorWithPadding, Dataset, loadBackbone, loadHeaded, readModelConfig, Trainer, TransformerHeadsError, type HeadedModel, type NamedTensor } from '../ts/index.js';
+import { DataCollatorWithPadding, Dataset, loadBackbone, loadHeaded, readModelConfig, Trainer, type HeadedModel, type NamedTensor } from '../ts/index.js';
 import { fixture, rejection } from './helpers.js';
 
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));

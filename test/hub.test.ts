@@ -22,7 +22,6 @@ import {
   loadTokenizer,
   readModelConfig,
   resolveModel,
-  TransformerHeadsError,
   type Backbone,
   type Batch,
   type DownloadProgress,
