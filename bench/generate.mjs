@@ -35,7 +35,7 @@ if (!existsSync(modelPath)) execFileSync('bash', [resolve(root, 'scripts/make_fi
 
 const th = await import(resolve(root, 'dist/index.js'));
 if (opt.threads) th.setNumThreads(Number(opt.threads));
-const info = th.runtimeInfo();
+const info = await th.runtimeInfo();
 const model = await th.loadHeaded(modelPath, {
   device: opt.device,
   onlyInference: true,

@@ -31,7 +31,7 @@ if (!existsSync(modelPath)) execFileSync('bash', [resolve(root, 'scripts/make_fi
 
 const th = await import(resolve(root, 'dist/index.js'));
 if (opt.threads) th.setNumThreads(Number(opt.threads));
-const info = th.runtimeInfo();
+const info = await th.runtimeInfo();
 
 // Deterministic token ids (a fixed LCG), the same for every variant.
 let s = 12345;

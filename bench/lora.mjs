@@ -39,7 +39,7 @@ if (!which) {
 } else {
   const th = await import(resolve(root, 'dist/index.js'));
   const device = process.env.TH_BENCH_DEVICE ?? 'cpu';
-  const info = th.runtimeInfo();
+  const info = await th.runtimeInfo();
   let s = 11;
   const ids = Array.from({ length: 8 }, () => Array.from({ length: 128 }, () => (s = (s * 1103515245 + 12345) % 2 ** 31) % 50000));
   const batch = { input_ids: ids, cls: ids.map((_, i) => i % 2) };

@@ -15,7 +15,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const modelPath = resolve(root, 'fixtures/gpt2-small-random.pt');
 if (!existsSync(modelPath)) execFileSync('bash', [resolve(root, 'scripts/make_fixtures.sh'), '--bench'], { stdio: 'inherit' });
 const th = await import(resolve(root, 'dist/index.js'));
-const info = th.runtimeInfo();
+const info = await th.runtimeInfo();
 const device = process.env.TH_BENCH_DEVICE ?? 'cpu';
 const B = 8;
 const T = 128;

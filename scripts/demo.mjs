@@ -26,7 +26,7 @@ const model = positionals[0] ? resolve(positionals[0]) : th.defaultModelPath();
 const dataset = th.BUILTIN_DATASETS.find((d) => d.name === opt.dataset);
 if (!dataset) throw new Error(`unknown dataset '${opt.dataset}' (${th.BUILTIN_DATASETS.map((d) => d.name).join(', ')})`);
 
-const rt = th.runtimeInfo();
+const rt = await th.runtimeInfo();
 const c = await th.readModelConfig(model);
 console.log(`libtorch ${rt.torchVersion}, ${rt.numThreads} threads, CUDA ${rt.cudaAvailable ? 'available' : 'not available'}`);
 console.log(`model ${model}: ${c.modelType}, ${c.numLayers} layers, hidden size ${c.hiddenSize}, vocabulary ${c.vocabSize}`);

@@ -275,7 +275,7 @@ export async function pretrain({ force = false, settings = SETTINGS, dir = MODEL
       evaluate: round((tInitEval - tTok + tEval - tTrain) / 1000, 1),
       total: round((performance.now() - t0) / 1000, 1), // up to writing the folder (about a second more)
     },
-    environment: { torch: runtimeInfo().torchVersion, node: process.version, cpus: (await import('node:os')).cpus().length },
+    environment: { torch: (await runtimeInfo()).torchVersion, node: process.version, cpus: (await import('node:os')).cpus().length },
   };
   await writeModelDir(model, dir, info);
   model.dispose();

@@ -1,6 +1,7 @@
 // The public API did not move when ts/ was laid out by layer (docs/ARCHITECTURE.md): the runtime names below are
 // Object.keys() of the package entry as it was before (ts/index.ts at commit a56fb62), sorted; the type names are
-// pinned by test/types/api.ts (compiled by test/types.test.ts).
+// pinned by test/types/api.ts (compiled by test/types.test.ts). Added since: diagnoseNative, loadNative and
+// nativeLocation (the asynchronous native loader and `doctor`).
 import { describe, expect, it } from 'vitest';
 
 import * as api from '../ts/index.js';
@@ -9,17 +10,17 @@ const RUNTIME_EXPORTS = [
   'BUILTIN_DATASETS', 'Backbone', 'DEFAULT_MARGIN', 'DEFAULT_MODEL', 'DEFAULT_MODEL_DIR',
   'DataCollatorWithPadding', 'Dataset', 'HeadedModel', 'PALETTE', 'Tokenizer', 'TorchScriptModule', 'Trainer',
   'TransformerHeadsError', 'accuracy', 'accuracyByLayerChart', 'activationCacheBlocker', 'adapterConfigJson',
-  'argmaxRows', 'barChart', 'createHeadedQLoRA', 'decodeSafetensors', 'defaultModelPath', 'encodeSafetensors',
+  'argmaxRows', 'barChart', 'createHeadedQLoRA', 'decodeSafetensors', 'defaultModelPath', 'diagnoseNative', 'encodeSafetensors',
   'escapeXml', 'evaluateHeadWise', 'finalEvaluation', 'formatProbeTable', 'getTopNPreds', 'headConfigsJson',
   'htmlReport', 'htmlTable', 'layerName', 'learningRateAt', 'lineChart', 'linearScale', 'loadBackbone',
-  'loadBuiltinDataset', 'loadEmbeddedModel', 'loadHeaded', 'loadLabelledFile', 'loadLoraWithHeads',
-  'loadTokenizer', 'loadTorchScript', 'lossChart', 'macroF1', 'meanSquaredError', 'niceTicks', 'permutation',
+  'loadBuiltinDataset', 'loadEmbeddedModel', 'loadHeaded', 'loadLabelledFile', 'loadLoraWithHeads', 'loadNative',
+  'loadTokenizer', 'loadTorchScript', 'lossChart', 'macroF1', 'meanSquaredError', 'nativeLocation', 'niceTicks', 'permutation',
   'probeLayers', 'r2Score', 'readEmbeddedModelInfo', 'readHeadConfigs', 'readModelConfig', 'readSafetensors',
   'readTable', 'resolveHeadConfig', 'resolveHeadConfigs', 'runtimeInfo', 'setNumThreads', 'writeProbeOutputs',
 ];
 
 describe('public API', () => {
-  it('exports exactly the runtime names it exported before the layer split', () => {
+  it('exports exactly the runtime names it exported before the layer split, and the native loader', () => {
     expect(Object.keys(api).sort()).toEqual([...RUNTIME_EXPORTS].sort());
   });
 

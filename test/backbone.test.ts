@@ -99,13 +99,13 @@ describe('loadBackbone', () => {
 });
 
 describe('runtime', () => {
-  it('reports the libtorch it was built with and sets threads', () => {
-    const info = runtimeInfo();
+  it('reports the libtorch it was built with and sets threads', async () => {
+    const info = await runtimeInfo();
     expect(info.torchVersion).toMatch(/^\d+\.\d+\.\d+$/);
     expect(typeof info.cudaAvailable).toBe('boolean');
     const n = info.numThreads;
     setNumThreads(1);
-    expect(runtimeInfo().numThreads).toBe(1);
+    expect((await runtimeInfo()).numThreads).toBe(1);
     setNumThreads(n);
     expect(() => setNumThreads(0)).toThrow(/positive integer/);
   });

@@ -61,7 +61,7 @@ describe('loading errors', () => {
     expect((await failure(loadBackbone(fixture('tiny-gpt2.pt'), { dtype: 'int8' as 'float32' }))).message).toMatch(/unknown dtype 'int8'/);
     expect((await failure(loadBackbone(fixture('tiny-gpt2.pt'), { device: 'cpu', dtype: 'float16' }))).message).toMatch(/float16.*not supported on the CPU/);
     const { runtimeInfo } = await import('../ts/index.js');
-    if (!runtimeInfo().cudaAvailable) {
+    if (!(await runtimeInfo()).cudaAvailable) {
       const e = await failure(loadBackbone(fixture('tiny-gpt2.pt'), { device: 'cuda' }));
       expect(e.code).toBe('ERR_TH_DEVICE');
       expect(e.message).toMatch(/no CUDA support/);

@@ -3,8 +3,8 @@
 export { TransformerHeadsError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 
-export { runtimeInfo, setNumThreads } from './native/index.js';
-export type { Batch, IntTensor, Tensor, TokenInput } from './native/index.js';
+export { diagnoseNative, loadNative, nativeLocation, runtimeInfo, setNumThreads } from './native/index.js';
+export type { Batch, BinaryInfo, DiagnosedBinary, NativeDiagnosis, IntTensor, LibtorchInfo, LibtorchLibrary, NativeLocation, Tensor, TokenInput } from './native/index.js';
 
 export { decodeSafetensors, encodeSafetensors, loadTokenizer, readModelConfig, readSafetensors, Tokenizer } from './io/index.js';
 export type { ModelConfig, NamedTensor } from './io/index.js';

@@ -1,6 +1,6 @@
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
 import { parseModelConfig, writeHfFolder, type ModelConfig } from '../io/index.js';
-import { binding, fromRaw, NativeHandle, packTokens, type Batch, type NativeBackbone, type NativeTorchScript, type PackedTokens, type Tensor } from '../native/index.js';
+import { ensureNative, fromRaw, NativeHandle, packTokens, refuseAsar, type Batch, type NativeBackbone, type NativeTorchScript, type PackedTokens, type Tensor } from '../native/index.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 export type Dtype = 'float32' | 'bfloat16' | 'float16';
@@ -135,6 +135,7 @@ export class Backbone extends NativeHandle<NativeBackbone> {
 export async function loadBackbone(path: string, opts?: LoadBackboneOptions | null): Promise<Backbone> {
   const options = opts ?? {};
   if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a non-empty string', path);
+  refuseAsar(path);
   const device = options.device ?? 'cpu';
   const dtype = options.dtype ?? 'float32';
   if (typeof device !== 'string' || !DEVICE_RE.test(device)) {
@@ -143,7 +144,7 @@ export async function loadBackbone(path: string, opts?: LoadBackboneOptions | nu
   if (!DTYPES.includes(dtype)) {
     throw new TransformerHeadsError(`unknown dtype '${String(dtype)}': use 'float32', 'bfloat16' or 'float16'`, 'ERR_TH_DEVICE');
   }
-  const native = await nativeCall(() => binding().loadBackbone(path, { device, dtype }));
+  const native = await nativeCall(async () => (await ensureNative()).loadBackbone(path, { device, dtype }));
   return new Backbone(native, path);
 }
 
@@ -177,5 +178,6 @@ export class TorchScriptModule {
 
 export async function loadTorchScript(path: string): Promise<TorchScriptModule> {
   if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a non-empty string', path);
-  return new TorchScriptModule(await nativeCall(() => binding().loadTorchScript(path)));
+  refuseAsar(path);
+  return new TorchScriptModule(await nativeCall(async () => (await ensureNative()).loadTorchScript(path)));
 }

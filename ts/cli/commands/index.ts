@@ -1,6 +1,7 @@
 // Every command of the CLI, in the order `transformer-heads --help` lists them. A new command is a module in this
 // folder exporting a Command (options, help, action), added to this table.
 import type { Command } from '../args.js';
+import { DOCTOR } from './doctor.js';
 import { EVAL } from './eval.js';
 import { EXPORT } from './export.js';
 import { GENERATE } from './generate.js';
@@ -8,4 +9,4 @@ import { PREDICT } from './predict.js';
 import { PROBE } from './probe.js';
 import { TRAIN } from './train.js';
 
-export const COMMANDS: Record<string, Command> = { train: TRAIN, eval: EVAL, predict: PREDICT, probe: PROBE, generate: GENERATE, export: EXPORT };
+export const COMMANDS: Record<string, Command> = { train: TRAIN, eval: EVAL, predict: PREDICT, probe: PROBE, generate: GENERATE, export: EXPORT, doctor: DOCTOR };
