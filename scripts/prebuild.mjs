@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// npm run prebuild: the prebuilt binaries that ship in the package, for the libtorch found on this machine.
+// npm run build:prebuild: the prebuilt binaries that ship in the package, for the libtorch found on this machine.
 //   prebuilds/<platform>-<arch>/transformer_heads.<libc>.torch-<major.minor>-<cpu|cuda>.node  the addon
 //   prebuilds/<platform>-<arch>/transformer_heads.<libc>.torch-<major.minor>-<cpu|cuda>.json  what it was built against
 //   prebuilds/<platform>-<arch>/th_loader.<libc>.node                                        the loader (no libtorch)
 // Built with cmake-js in its own folder (build-prebuild/, not build/: the developer's build and its C++ tests stay),
-// without C++ tests and without any RPATH, then stripped. The runtime (scripts/libtorch.mjs) picks the prebuild whose
-// libtorch version matches the libtorch it finds; node-gyp-build's naming would ignore the torch tag, hence our own.
+// without C++ tests and without any RPATH, then stripped (--reuse: build/Release instead, when it is up to date).
+// The runtime (scripts/libtorch.mjs) picks the prebuild whose libtorch version matches the libtorch it finds;
+// node-gyp-build's naming would ignore the torch tag, hence our own.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -14,14 +15,39 @@ import { fileURLToPath } from 'node:url';
 import { describeBinary, libcInfo } from './libtorch.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const out = join(root, 'build-prebuild');
 const t0 = performance.now();
-const jobs = process.env.CMAKE_BUILD_PARALLEL_LEVEL ?? '2';
-const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
-execFileSync(process.execPath, [cmakeJs, 'compile', '--out', out, '--parallel', jobs, '--CDTH_BUILD_TESTS=OFF'], { cwd: root, stdio: 'inherit' });
+
+/** Whether build/Release (the developer's cmake-js build) is newer than every native source: then it is reused. */
+function freshLocalBuild() {
+  const addon = join(root, 'build', 'Release', 'transformer_heads.node');
+  const record = join(root, 'build', 'Release', 'transformer_heads.torch.json');
+  let built;
+  try {
+    built = Math.min(statSync(addon).mtimeMs, statSync(join(root, 'build', 'Release', 'th_loader.node')).mtimeMs);
+    statSync(record);
+  } catch {
+    return false;
+  }
+  const sources = [join(root, 'CMakeLists.txt'), join(root, 'binding.gyp')];
+  for (const d of ['native/core', 'native/addon', 'native/loader']) for (const f of readdirSync(join(root, d))) sources.push(join(root, d, f));
+  return sources.every((f) => statSync(f).mtimeMs <= built);
+}
+
+// --reuse: package build/Release when it is up to date (its addon is the same binary: the C++ tests are separate
+// targets, and no build of the addon has an RPATH), so CI compiles the addon once. Otherwise build-prebuild/.
+let built;
+if (process.argv.includes('--reuse') && freshLocalBuild()) {
+  built = join(root, 'build', 'Release');
+  console.error(`prebuild: packaging the up-to-date build in ${built}`);
+} else {
+  const out = join(root, 'build-prebuild');
+  const jobs = process.env.CMAKE_BUILD_PARALLEL_LEVEL ?? '2';
+  const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
+  execFileSync(process.execPath, [cmakeJs, 'compile', '--out', out, '--parallel', jobs, '--CDTH_BUILD_TESTS=OFF'], { cwd: root, stdio: 'inherit' });
+  built = join(out, 'Release');
+}
 const buildS = (performance.now() - t0) / 1000;
 
-const built = join(out, 'Release');
 const meta = JSON.parse(readFileSync(join(built, 'transformer_heads.torch.json'), 'utf8'));
 const libc = libcInfo();
 const tag = `torch-${/^(\d+\.\d+)/.exec(meta.torchVersion)[1]}-${meta.cuda ? 'cuda' : 'cpu'}`;
