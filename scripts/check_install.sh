@@ -42,7 +42,9 @@ for f in package/dist/index.js package/dist/index.d.ts package/dist/cli.js packa
   grep -qx "$f" "$work/contents.txt" || fail "the tarball lacks $f"
 done
 grep -q '^package/prebuilds/linux-x64/transformer_heads\.glibc\.torch-.*\.node$' "$work/contents.txt" || fail "the tarball has no prebuilt addon"
-if grep -E '\.map$|^package/native/tests/|^package/test/|^package/ts/|\.py$|test\.sh$|gpu_check|^package/build/|^package/fixtures/' "$work/contents.txt"; then
+# (scripts/export_torchscript.py ships: `transformer-heads export --hf` runs it.)
+if grep -vx 'package/scripts/export_torchscript.py' "$work/contents.txt" |
+  grep -E '\.map$|^package/native/tests/|^package/test/|^package/ts/|^package/examples/|\.py$|test\.sh$|gpu_check|^package/build/|^package/fixtures/|^package/models/\.work/'; then
   fail "the tarball ships development files (above)"
 fi
 # A tarball without the prebuilds, for the build from source.
@@ -50,6 +52,12 @@ mkdir -p "$work/unpacked"
 tar -xzf "$tarball" -C "$work/unpacked"
 rm -rf "$work/unpacked/package/prebuilds"
 tar -czf "$work/noprebuild.tgz" -C "$work/unpacked" package
+
+# The README's first example is examples/quickstart.mjs, verbatim: what runs here is what a user copies.
+node -e '
+  const fs = require("fs");
+  if (!fs.readFileSync("README.md", "utf8").includes("```js\n" + fs.readFileSync("examples/quickstart.mjs", "utf8") + "```")) process.exit(1);
+' || fail "README.md's first example is not examples/quickstart.mjs"
 
 consumer() { # an empty project folder, with the example and the strict TypeScript consumer
   mkdir -p "$1"
@@ -93,6 +101,12 @@ node -e '
 (cd "$work/a" && PATH="$nocc" node node_modules/.bin/transformer-heads probe --examples 300 --epochs 1 --layers 0,-1 -o out/probe --json >probe.json 2>probe.err) ||
   { cat "$work/a/probe.err"; fail "npx transformer-heads probe failed after install"; }
 grep -q '"command":"probe"' "$work/a/probe.json" || fail "probe printed no result"
+# Without a fitting binary and without a compiler, the install says what is missing and the command that fixes it.
+(cd "$work/a" && PATH="$nocc" TRANSFORMER_HEADS_BUILD_FROM_SOURCE=1 node "$npm_cli" rebuild --foreground-scripts transformer-heads >rebuild.log 2>&1) &&
+  fail "a build from source without a compiler succeeded"
+grep -q 'missing a C++17 compiler (g++); make; python3' "$work/a/rebuild.log" && grep -q 'Fix: sudo apt-get install g++ make python3' "$work/a/rebuild.log" ||
+  { cat "$work/a/rebuild.log"; fail "the failed build does not name what is missing and the fix"; }
+[[ ! -e $pkg/build ]] || fail "the failed build left build/ behind"
 (cd "$work/a" && node -e "const th = require('transformer-heads'); if (typeof th.loadHeaded !== 'function') process.exit(1)") || fail "require() from CommonJS"
 cjs_err=$(cd "$work/a" && node --no-experimental-require-module -e "require('transformer-heads')" 2>&1 || true)
 [[ $cjs_err == *"await import('transformer-heads')"* ]] || fail "CommonJS without require(esm) should say to use import(): $cjs_err"
