@@ -11,9 +11,12 @@ export function insideAsar(path: string): boolean {
   return ASAR_SEGMENT.test(path);
 }
 
-/** `path` with its archive segment (app.asar) replaced by the unpacked twin (app.asar.unpacked) under Electron. */
-export function outsideAsar(path: string): string {
-  return process.versions.electron && insideAsar(path) ? path.replace(ASAR_SEGMENT, '.asar.unpacked') : path;
+/**
+ * `path` with its archive segment (app.asar) replaced by the unpacked twin (app.asar.unpacked) under Electron
+ * (`electron`: Electron's version, by default the running one); unchanged elsewhere.
+ */
+export function outsideAsar(path: string, electron: string | undefined = process.versions.electron): string {
+  return electron && insideAsar(path) ? path.replace(ASAR_SEGMENT, '.asar.unpacked') : path;
 }
 
 /** Throws ERR_TH_FILE for a model path inside an asar archive: the native core cannot read or map files there. */
