@@ -10,7 +10,7 @@ export { decodeSafetensors, encodeSafetensors, loadTokenizer, readModelConfig, r
 export type { ModelConfig, NamedTensor } from './io/index.js';
 
 export { barChart, DEFAULT_MARGIN, escapeXml, htmlReport, htmlTable, lineChart, linearScale, lossChart, niceTicks, PALETTE } from './report/index.js';
-export type { BarChartOptions, LineChartOptions, LineSeries, Margin, ReferenceLine, ReportOptions, ReportSection, Table } from './report/index.js';
+export type { BarChartOptions, Cell, LineChartOptions, LineSeries, Margin, ReferenceLine, ReportOptions, ReportSection, StepLogEntry, Table } from './report/index.js';
 
 export {
   adapterConfigJson,

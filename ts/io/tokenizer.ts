@@ -43,6 +43,7 @@ export class Tokenizer {
     return { ids: e.ids, attentionMask: e.ids.map(() => 1) };
   }
 
+  /** Token ids back to text (`skipSpecialTokens` drops special tokens such as eos). */
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
     if (ids.length === 0) return ''; // the underlying decoder refuses an empty list
     return this.#tok.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false } as never);

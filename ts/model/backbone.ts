@@ -2,9 +2,12 @@ import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
 import { parseModelConfig, writeHfFolder, type ModelConfig } from '../io/index.js';
 import { ensureNative, fromRaw, NativeHandle, packTokens, refuseAsar, type Batch, type NativeBackbone, type NativeTorchScript, type PackedTokens, type Tensor } from '../native/index.js';
 
+/** Where a model runs: 'cpu', 'cuda' (device 0) or 'cuda:N'. */
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+/** Weight and compute dtype: 'float32', or 'bfloat16' / 'float16' (float16 on CUDA only). */
 export type Dtype = 'float32' | 'bfloat16' | 'float16';
 
+/** Options of loadBackbone(). */
 export interface LoadBackboneOptions {
   /** 'cpu', 'cuda' or 'cuda:N'. Defaults to 'cpu'. */
   device?: Device;
@@ -12,6 +15,7 @@ export interface LoadBackboneOptions {
   dtype?: Dtype;
 }
 
+/** Which hidden states hiddenStates() returns. */
 export interface HiddenStatesOptions {
   /**
    * Hidden-state indices as Hugging Face `output_hidden_states` numbers them: 0 = embeddings, i = output of block i,
@@ -170,12 +174,17 @@ export class TorchScriptModule {
     return { logits: fromRaw(out.logits), hiddenStates: out.hidden.map(fromRaw) };
   }
 
+  /** Frees the module now (the garbage collector would later). */
   dispose(): void {
     this.#native?.dispose();
     this.#native = null;
   }
 }
 
+/**
+ * Loads a TorchScript archive to run its own scripted forward (the reference the parity tests compare against); off the
+ * event loop.
+ */
 export async function loadTorchScript(path: string): Promise<TorchScriptModule> {
   if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a non-empty string', path);
   refuseAsar(path);

@@ -147,6 +147,10 @@ async function buildHeaded(
   return model;
 }
 
+/**
+ * Options of createHeadedQLoRA(): those of loadHeaded() with new heads, plus the LoRA adapters to train and an optional
+ * quantization of the backbone.
+ */
 export interface CreateHeadedQLoRAOptions<N extends string = string, T extends string = string> extends Omit<LoadHeadedOptions<N, T>, 'headFolder' | 'freezeBaseModel'> {
   heads: HeadConfig<N, T>[];
   lora: LoraConfig;
@@ -177,6 +181,10 @@ export async function createHeadedQLoRA<const N extends string = string, const T
   );
 }
 
+/**
+ * Options of loadLoraWithHeads(): the base model (when the adapter folder does not name a reachable one), device, dtype
+ * and quantization.
+ */
 export interface LoadLoraWithHeadsOptions extends Omit<LoadHeadedOptions, 'heads' | 'headFolder' | 'freezeBaseModel'> {
   /** The base model; defaults to base_model_name_or_path from adapter_config.json. */
   modelPath?: string;

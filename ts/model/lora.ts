@@ -1,5 +1,6 @@
 import { invalidArg, TransformerHeadsError } from '../errors.js';
 
+/** LoRA adapter settings, as PEFT's LoraConfig (camelCase). */
 export interface LoraConfig {
   /** Rank. Defaults to 8. */
   r?: number;
@@ -14,6 +15,7 @@ export interface LoraConfig {
   useRslora?: boolean;
 }
 
+/** A LoraConfig with every default filled in. */
 export type ResolvedLoraConfig = Required<LoraConfig>;
 
 /** @internal */
