@@ -143,7 +143,8 @@ async function main() {
       log(`${e.message}\nFix: ${e.fix ?? fixCommand()}\nThe package is installed; it loads once libtorch is there (check with: npx transformer-heads doctor).`);
       return 0;
     }
-    reason = e.message.split('\n')[0];
+    // One line: "no binary fits libtorch X from Y: <binary>: it needs ...; <binary>: ..."
+    reason = e.message.replace(/:\n {2}- /, ': ').replace(/\n {2}- /g, '; ').split('\n')[0];
   }
   if (located && !env.TRANSFORMER_HEADS_BUILD_FROM_SOURCE) {
     const check = await checkLoads();
