@@ -5,11 +5,13 @@ import { fileURLToPath } from 'node:url';
 
 import { TransformerHeadsError } from '../errors.js';
 import { readJsonFile } from '../io/index.js';
+import { outsideAsar } from '../native/index.js';
 import type { HeadedModel } from './headed.js';
 import { loadHeaded, type LoadHeadedOptions } from './load.js';
 
 /** Where `npm run pretrain` writes the embedded model: a Hugging Face GPT-2 folder inside this package. */
-export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'tiny-gpt2-en'); // from dist/model/
+// Under Electron: the unpacked copy (asarUnpack), since the native core memory-maps the weights.
+export const DEFAULT_MODEL_DIR = outsideAsar(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'tiny-gpt2-en')); // from dist/model/
 
 /** What training.json records about the embedded model (snake_case, as written). */
 export interface EmbeddedModelInfo {

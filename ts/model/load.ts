@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
 import { hubOptionsOf, isRepoId, kindOf, parseModelConfig, parseRepoRef, readJsonFile, readSafetensors, resolveModel, shown, type HubOptions } from '../io/index.js';
-import { binding } from '../native/index.js';
+import { ensureNative, refuseAsar } from '../native/index.js';
 import type { Device, Dtype } from './backbone.js';
 import { HeadedModel } from './headed.js';
 import { fromSnakeCase, resolveHeadConfigs, toSnakeCase, type HeadConfig } from './heads.js';
@@ -89,6 +89,8 @@ async function buildHeaded(
   options: LoadHeadedOptions,
   extra: { lora?: LoraConfig; fullyTrainedHeads?: boolean; baseModelNameOrPath?: string },
 ): Promise<HeadedModel> {
+  refuseAsar(modelPath);
+  if (options.headFolder) refuseAsar(options.headFolder, 'head folder');
   const freezeBaseModel = options.freezeBaseModel ?? true;
   const onlyInference = options.onlyInference ?? false;
   const quantization = options.quantization === undefined ? null : checkQuantization(options.quantization);
@@ -108,8 +110,8 @@ async function buildHeaded(
   }
   const resolved = resolveHeadConfigs(heads); // model-independent checks first: clearer errors, no load wasted
   const local = await resolveModel(modelPath, hubOptionsOf(options));
-  const native = await nativeCall(() =>
-    binding().loadHeaded(local, {
+  const native = await nativeCall(async () =>
+    (await ensureNative()).loadHeaded(local, {
       device: options.device ?? 'cpu',
       dtype: options.dtype ?? 'float32',
       heads: JSON.stringify(resolved.map(toSnakeCase)),
@@ -147,6 +149,10 @@ async function buildHeaded(
   return model;
 }
 
+/**
+ * Options of createHeadedQLoRA(): those of loadHeaded() with new heads, plus the LoRA adapters to train and an optional
+ * quantization of the backbone.
+ */
 export interface CreateHeadedQLoRAOptions<N extends string = string, T extends string = string> extends Omit<LoadHeadedOptions<N, T>, 'headFolder' | 'freezeBaseModel'> {
   heads: HeadConfig<N, T>[];
   lora: LoraConfig;
@@ -177,6 +183,10 @@ export async function createHeadedQLoRA<const N extends string = string, const T
   );
 }
 
+/**
+ * Options of loadLoraWithHeads(): the base model (when the adapter folder does not name a reachable one), device, dtype
+ * and quantization.
+ */
 export interface LoadLoraWithHeadsOptions extends Omit<LoadHeadedOptions, 'heads' | 'headFolder' | 'freezeBaseModel'> {
   /**
    * The base model (a path or a Hub id); defaults to base_model_name_or_path from adapter_config.json, at the

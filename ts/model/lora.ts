@@ -1,6 +1,7 @@
 import { invalidArg, TransformerHeadsError } from '../errors.js';
 import { parseRepoRef } from '../io/index.js';
 
+/** LoRA adapter settings, as PEFT's LoraConfig (camelCase). */
 export interface LoraConfig {
   /** Rank. Defaults to 8. */
   r?: number;
@@ -15,6 +16,7 @@ export interface LoraConfig {
   useRslora?: boolean;
 }
 
+/** A LoraConfig with every default filled in. */
 export type ResolvedLoraConfig = Required<LoraConfig>;
 
 /** @internal */
