@@ -222,8 +222,14 @@ describe('the embedded model', () => {
     expect(trained.stop_words).toBeGreaterThan(0.25);
     expect(trained.stop_words).toBeLessThan(0.75);
     expect(trained.most_frequent_word).toBeLessThan(0.2); // not 'the the the'
-    expect(trained.distinct_words).toBeGreaterThan(0.3);
-    expect(random.in_dictionary).toBeLessThan(0.6);
+    // Greedy decoding of a small model falls into phrase loops ("the day, the day, ..."): 0.30 distinct words per
+    // word measured; 0.2 leaves room for another machine's summation order changing a near-tie between two tokens.
+    expect(trained.distinct_words).toBeGreaterThan(0.2);
+    // The random initialisation echoes the prompt's last token ("ship ship ship ..."): with tied embeddings the
+    // residual stream still carries the input embedding, whose dot product with itself dominates the logits. Its
+    // words are dictionary words, so the contrast is variety: measured 0.04 distinct words per word against the trained model's 0.30.
+    expect(random.distinct_words).toBeLessThan(0.1);
+    expect(trained.distinct_words).toBeGreaterThan(3 * random.distinct_words);
   }, 120_000);
 });
 
