@@ -1,18 +1,25 @@
-// The spam example end to end on real data (SpamAssassin from npm): the probe must beat the majority class on a
-// held-out split. It runs on the GPT-2-shaped random-weight fixture: a frozen last-token probe reads spam from the
-// context that random attention mixes in, while the small embedded model (unigram-level after its 5 minutes of
-// pretraining) carries almost no context at the last token and stays at the majority class (README, Examples).
+// The examples end to end on the embedded model (models/tiny-llama-en), each against its own baseline printed in
+// its final JSON line. Sizes are bounded so the file stays within a few minutes on 2 cores.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 
 import { expect, it } from 'vitest';
 
-import { fixture, root } from './helpers.js';
+import { root } from './helpers.js';
 
-it('text classification (spam vs ham) beats the majority-class baseline on held-out emails', () => {
-  const out = execFileSync(process.execPath, [join(root, 'examples/text-classification.mjs'), fixture('random-gpt2-bpe.pt'), '--examples=1000', '--epochs=5'], { cwd: root, encoding: 'utf8' });
-  const res = JSON.parse(out.trim().split('\n').at(-1)!);
-  console.log(out.trim().split('\n').at(-1));
-  expect(res.test_examples).toBe(200);
-  expect(res.test_accuracy).toBeGreaterThan(res.majority_baseline + 0.03);
-});
+function run(example: string, args: string[]): Record<string, number> {
+  const out = execFileSync(process.execPath, [join(root, 'examples', example), ...args], { cwd: root, encoding: 'utf8' });
+  const last = out.trim().split('\n').at(-1)!;
+  console.log(last);
+  return JSON.parse(last) as Record<string, number>;
+}
+
+it('linear probe: part of speech at block 2 beats the most-frequent-tag-per-word baseline on held-out documents', () => {
+  const res = run('linear-probe.mjs', ['--train-words=8000', '--test-words=4000', '--epochs=10']);
+  expect(res.test_words).toBeGreaterThan(3900);
+  expect(res.test_accuracy).toBeGreaterThan(res.majority_baseline + 0.5);
+  // Measured at these sizes: 0.894 against 0.848 (+0.046, seed 42). The baseline's standard error on 4000 words is
+  // about 0.006; the demo's seeds 1-3 at the larger sizes moved the block-2 accuracy by under 0.01. +0.02 leaves
+  // room for that spread and for thread-count differences while still failing a probe that only memorises words.
+  expect(res.test_accuracy).toBeGreaterThan(res.most_frequent_tag_baseline + 0.02);
+}, 300_000);
