@@ -62,3 +62,28 @@ export async function spamTask(modelPath, examples) {
   const collator = new th.DataCollatorWithPadding({ input_ids: tokenizer.padTokenId, attention_mask: 0 });
   return { config, tokenizer, train, test, collator };
 }
+
+/**
+ * Sentences labelled by source, from documents the embedded model never saw: held-out Brown documents (label 0)
+ * and held-out Moby-Dick chapters (label 1), `perSource` of each (sentences of 5 to 60 words), in a seeded order.
+ */
+export async function sourceSentences(perSource = 400, seed = 0) {
+  const c = await import('../scripts/corpus.mjs');
+  const heldBrown = new Set(c.heldOutBrownIds());
+  const brown = c.brownDocuments().filter((d) => heldBrown.has(d.id)).flatMap((d) => d.sentences.map((s) => d.text.slice(s[0].start, s.at(-1).end)));
+  const heldMoby = new Set(c.heldOutMobyDickIds());
+  const moby = c.mobyDickDocuments().filter((d) => heldMoby.has(d.id)).flatMap((d) => d.text.replace(/\s+/g, ' ').split(/(?<=[.!?])\s+(?=[A-Z"'])/));
+  const ok = (s) => { const n = s.split(' ').length; return n >= 5 && n <= 60; };
+  const pick = (list) => {
+    const l = list.filter(ok);
+    const order = [...l.keys()];
+    let s = seed + 7;
+    for (let i = order.length - 1; i > 0; i--) {
+      s = (s * 1103515245 + 12345) % 2 ** 31;
+      const j = s % (i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    return order.slice(0, perSource).map((k) => l[k]);
+  };
+  return [...pick(brown).map((text) => ({ text, label: 0 })), ...pick(moby).map((text) => ({ text, label: 1 }))];
+}
