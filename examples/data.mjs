@@ -21,7 +21,7 @@ export function majorityBaseline(labels) {
 
 /**
  * SpamAssassin emails tokenized for a model: input_ids, attention_mask, spam (0/1), and `link_seen`: per token, 1 once
- * a token containing `marker` ('http' by default: a link) has appeared at or before it. That is a fact about earlier
+ * the text up to and including it contains `marker` ('http' by default: a link). That is a fact about earlier
  * tokens, so a probe can read it only where attention has mixed the context in.
  */
 export async function tokenizedSpam(tokenizer, { examples = 2000, maxTokens = 64, seed = 0, marker = 'http' } = {}) {
@@ -36,8 +36,13 @@ export async function tokenizedSpam(tokenizer, { examples = 2000, maxTokens = 64
   return order.slice(0, Math.min(examples, all.length)).map((k) => {
     const { text, label } = all[k];
     const ids = tokenizer.encode(text).ids.slice(0, maxTokens);
+    // matched on the text decoded so far, not token by token: a small BPE splits 'http' into several tokens
+    let sofar = '';
     let seen = 0;
-    const link = ids.map((id) => (seen = seen || (tokenizer.decode([id]).includes(marker) ? 1 : 0)));
+    const link = ids.map((id) => {
+      sofar += tokenizer.decode([id]);
+      return (seen = seen || (sofar.includes(marker) ? 1 : 0));
+    });
     return { input_ids: ids, attention_mask: ids.map(() => 1), spam: label, link_seen: link };
   });
 }

@@ -37,19 +37,26 @@ it('puts each word\'s tag on the token that holds its last character, and only t
   const doc = pos.posDocuments().test[0]!;
   const { chunks, dropped } = pos.documentChunks(tok, doc, 96, 'last');
   expect(dropped).toBe(0);
-  // The corpus's first words, in order, against the labelled positions: the decoded text up to each labelled token
-  // ends with the word, and the label is the word's tag.
+  // The document's first chunk starts at its first character; each labelled token's character span, from the decoded
+  // text, must hold the last character of a word with that tag, and nearly every word of the chunk is labelled (a
+  // word whose last character shares a token with the next word's, as in 'drunk--', gives its place to that word).
   const words = doc.sentences.flat();
   const c = chunks[0]!;
-  let k = 0;
+  expect(doc.sentences[0]![0]!.start).toBe(0);
+  let labelled = 0;
+  let end = 0;
   for (let t = 0; t < c.input_ids.length; t++) {
+    const start = end;
+    end = tok.decode(c.input_ids.slice(0, t + 1)).length;
     if (c.tag[t] === -100) continue;
-    const w = words[k++]!;
-    const upTo = tok.decode(c.input_ids.slice(0, t + 1));
-    expect(upTo.endsWith(w.word === '``' || w.word === "''" ? '"' : w.word)).toBe(true);
-    expect(pos.UNIVERSAL_TAGS[c.tag[t]!]).toBe(pos.universalTag(w.tag));
+    labelled++;
+    const here = words.filter((w) => w.end - 1 >= start && w.end - 1 < end);
+    expect(here.map((w) => pos.universalTag(w.tag))).toContain(pos.UNIVERSAL_TAGS[c.tag[t]!]);
+    expect(here.map((w) => w.word.toLowerCase())).toContain(c.words[t]);
   }
-  expect(k).toBeGreaterThan(40);
+  const inChunk = words.filter((w) => w.end <= end).length;
+  expect(labelled).toBeGreaterThan(0.95 * inChunk);
+  expect(labelled).toBeGreaterThan(40);
 });
 
 it('part of speech: a probe on the embedded model beats the most-frequent-tag baseline and the random-init model', () => {

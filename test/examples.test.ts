@@ -31,3 +31,14 @@ it('text classification: a probe on the last token tells Moby-Dick sentences fro
   // the standard error of an accuracy near 0.8 is about 0.04; +0.15 is over 3 of them below the measured margins.
   expect(res.test_accuracy).toBeGreaterThan(res.majority_baseline + 0.15);
 }, 300_000);
+
+it('generation with heads: a "link seen" probe beats its majority baseline and reads a link in the prompt while generating', () => {
+  const res = run('generate-with-heads.mjs', []) as unknown as Record<string, number> & { mean_p_link: number[] };
+  // Measured: 0.979 against a 0.943 majority (most positions come before any link); about 10,000 test positions,
+  // so +0.015 is several standard errors and under half the measured margin.
+  expect(res.probe_test_accuracy).toBeGreaterThan(res.majority_baseline + 0.015);
+  // While generating after 'For more information visit http://www.' the probe says a link was seen (measured mean
+  // 0.68), after 'Dear friend, I am writing to you because' it says not (0.000).
+  expect(res.mean_p_link[0]!).toBeGreaterThan(0.5);
+  expect(res.mean_p_link[1]!).toBeLessThan(0.1);
+}, 400_000);
