@@ -57,3 +57,9 @@ it('multi-probe: "link seen" is read from the blocks, not the embeddings, above 
   expect(Math.max(...link)).toBeGreaterThan(res.majority_baseline.link_seen + 0.015);
   expect(link.at(-1)!).toBeGreaterThan(link[0]! + 0.05);
 }, 300_000);
+
+it('saving and loading: the reloaded heads predict bit-identically on the embedded model', () => {
+  const res = run('saving-and-loading.mjs', []) as unknown as { reloaded_predictions_bit_identical: boolean; saved_files: Record<string, number> };
+  expect(res.reloaded_predictions_bit_identical).toBe(true);
+  expect(Object.keys(res.saved_files).sort()).toEqual(expect.arrayContaining(['head_configs.json', 'link_seen.safetensors', 'spam.safetensors']));
+}, 300_000);
