@@ -66,7 +66,10 @@ example GPT-2 exported with \`scripts/export_torchscript.py --hf openai-communit
 For probing, the Brown documents keep their part-of-speech tags: \`scripts/corpus.mjs\` exports \`brownDocuments()\`
 (each document's text as the model reads it, and its sentences as \`{ word, tag, start, end }\` with the character
 span of each word in that text), \`heldOutBrownIds()\` (the ${c.held_out.brown.length} documents the model and its tokenizer
-never saw) and \`corpusDocuments()\` (the split).
+never saw) and \`corpusDocuments()\` (the split). \`scripts/pos.mjs\` collapses the tags to the 12 universal tags and puts each word's
+tag on its last sub-token; \`npm run demo\` probes every layer for part of speech on the held-out documents (best:
+block 2, 0.908 against 0.859 for each word's most frequent tag and 0.544 for the random-init model; see the
+Quickstart), and the Examples section lists what the model can and cannot do.
 
 \`\`\`ts
 import { DEFAULT_MODEL_DIR, loadEmbeddedModel, loadTokenizer } from 'transformer-heads';
