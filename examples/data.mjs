@@ -19,6 +19,18 @@ export function majorityBaseline(labels) {
   return Math.max(...counts.values()) / labels.length;
 }
 
+/** 0..n-1 in a seeded order (Fisher-Yates driven by a fixed LCG): the same on every machine and Node version. */
+function shuffledIndices(n, seed) {
+  const order = [...Array(n).keys()];
+  let s = seed;
+  for (let i = order.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    const j = s % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
 /**
  * SpamAssassin emails tokenized for a model: input_ids, attention_mask, spam (0/1), and `link_seen`: per token, 1 once
  * the text up to and including it contains `marker` ('http' by default: a link). That is a fact about earlier
@@ -26,13 +38,7 @@ export function majorityBaseline(labels) {
  */
 export async function tokenizedSpam(tokenizer, { examples = 2000, maxTokens = 64, seed = 0, marker = 'http' } = {}) {
   const all = await spamAssassin();
-  const order = [...all.keys()];
-  let s = seed + 1;
-  for (let i = order.length - 1; i > 0; i--) {
-    s = (s * 1103515245 + 12345) % 2 ** 31;
-    const j = s % (i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  const order = shuffledIndices(all.length, seed + 1);
   return order.slice(0, Math.min(examples, all.length)).map((k) => {
     const { text, label } = all[k];
     const ids = tokenizer.encode(text).ids.slice(0, maxTokens);
@@ -81,13 +87,7 @@ export async function sourceSentences(perSource = 400, seed = 0) {
   const ok = (s) => { const n = s.split(' ').length; return n >= 5 && n <= 60; };
   const pick = (list) => {
     const l = list.filter(ok);
-    const order = [...l.keys()];
-    let s = seed + 7;
-    for (let i = order.length - 1; i > 0; i--) {
-      s = (s * 1103515245 + 12345) % 2 ** 31;
-      const j = s % (i + 1);
-      [order[i], order[j]] = [order[j], order[i]];
-    }
+    const order = shuffledIndices(l.length, seed + 7);
     return order.slice(0, perSource).map((k) => l[k]);
   };
   return [...pick(brown).map((text) => ({ text, label: 0 })), ...pick(moby).map((text) => ({ text, label: 1 }))];

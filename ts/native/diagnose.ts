@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { ensureNative, nativeLocation, nativePackageRoot, type NativeLocation } from './binding.js';
+import { ensureNative, nativeLocation, nativePackageRoot, type LibtorchInfo, type NativeLocation } from './binding.js';
 
 /** One binary the loader considered. */
 export interface DiagnosedBinary {
@@ -24,15 +24,8 @@ export interface NativeDiagnosis {
   ok: boolean;
   node: { version: string; napi: string | null; platform: string; arch: string; libc: string | null; electron: string | null };
   package: { root: string; version: string | null };
-  libtorch: null | {
-    source: string;
-    detail: string;
-    libdir: string;
-    version: string | null;
-    cxx11Abi: number | null;
-    cuda: boolean;
-    libraries: string[];
-  };
+  /** The libtorch found, its libraries by file name only. */
+  libtorch: null | (Omit<LibtorchInfo, 'libraries'> & { libraries: string[] });
   binaries: DiagnosedBinary[];
   binary: null | { kind: string; path: string; loader: string; loadMs: number };
   /** What the loaded addon reports (runtimeInfo()), as it reports it. */
