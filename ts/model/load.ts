@@ -188,8 +188,11 @@ export interface LoadLoraWithHeadsOptions extends Omit<LoadHeadedOptions, 'heads
 
 /**
  * Loads a folder written by save() on a LoRA model (or by the Python library / PEFT): adapter_config.json,
- * adapter_model.safetensors, head_configs.json and the head files. Unknown adapter_config keys are ignored. The
- * folder may be a Hub repository ("org/name[@revision]"), and so may its base model.
+ * adapter_model.safetensors, head_configs.json and the head files. Every adapter_config.json field PEFT defines is
+ * type-checked; rank_pattern, alpha_pattern, layers_to_transform and layers_pattern apply as in PEFT, and fields this
+ * library cannot apply as PEFT does (use_dora, other peft_types, modules_to_save other than the heads, ...) are
+ * refused with ERR_TH_CONFIG. Unknown keys are ignored, as PEFT ignores them. The folder may be a Hub repository
+ * ("org/name[@revision]"), and so may its base model.
  */
 export async function loadLoraWithHeads(dirOrName: string, options: LoadLoraWithHeadsOptions = {}): Promise<HeadedModel> {
   if (typeof dirOrName !== 'string' || !dirOrName) invalidArg('dir', 'a folder path or a Hub repo id', dirOrName);
