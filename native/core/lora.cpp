@@ -13,13 +13,16 @@
 namespace th {
 namespace {
 
+// Names from a config file go into messages cut short: a message must stay readable (and bounded) for any input.
+std::string clip(const std::string& s) { return s.size() > 80 ? s.substr(0, 80) + "... (" + std::to_string(s.size()) + " characters)" : s; }
+
 std::regex compile(const std::string& expr, const std::string& field) {
   try {
     // ECMAScript is the std::regex dialect closest to Python's re for the expressions PEFT configs hold (names,
     // '.', '\d', classes, alternation, lazy quantifiers); Python-only syntax ((?P<name>...)) is refused here.
     return std::regex(expr, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
-    throw ConfigError("LoRA " + field + " key '" + expr + "' is not a regular expression this library can use (" + e.what() + ")");
+    throw ConfigError("LoRA " + field + " key '" + clip(expr) + "' is not a regular expression this library can use (" + e.what() + ")");
   }
 }
 
@@ -46,12 +49,12 @@ std::vector<std::string> Backbone::add_lora(const LoraOptions& o) {
   if (!std::isfinite(o.alpha)) throw ConfigError("LoRA alpha must be a finite number");
   std::vector<std::pair<std::regex, int64_t>> ranks;
   for (const auto& [k, v] : o.rank_pattern) {
-    if (v <= 0) throw ConfigError("LoRA rank_pattern['" + k + "'] must be a positive rank, got " + std::to_string(v));
+    if (v <= 0) throw ConfigError("LoRA rank_pattern['" + clip(k) + "'] must be a positive rank, got " + std::to_string(v));
     ranks.emplace_back(compile("(.*\\.)?(" + k + ")$", "rank_pattern"), v);
   }
   std::vector<std::pair<std::regex, double>> alphas;
   for (const auto& [k, v] : o.alpha_pattern) {
-    if (!std::isfinite(v)) throw ConfigError("LoRA alpha_pattern['" + k + "'] must be a finite number");
+    if (!std::isfinite(v)) throw ConfigError("LoRA alpha_pattern['" + clip(k) + "'] must be a finite number");
     alphas.emplace_back(compile("(.*\\.)?(" + k + ")$", "alpha_pattern"), v);
   }
   for (int64_t i : o.layers_to_transform) {
@@ -117,9 +120,16 @@ std::vector<std::string> Backbone::add_lora(const LoraOptions& o) {
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
     std::string asked;
-    for (const auto& t : targets) asked += (asked.empty() ? "" : ", ") + t;
+    for (const auto& t : targets) {
+      if (asked.size() > 400) {
+        asked += ", ...";
+        break;
+      }
+      asked += (asked.empty() ? "" : ", ") + clip(t);
+    }
     std::string layers;
     for (int64_t i : o.layers_to_transform) layers += (layers.empty() ? "" : ", ") + std::to_string(i);
+    if (layers.size() > 200) layers = layers.substr(0, 200) + ", ...";
     throw ConfigError("LoRA targetModules [" + asked + "]" + (layers.empty() ? "" : " in layers [" + layers + "]") + " name no module of this " +
                       config_.model_type + " model; available: " + list);
   }
