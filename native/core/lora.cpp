@@ -16,13 +16,14 @@ namespace {
 // Names from a config file go into messages cut short: a message must stay readable (and bounded) for any input.
 std::string clip(const std::string& s) { return s.size() > 80 ? s.substr(0, 80) + "... (" + std::to_string(s.size()) + " characters)" : s; }
 
-std::regex compile(const std::string& expr, const std::string& field) {
+// `key` is what the config holds (named in the message); `expr` is PEFT's regular expression built around it.
+std::regex compile(const std::string& expr, const std::string& field, const std::string& key) {
   try {
     // ECMAScript is the std::regex dialect closest to Python's re for the expressions PEFT configs hold (names,
     // '.', '\d', classes, alternation, lazy quantifiers); Python-only syntax ((?P<name>...)) is refused here.
     return std::regex(expr, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
-    throw ConfigError("LoRA " + field + " key '" + clip(expr) + "' is not a regular expression this library can use (" + e.what() + ")");
+    throw ConfigError("LoRA " + field + " key '" + clip(key) + "' is not a regular expression this library can use (" + e.what() + ")");
   }
 }
 
@@ -50,12 +51,12 @@ std::vector<std::string> Backbone::add_lora(const LoraOptions& o) {
   std::vector<std::pair<std::regex, int64_t>> ranks;
   for (const auto& [k, v] : o.rank_pattern) {
     if (v <= 0) throw ConfigError("LoRA rank_pattern['" + clip(k) + "'] must be a positive rank, got " + std::to_string(v));
-    ranks.emplace_back(compile("(.*\\.)?(" + k + ")$", "rank_pattern"), v);
+    ranks.emplace_back(compile("(.*\\.)?(" + k + ")$", "rank_pattern", k), v);
   }
   std::vector<std::pair<std::regex, double>> alphas;
   for (const auto& [k, v] : o.alpha_pattern) {
     if (!std::isfinite(v)) throw ConfigError("LoRA alpha_pattern['" + clip(k) + "'] must be a finite number");
-    alphas.emplace_back(compile("(.*\\.)?(" + k + ")$", "alpha_pattern"), v);
+    alphas.emplace_back(compile("(.*\\.)?(" + k + ")$", "alpha_pattern", k), v);
   }
   for (int64_t i : o.layers_to_transform) {
     if (i < 0 || i >= config_.num_layers) {
@@ -66,7 +67,7 @@ std::vector<std::string> Backbone::add_lora(const LoraOptions& o) {
   // PEFT inserts layers_pattern into its expression as it is (no group around it), and reads group 1.
   std::vector<std::regex> layer_res;
   if (o.layers_pattern.empty()) layer_res.push_back(std::regex(R"(.*?\.[^.]*\.(\d+)\.)", std::regex::ECMAScript));
-  for (const auto& p : o.layers_pattern) layer_res.push_back(compile(".*?\\." + p + "\\.(\\d+)\\.", "layers_pattern"));
+  for (const auto& p : o.layers_pattern) layer_res.push_back(compile(".*?\\." + p + "\\.(\\d+)\\.", "layers_pattern", p));
 
   std::vector<std::string> targets = o.targets;
   if (targets.empty() && o.peft_default_targets) {
