@@ -186,7 +186,7 @@ describe('adapter_config.json fields that cannot be applied as PEFT applies them
     ['no peft_type', (c) => void delete c.peft_type, /peft_type is missing; PEFT requires it/],
     ['modules_to_save naming a base-model module', (c) => void (c.modules_to_save = ['lm_head']), /modules_to_save names "lm_head", which is not a head of head_configs.json/],
     ['r: "4"', (c) => void (c.r = '4'), /r must be a positive integer \(at most 65536\), got a string "4"/],
-    ['a config that is []', () => [], /adapter config file .*\[\]|must hold a JSON object of LoRA config fields, got an array/],
+    ['a config that is []', () => [], /adapter config file '.*adapter_config.json' must hold a JSON object {...}, got an array/],
     ['lora_dropout: "x"', (c) => void (c.lora_dropout = 'x'), /lora_dropout must be a number in \[0, 1\), got a string "x"/],
     ['target_modules: []', (c) => void (c.target_modules = []), /target_modules is an empty list, which adapts no module/],
     ['target_modules as a regular expression', (c) => void (c.target_modules = '.*c_attn'), /target_modules as a regular expression/],
