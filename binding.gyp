@@ -33,6 +33,7 @@
         "native/core/headed_model.cpp",
         "native/core/heads.cpp",
         "native/core/json_strict.cpp",
+        "native/core/lora.cpp",
         "native/core/llama.cpp",
         "native/core/losses.cpp",
         "native/core/optimizer.cpp",
