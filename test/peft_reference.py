@@ -30,6 +30,7 @@ import torch.nn as nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 import export_torchscript as ex  # noqa: E402
 from make_head_fixtures import head_config  # noqa: E402
+from make_lora_fixtures import LoraWrap  # noqa: E402  (W x + scaling * B A x, the fixtures' own)
 
 
 # ------------------------------------------------------------------------------------ PEFT's rules (re-stated)
@@ -89,15 +90,6 @@ def module_plan(model, config):
         scaling = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
         plan[name] = (mod, r, scaling)
     return plan
-
-
-class LoraWrap(nn.Module):
-    def __init__(self, base, A, B, scaling):
-        super().__init__()
-        self.base, self.A, self.B, self.scaling = base, A, B, scaling
-
-    def forward(self, x):
-        return self.base(x) + (x @ self.A.t() @ self.B.t()) * self.scaling
 
 
 # ------------------------------------------------------------------------------------ files
