@@ -9,14 +9,14 @@ import { defaultModel, majorityBaseline, report, spamTask } from './data.mjs';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
-  options: { examples: { type: 'string', default: '1200' }, epochs: { type: 'string', default: '2' } },
+  options: { examples: { type: 'string', default: '1200' }, epochs: { type: 'string', default: '2' }, lr: { type: 'string', default: '1e-3' } },
 });
 const modelPath = positionals[0] ?? defaultModel;
 const { config, train, test, collator } = await spamTask(modelPath, Number(opt.examples));
 const head = { name: 'spam', inSize: config.hiddenSize, numOutputs: 2, predForSequence: true };
 
 const results = {};
-for (const [mode, freezeBaseModel, lr] of [['linear probe (frozen)', true, 2e-2], ['full finetuning', false, 1e-4]]) {
+for (const [mode, freezeBaseModel, lr] of [['linear probe (frozen)', true, 2e-2], ['full finetuning', false, Number(opt.lr)]]) {
   const model = await loadHeaded(modelPath, { heads: [head], freezeBaseModel });
   const trainer = new Trainer(
     model,
