@@ -210,7 +210,21 @@ TorchScriptModel::TorchScriptModel(const std::string& path) {
 
 TorchScriptModel::Output TorchScriptModel::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
   torch::NoGradGuard no_grad;
-  torch::IValue out = module_.forward({input_ids, attention_mask});
+  torch::IValue out;
+  try {
+    out = module_.forward({input_ids, attention_mask});
+  } catch (const c10::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    // The interpreter reports a failure of the archive's own code as torch::jit::JITException, a plain
+    // std::runtime_error: the archive is at fault (found by fuzzing: bit flips in its serialized code), not the
+    // library. Its traceback can run to kilobytes of the archive's source; the head of it says where.
+    const std::string what = e.what();
+    throw FileError("the TorchScript archive's own forward failed (a damaged archive, or code this libtorch cannot run): " +
+                    (what.size() > 800 ? what.substr(0, 800) + " [...]" : what));
+  }
   if (!out.isTuple()) throw ConfigError("the TorchScript module's forward must return (logits, hidden_states)");
   const auto& elems = out.toTuple()->elements();
   if (elems.size() != 2) throw ConfigError("the TorchScript module's forward must return (logits, hidden_states)");
