@@ -37,7 +37,8 @@ export function selectForMetrics(
     const per = labels.data.length / B;
     for (let b = 0; b < B; b++) {
       const t = h.ignorePads ? seqLen(b) : T - 1;
-      if (per === 1) push(b, t, labels.data[b]!);
+      // a row without this head's label (-100, as at token level) is not counted
+      if (per === 1 && labels.data[b] !== -100) push(b, t, labels.data[b]!);
     }
     return;
   }
