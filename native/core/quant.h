@@ -41,7 +41,8 @@ torch::Tensor dequantize_4bit(const Quant4& q, torch::ScalarType dtype);
 // bytes into one buffer reused across tiles, so a projection's transient memory is tile_rows x in values instead of
 // its whole weight (plus the int64 and float copies the whole-weight path makes). Each tile is bit-identical to the
 // same rows of dequantize_4bit; only the summation order of the grad-input differs (accumulated tile by tile).
-// kQuantTileRows was chosen by measurement (test_quant.cpp "bench: 4-bit tile rows"; figures in docs/benchmarks.md).
+// kQuantTileRows is provisional until measured on a quiet machine (test_quant.cpp "bench: 4-bit tile rows",
+// docs/benchmarks.md): 256 rows keep the buffer at most 2 MiB on a 2048-wide model and the GEMMs 256 columns wide.
 constexpr int64_t kQuantTileRows = 256;
 // Rows [r0, r1) of the dequantized weight into `out` ([r1 - r0, in], contiguous, float32 / bfloat16 / float16);
 // `absmax` is block_absmax(q) (fp32, CPU), passed in so that a call over many tiles computes it once.
