@@ -145,7 +145,7 @@ Checkpoint load_hf_checkpoint(const std::string& dir, std::optional<torch::Scala
   std::map<std::string, std::string> origin;  // stripped name -> file it came from
   for (const auto& [shard, listed] : shards) {
     const fs::path file = root / shard;
-    auto file_ptr = std::make_shared<const SafetensorsFile>(file.string());
+    auto file_ptr = std::shared_ptr<const SafetensorsFile>(std::make_shared<SafetensorsFile>(file.string()));
     const SafetensorsFile& st = *file_ptr;
     for (const std::string& name : listed) {
       if (!st.contains(name)) {
