@@ -427,6 +427,8 @@ Napi::Value LoadHeaded(const Napi::CallbackInfo& info) {
     ho.lora = lo2;
   }
   ho.gradient_checkpointing = o.Get("gradientCheckpointing").ToBoolean().Value();
+  // Quantize while loading (the float model is never whole in memory); HeadedModel then finds it quantized.
+  lo.quant = ho.quant;
   th::Executor& ex = th::compute_executor(lo.device);
   if (o.Get("fullyTrainedHeads").IsBoolean()) ho.fully_trained_heads = o.Get("fullyTrainedHeads").As<Napi::Boolean>().Value();
   std::string path = info[0].As<Napi::String>();

@@ -9,6 +9,7 @@
 #include "device.h"
 #include "errors.h"
 #include "format.h"
+#include "safetensors.h"
 
 namespace th {
 namespace {
@@ -47,19 +48,22 @@ struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
 };
 
 // A quantized projection under autograd, as bitsandbytes' MatMul4Bit: only the quantized weight is kept for the
-// backward pass, which dequantizes it again, instead of autograd holding a dense copy of every weight.
+// backward pass, which dequantizes it again, instead of autograd holding a dense copy of every weight. Nothing is
+// saved (the frozen weight gets no gradient, so the input is not needed); 4-bit weights are dequantized in row tiles
+// on the CPU in both directions (linear_4bit), never whole.
 struct QuantLinearFn : public torch::autograd::Function<QuantLinearFn> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor bias, int64_t linear) {
     ctx->saved_data["linear"] = linear;
     ctx->saved_data["bias"] = bias.numel() > 0;
     const auto* l = reinterpret_cast<const Linear*>(linear);
+    if (l->q4) return linear_4bit(x, *l->q4, restore(bias));
     return torch::linear(x, l->dense(x.scalar_type()), restore(bias));
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
     const auto* l = reinterpret_cast<const Linear*>(ctx->saved_data["linear"].toInt());
     const torch::Tensor& go = grads[0];
-    torch::Tensor gx = torch::matmul(go, l->dense(go.scalar_type()));
+    torch::Tensor gx = l->q4 ? linear_4bit_grad_input(go, *l->q4) : torch::matmul(go, l->dense(go.scalar_type()));
     torch::Tensor gb = ctx->saved_data["bias"].toBool() ? go.reshape({-1, go.size(-1)}).sum(0) : torch::Tensor();
     return {gx, gb, torch::Tensor()};
   }
@@ -67,11 +71,14 @@ struct QuantLinearFn : public torch::autograd::Function<QuantLinearFn> {
 
 }  // namespace
 
-Backbone::Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype)
+Backbone::Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype, std::optional<QuantOptions> quant)
     : config_(std::move(ck.config)),
       device_(device),
       dtype_(dtype),
       tensors_(std::move(ck.tensors)),
+      deferred_(std::move(ck.deferred)),
+      deferred_dtype_(ck.float_dtype),
+      load_quant_(quant),
       config_json_(std::move(ck.config_json)),
       tokenizer_json_(std::move(ck.tokenizer_json)),
       tokenizer_config_json_(std::move(ck.tokenizer_config_json)) {
@@ -84,8 +91,13 @@ Backbone::Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtyp
 torch::Tensor Backbone::take(const std::string& name, std::vector<int64_t> shape, bool transpose) {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) {
-    throw ConfigError("checkpoint has no tensor '" + name + "' (expected for model_type " + config_.model_type +
-                      " with this config.json)");
+    auto d = deferred_.find(name);
+    if (d == deferred_.end()) {
+      throw ConfigError("checkpoint has no tensor '" + name + "' (expected for model_type " + config_.model_type +
+                        " with this config.json)");
+    }
+    it = tensors_.emplace(name, d->second.file->load(d->second.name, deferred_dtype_)).first;
+    deferred_.erase(d);
   }
   const torch::Tensor& t = it->second;
   // Every tensor a backbone takes is a weight it multiplies or adds in its own dtype; an integer one would only fail
@@ -102,6 +114,8 @@ torch::Tensor Backbone::take(const std::string& name, std::vector<int64_t> shape
   out = (transpose ? out.t() : out).contiguous();
   // A fresh leaf: never an alias of the archive's own parameter, so requires_grad can be set on it.
   out = out.detach();
+  // The backbone's copy is the only one from here on (a tied tensor is taken once and shared by the architecture).
+  tensors_.erase(it);
   params_.emplace_back(name, out);
   if (transpose) transposed_.insert(name);
   return out;
@@ -133,7 +147,29 @@ void Backbone::set_requires_grad(bool on) {
 
 void Backbone::finish_loading() {
   tensors_.clear();
+  deferred_.clear();  // unmaps the files
+  if (load_quant_) quantized_ = true;
   measure();
+}
+
+void Backbone::quantize_on_load(Linear& l) {
+  if (load_quant_) quantize_linear(l, *load_quant_);
+}
+
+void Backbone::quantize_linear(Linear& l, const QuantOptions& o) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor w = l.weight;
+  if (o.bits == 4) l.q4 = std::make_shared<Quant4>(quantize_4bit(w, o.type, o.blocksize, o.double_quant));
+  else l.q8 = std::make_shared<Quant8>(quantize_8bit(w));
+  l.compute_dtype = o.compute_dtype;
+  l.weight = torch::Tensor();
+  // Searched from the back: at load the weight was just appended.
+  for (auto it = params_.rbegin(); it != params_.rend(); ++it) {
+    if (it->second.is_same(w)) {
+      params_.erase(std::next(it).base());
+      break;
+    }
+  }
 }
 
 Backbone::Footprint Backbone::footprint() {
@@ -171,7 +207,7 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
     if (torch::GradMode::is_enabled() && (xc.requires_grad() || (b.defined() && b.requires_grad()))) {
       y = QuantLinearFn::apply(xc, placeholder(b, xc), reinterpret_cast<int64_t>(this));
     } else {
-      y = torch::linear(xc, dense(compute_dtype), b);
+      y = q4 ? linear_4bit(xc, *q4, b) : torch::linear(xc, dense(compute_dtype), b);
     }
     y = y.to(x.scalar_type());
   } else {
@@ -188,20 +224,7 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
 void Backbone::quantize(const QuantOptions& o) {
   if (o.bits != 4 && o.bits != 8) throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(o.bits));
   if (quantized_) throw ConfigError("the model is already quantized");
-  torch::NoGradGuard no_grad;
-  for (Linear* l : linears()) {
-    torch::Tensor w = l->weight;
-    if (o.bits == 4) l->q4 = std::make_shared<Quant4>(quantize_4bit(w, o.type, o.blocksize, o.double_quant));
-    else l->q8 = std::make_shared<Quant8>(quantize_8bit(w));
-    l->compute_dtype = o.compute_dtype;
-    l->weight = torch::Tensor();
-    for (auto it = params_.begin(); it != params_.end(); ++it) {
-      if (it->second.is_same(w)) {
-        params_.erase(it);
-        break;
-      }
-    }
-  }
+  for (Linear* l : linears()) quantize_linear(*l, o);
   quantized_ = true;
   measure();
 }
@@ -418,9 +441,13 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptions& options) {
   const torch::Device device = parse_device(options.device);
   const torch::ScalarType dtype = parse_dtype(options.dtype);
-  Checkpoint ck = load_checkpoint(path, dtype);
-  if (ck.config.arch == Arch::GPT2) return make_gpt2(std::move(ck), device, dtype);
-  return make_llama(std::move(ck), device, dtype);
+  if (options.quant && options.quant->bits != 4 && options.quant->bits != 8) {
+    throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(options.quant->bits));
+  }
+  // Deferred reading only when quantizing: then each projection is quantized before the next is read.
+  Checkpoint ck = load_checkpoint(path, dtype, /*defer=*/options.quant.has_value());
+  if (ck.config.arch == Arch::GPT2) return make_gpt2(std::move(ck), device, dtype, options.quant);
+  return make_llama(std::move(ck), device, dtype, options.quant);
 }
 
 }  // namespace th

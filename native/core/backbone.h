@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -22,10 +23,6 @@
 
 namespace th {
 
-struct LoadOptions {
-  std::string device = "cpu";
-  std::string dtype = "float32";
-};
 
 struct ForwardRequest {
   torch::Tensor input_ids;       // int64 [B, T]
@@ -93,6 +90,15 @@ struct QuantOptions {
   int64_t blocksize = 64;
   bool double_quant = false;
   torch::ScalarType compute_dtype = torch::kFloat32;
+};
+
+struct LoadOptions {
+  std::string device = "cpu";
+  std::string dtype = "float32";
+  // Quantize the block projections while loading: each projection is read (from a Hugging Face folder: one tensor at
+  // a time out of the mapped files) and quantized before the next, so the loading peak stays near the quantized
+  // model's size instead of the float model's. A TorchScript archive is read whole first either way.
+  std::optional<QuantOptions> quant;
 };
 
 // A LoRA configuration with PEFT's LoraConfig semantics (lora.cpp). Module names here are full Hugging Face paths
@@ -190,12 +196,15 @@ class Backbone {
   Footprint footprint();
 
  protected:
-  Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
+  Backbone(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype, std::optional<QuantOptions> quant = std::nullopt);
 
   // Takes a tensor by name out of the checkpoint, moved to the model's device and dtype, checking its shape;
   // `transpose` stores a 2-D tensor as its contiguous transpose (GPT-2 Conv1D [in, out] -> [out, in]).
   torch::Tensor take(const std::string& name, std::vector<int64_t> shape, bool transpose = false);
-  bool has(const std::string& name) const { return tensors_.count(name) > 0; }
+  bool has(const std::string& name) const { return tensors_.count(name) > 0 || deferred_.count(name) > 0; }
+  // Called by the architectures on each block projection right after taking its weight: with LoadOptions::quant,
+  // quantizes it at once (the float weight is freed before the next one is read).
+  void quantize_on_load(Linear& l);
   void finish_loading();  // drops unused checkpoint tensors and measures the weights
   void measure();
 
@@ -212,7 +221,12 @@ class Backbone {
  private:
   void check_inputs(const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& positions) const;
 
+  void quantize_linear(Linear& l, const QuantOptions& o);
+
   std::map<std::string, torch::Tensor> tensors_;
+  std::map<std::string, Checkpoint::Deferred> deferred_;
+  std::optional<torch::ScalarType> deferred_dtype_;
+  std::optional<QuantOptions> load_quant_;
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::set<std::string> transposed_;  // names stored transposed from the checkpoint (GPT-2 Conv1D)
   std::string config_json_, tokenizer_json_, tokenizer_config_json_;
@@ -232,8 +246,10 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 // HF generation's positions: cumsum(mask) - 1, and 1 at padding.
 torch::Tensor positions_from_mask(const torch::Tensor& mask);
 
-std::unique_ptr<Backbone> make_gpt2(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
-std::unique_ptr<Backbone> make_llama(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype);
+std::unique_ptr<Backbone> make_gpt2(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype,
+                                    std::optional<QuantOptions> quant = std::nullopt);
+std::unique_ptr<Backbone> make_llama(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype,
+                                     std::optional<QuantOptions> quant = std::nullopt);
 
 // Loads a TorchScript archive (see scripts/export_torchscript.py) or a Hugging Face model folder into a native backbone.
 std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptions& options);

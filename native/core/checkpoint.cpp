@@ -103,7 +103,7 @@ std::map<std::string, std::set<std::string>> read_index(const fs::path& index_pa
 
 }  // namespace
 
-Checkpoint load_hf_checkpoint(const std::string& dir, std::optional<torch::ScalarType> float_dtype) {
+Checkpoint load_hf_checkpoint(const std::string& dir, std::optional<torch::ScalarType> float_dtype, bool defer) {
   const fs::path root(dir);
   Checkpoint ck;
   auto config = read_text(root / "config.json");
@@ -145,7 +145,8 @@ Checkpoint load_hf_checkpoint(const std::string& dir, std::optional<torch::Scala
   std::map<std::string, std::string> origin;  // stripped name -> file it came from
   for (const auto& [shard, listed] : shards) {
     const fs::path file = root / shard;
-    SafetensorsFile st(file.string());
+    auto file_ptr = std::shared_ptr<const SafetensorsFile>(std::make_shared<SafetensorsFile>(file.string()));
+    const SafetensorsFile& st = *file_ptr;
     for (const std::string& name : listed) {
       if (!st.contains(name)) {
         throw FileError("'" + index.string() + "' maps tensor '" + bounded_name(name) + "' to '" + bounded_name(shard) +
@@ -161,15 +162,20 @@ Checkpoint load_hf_checkpoint(const std::string& dir, std::optional<torch::Scala
                                                               : "in '" + it->second + "' and in '" + file.string() + "'";
         throw FileError("tensor '" + bounded_name(key) + "' is stored twice, " + where + "; each tensor must appear exactly once");
       }
-      ck.tensors.emplace(key, st.load(name, float_dtype));
+      if (defer) {
+        ck.deferred.emplace(key, Checkpoint::Deferred{file_ptr, name});
+      } else {
+        ck.tensors.emplace(key, st.load(name, float_dtype));
+      }
     }
   }
+  if (defer) ck.float_dtype = float_dtype;
   return ck;
 }
 
-Checkpoint load_checkpoint(const std::string& path, std::optional<torch::ScalarType> float_dtype) {
+Checkpoint load_checkpoint(const std::string& path, std::optional<torch::ScalarType> float_dtype, bool defer) {
   std::error_code ec;
-  if (fs::is_directory(path, ec)) return load_hf_checkpoint(path, float_dtype);
+  if (fs::is_directory(path, ec)) return load_hf_checkpoint(path, float_dtype, defer);
   if (ends_with(path, ".safetensors") && fs::is_regular_file(path, ec)) {
     throw FileError("'" + path + "' is a safetensors file; pass the folder that holds it together with config.json");
   }

@@ -17,7 +17,8 @@ struct Gpt2Block {
 
 class Gpt2 final : public Backbone {
  public:
-  Gpt2(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype) : Backbone(std::move(ck), device, dtype) {
+  Gpt2(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype, std::optional<QuantOptions> quant)
+      : Backbone(std::move(ck), device, dtype, quant) {
     const int64_t H = config_.hidden_size, I = config_.intermediate_size, V = config_.vocab_size;
     wte_ = take("wte.weight", {V, H});
     wpe_ = take("wpe.weight", {config_.max_position_embeddings, H});
@@ -88,6 +89,7 @@ class Gpt2 final : public Backbone {
     l.out = out;
     l.weight = take(prefix + ".weight", {in, out}, /*transpose=*/true);
     l.bias = take(prefix + ".bias", {out});
+    quantize_on_load(l);
     return l;
   }
 
@@ -106,8 +108,8 @@ class Gpt2 final : public Backbone {
 
 }  // namespace
 
-std::unique_ptr<Backbone> make_gpt2(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype) {
-  return std::make_unique<Gpt2>(std::move(ck), device, dtype);
+std::unique_ptr<Backbone> make_gpt2(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype, std::optional<QuantOptions> quant) {
+  return std::make_unique<Gpt2>(std::move(ck), device, dtype, quant);
 }
 
 }  // namespace th

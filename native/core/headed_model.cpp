@@ -45,7 +45,8 @@ HeadedModel::HeadedModel(std::shared_ptr<Backbone> backbone, std::vector<HeadCon
       throw ConfigError("a quantized backbone cannot be fully finetuned (freezeBaseModel: false); freeze it, or train LoRA "
                         "adapters on it with createHeadedQLoRA");
     }
-    backbone_->quantize(*options_.quant);
+    // A backbone loaded with LoadOptions::quant was quantized projection by projection while it was read.
+    if (!backbone_->is_quantized()) backbone_->quantize(*options_.quant);
   }
   if (options_.lora) backbone_->add_lora(*options_.lora);
   if (options_.gradient_checkpointing) {

@@ -21,7 +21,8 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
 
 class Llama final : public Backbone {
  public:
-  Llama(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype) : Backbone(std::move(ck), device, dtype) {
+  Llama(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype, std::optional<QuantOptions> quant)
+      : Backbone(std::move(ck), device, dtype, quant) {
     const ModelConfig& c = config_;
     const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
     const int64_t qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
@@ -129,6 +130,7 @@ class Llama final : public Backbone {
     l.out = out;
     l.weight = take(prefix + ".weight", {out, in});
     if (bias) l.bias = take(prefix + ".bias", {out});
+    quantize_on_load(l);
     return l;
   }
 
@@ -167,8 +169,8 @@ class Llama final : public Backbone {
 
 }  // namespace
 
-std::unique_ptr<Backbone> make_llama(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype) {
-  return std::make_unique<Llama>(std::move(ck), device, dtype);
+std::unique_ptr<Backbone> make_llama(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype, std::optional<QuantOptions> quant) {
+  return std::make_unique<Llama>(std::move(ck), device, dtype, quant);
 }
 
 }  // namespace th

@@ -1,5 +1,9 @@
 #include "quant.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -156,6 +160,124 @@ torch::Tensor dequantize_4bit(const Quant4& q, torch::ScalarType dtype) {
   auto w = values.view({nb, q.blocksize}).mul_(absmax.unsqueeze(1)).reshape({-1});
   if (w.numel() != n) w = w.narrow(0, 0, n);
   return w.view(q.shape).to(dtype);
+}
+
+namespace {
+
+template <typename T>
+void dequantize_rows_impl(const uint8_t* packed, const float* table, const float* absmax, int shift, int64_t in, int64_t r0,
+                          int64_t r1, T* out) {
+  // Rows in parallel (at least ~16K values per task); within a row, one block segment at a time with the 16 code
+  // values pre-multiplied by that block's absmax: table[c] * absmax is the same single float product
+  // dequantize_4bit computes, so the tile is bit-identical to the whole-weight result.
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(in, 1));
+  at::parallel_for(r0, r1, grain, [&](int64_t a, int64_t b) {
+    float lut[16];
+    for (int64_t r = a; r < b; ++r) {
+      T* o = out + (r - r0) * in;
+      int64_t e = r * in;
+      const int64_t end = e + in;
+      while (e < end) {
+        const int64_t block = e >> shift;
+        const int64_t stop = std::min(end, (block + 1) << shift);
+        const float s = absmax[block];
+        for (int c = 0; c < 16; ++c) lut[c] = table[c] * s;
+        if ((e & 1) && e < stop) {  // a row starting on a low nibble (odd `in`)
+          *o++ = static_cast<T>(lut[packed[e >> 1] & 15]);
+          ++e;
+        }
+        for (; e + 1 < stop; e += 2) {
+          const uint8_t byte = packed[e >> 1];
+          o[0] = static_cast<T>(lut[byte >> 4]);
+          o[1] = static_cast<T>(lut[byte & 15]);
+          o += 2;
+        }
+        if (e < stop) {  // a segment ending on a high nibble
+          *o++ = static_cast<T>(lut[packed[e >> 1] >> 4]);
+          ++e;
+        }
+      }
+    }
+  });
+}
+
+int64_t clamp_tile(int64_t tile_rows, int64_t out) { return std::max<int64_t>(1, std::min(tile_rows, out)); }
+
+}  // namespace
+
+void dequantize_4bit_rows(const Quant4& q, const torch::Tensor& absmax, int64_t r0, int64_t r1, torch::Tensor& out) {
+  const int64_t rows = q.shape[0], in = q.shape[1];
+  TORCH_CHECK(q.packed.device().is_cpu() && q.packed.is_contiguous() && q.packed.scalar_type() == torch::kUInt8,
+              "dequantize_4bit_rows: packed codes must be contiguous uint8 on the CPU");
+  TORCH_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows, "dequantize_4bit_rows: rows out of range");
+  TORCH_CHECK(out.is_contiguous() && out.dim() == 2 && out.size(0) == r1 - r0 && out.size(1) == in,
+              "dequantize_4bit_rows: output must be a contiguous [rows, in] tensor");
+  TORCH_CHECK(absmax.scalar_type() == torch::kFloat32 && absmax.is_contiguous() && absmax.numel() * q.blocksize >= rows * in,
+              "dequantize_4bit_rows: absmax must be block_absmax(q)");
+  int shift = 0;
+  while ((int64_t{1} << shift) < q.blocksize) ++shift;  // blocksize is a power of two (quantize_4bit checks)
+  const float* table = code_table(q.type).data_ptr<float>();
+  const uint8_t* packed = q.packed.data_ptr<uint8_t>();
+  const float* am = absmax.data_ptr<float>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, out.scalar_type(), "dequantize_4bit_rows", [&] {
+    dequantize_rows_impl<scalar_t>(packed, table, am, shift, in, r0, r1, out.data_ptr<scalar_t>());
+  });
+}
+
+torch::Tensor linear_4bit(const torch::Tensor& x, const Quant4& q, const torch::Tensor& bias, int64_t tile_rows) {
+  const int64_t out = q.shape[0], in = q.shape[1];
+  TORCH_CHECK(x.size(-1) == in, "linear_4bit: input has ", x.size(-1), " features, the weight ", in);
+  if (!q.packed.device().is_cpu()) return torch::linear(x, dequantize_4bit(q, x.scalar_type()), bias);
+  torch::NoGradGuard no_grad;  // called from an autograd function's forward or without autograd
+  auto sizes = x.sizes().vec();
+  auto x2 = x.reshape({-1, in}).contiguous();
+  sizes.back() = out;
+  auto y = torch::empty({x2.size(0), out}, x.options());
+  auto absmax = block_absmax(q).contiguous();
+  const int64_t tr = clamp_tile(tile_rows, out);
+  auto buf = torch::empty({tr, in}, x.options());
+  for (int64_t r0 = 0; r0 < out; r0 += tr) {
+    const int64_t r1 = std::min(out, r0 + tr);
+    auto w = buf.narrow(0, 0, r1 - r0);
+    dequantize_4bit_rows(q, absmax, r0, r1, w);
+    // The column slice has row stride `out`: BLAS writes it in place (a transposed, leading-dimension-`out` result).
+    auto yt = y.narrow(1, r0, r1 - r0);
+    at::mm_out(yt, x2, w.t());
+  }
+  if (bias.defined()) y.add_(bias);
+  return y.view(sizes);
+}
+
+torch::Tensor linear_4bit_grad_input(const torch::Tensor& g, const Quant4& q, int64_t tile_rows) {
+  const int64_t out = q.shape[0], in = q.shape[1];
+  TORCH_CHECK(g.size(-1) == out, "linear_4bit_grad_input: gradient has ", g.size(-1), " features, the weight ", out);
+  if (!q.packed.device().is_cpu()) return torch::matmul(g, dequantize_4bit(q, g.scalar_type()));
+  torch::NoGradGuard no_grad;
+  auto sizes = g.sizes().vec();
+  auto g2 = g.reshape({-1, out});
+  sizes.back() = in;
+  auto absmax = block_absmax(q).contiguous();
+  const int64_t tr = clamp_tile(tile_rows, out);
+  auto buf = torch::empty({tr, in}, g.options());
+  // float32 accumulates in place; reduced precisions sum the tiles' products in float32 so that the result does not
+  // carry one rounding per tile.
+  const bool f32 = g.scalar_type() == torch::kFloat32;
+  torch::Tensor acc;
+  for (int64_t r0 = 0; r0 < out; r0 += tr) {
+    const int64_t r1 = std::min(out, r0 + tr);
+    auto w = buf.narrow(0, 0, r1 - r0);
+    dequantize_4bit_rows(q, absmax, r0, r1, w);
+    auto gt = g2.narrow(1, r0, r1 - r0);
+    if (!acc.defined()) {
+      acc = torch::mm(gt, w);
+      if (!f32) acc = acc.to(torch::kFloat32);
+    } else if (f32) {
+      acc.addmm_(gt, w);
+    } else {
+      acc.add_(torch::mm(gt, w));
+    }
+  }
+  return acc.to(g.scalar_type()).view(sizes);
 }
 
 Quant8 quantize_8bit(const torch::Tensor& w) {

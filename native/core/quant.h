@@ -37,6 +37,22 @@ torch::Tensor unpack_codes(const Quant4& q);
 torch::Tensor block_absmax(const Quant4& q);
 torch::Tensor dequantize_4bit(const Quant4& q, torch::ScalarType dtype);
 
+// Tiled 4-bit projections (CPU): the weight is dequantized `tile_rows` output rows at a time straight from the packed
+// bytes into one buffer reused across tiles, so a projection's transient memory is tile_rows x in values instead of
+// its whole weight (plus the int64 and float copies the whole-weight path makes). Each tile is bit-identical to the
+// same rows of dequantize_4bit; only the summation order of the grad-input differs (accumulated tile by tile).
+// kQuantTileRows is provisional until measured on a quiet machine (test_quant.cpp "bench: 4-bit tile rows",
+// docs/benchmarks.md): 256 rows keep the buffer at most 2 MiB on a 2048-wide model and the GEMMs 256 columns wide.
+constexpr int64_t kQuantTileRows = 256;
+// Rows [r0, r1) of the dequantized weight into `out` ([r1 - r0, in], contiguous, float32 / bfloat16 / float16);
+// `absmax` is block_absmax(q) (fp32, CPU), passed in so that a call over many tiles computes it once.
+void dequantize_4bit_rows(const Quant4& q, const torch::Tensor& absmax, int64_t r0, int64_t r1, torch::Tensor& out);
+// y = x W^T + bias for x [..., in] in the compute dtype (bias may be undefined). Runs on any device: CUDA (where a
+// whole-weight dequantization is fast and the memory is not the constraint) keeps the dense path.
+torch::Tensor linear_4bit(const torch::Tensor& x, const Quant4& q, const torch::Tensor& bias, int64_t tile_rows = kQuantTileRows);
+// dL/dx = g W for g [..., out]: accumulated over the same row tiles.
+torch::Tensor linear_4bit_grad_input(const torch::Tensor& g, const Quant4& q, int64_t tile_rows = kQuantTileRows);
+
 // 8-bit blockwise quantization with the dynamic map (used for the double-quantized absmax): nearest code, ties low.
 std::pair<torch::Tensor, torch::Tensor> quantize_blockwise_8bit(const torch::Tensor& x, int64_t blocksize);
 

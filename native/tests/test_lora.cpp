@@ -143,6 +143,45 @@ TEST_CASE("LoRA gradients through 4-bit projections equal those through the same
   }
 }
 
+// Quantizing while loading (LoadOptions::quant: deferred safetensors reads, one projection quantized before the next
+// is read) must give the model that loading in float and quantizing afterwards gives: the same codes and scales,
+// the same weights left dense, and the same forward.
+TEST_CASE("quantizing while loading equals quantizing after loading") {
+  for (const std::string name : {"hf-tiny-gpt2", "hf-tiny-llama", "hf-tiny-gpt2-f16", "tiny-llama.pt"}) {
+    CAPTURE(name);
+    th::QuantOptions q;
+    q.double_quant = true;
+    th::LoadOptions lo;
+    lo.quant = q;
+    auto during = th::load_backbone(fixture(name), lo);
+    auto after = th::load_backbone(fixture(name), {});
+    after->quantize(q);
+    REQUIRE(during->is_quantized());
+    auto ld = during->linears(), la = after->linears();
+    REQUIRE(ld.size() == la.size());
+    for (size_t i = 0; i < ld.size(); ++i) {
+      CAPTURE(ld[i]->name);
+      REQUIRE(ld[i]->q4);
+      CHECK(!ld[i]->weight.defined());
+      CHECK(torch::equal(ld[i]->q4->packed, la[i]->q4->packed));
+      CHECK(torch::equal(ld[i]->q4->qabsmax, la[i]->q4->qabsmax));
+      CHECK(torch::equal(ld[i]->q4->absmax2, la[i]->q4->absmax2));
+    }
+    const auto& pd = during->named_parameters();
+    const auto& pa = after->named_parameters();
+    REQUIRE(pd.size() == pa.size());
+    for (size_t i = 0; i < pd.size(); ++i) {
+      CHECK(pd[i].first == pa[i].first);
+      CHECK(torch::equal(pd[i].second, pa[i].second));
+    }
+    CHECK(during->parameter_bytes() == after->parameter_bytes());
+    th::ForwardRequest req;
+    req.input_ids = torch::randint(0, during->config().vocab_size, {2, 5}, torch::kLong);
+    req.logits = true;
+    CHECK(torch::equal(during->forward(req).logits, after->forward(req).logits));
+  }
+}
+
 namespace {
 
 th::Linear* linear(th::Backbone& bb, const std::string& name) {

@@ -2,6 +2,10 @@
 // (scripts/make_quant_fixtures.py): exact codes, packing, absmax, double-quantized absmax, dequantized values.
 #include "doctest_torch.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
 #include "errors.h"
 #include "quant.h"
 #include "test_helpers.h"
@@ -75,4 +79,103 @@ TEST_CASE("NF4 reconstruction error of a N(0,1) matrix") {
 TEST_CASE("bad blocksize") {
   CHECK_THROWS_AS(th::quantize_4bit(torch::randn({4, 64}), th::QuantType::NF4, 48, false), th::ValueError);
   CHECK_THROWS_AS(th::quantize_4bit(torch::randn({4, 64}), th::QuantType::NF4, 8192, false), th::ValueError);
+}
+
+// The tiled projections against the whole-weight reference (dequantize_4bit, then one matmul). Shapes cover odd
+// widths (a row starts on a low nibble and 4-bit blocks straddle rows), ragged last tiles, one-row tiles and tiles
+// wider than the weight; the tile values themselves must be bit-identical to the reference's rows.
+TEST_CASE("tiled 4-bit projections equal dequantize-then-matmul") {
+  torch::manual_seed(3);
+  struct Shape {
+    int64_t out, in, blocksize;
+  };
+  for (const Shape s : {Shape{37, 45, 32}, Shape{96, 130, 64}, Shape{300, 64, 128}, Shape{5, 3, 64}, Shape{513, 96, 64}}) {
+    for (bool dq : {false, true}) {
+      for (auto type : {th::QuantType::NF4, th::QuantType::FP4}) {
+        auto w = torch::randn({s.out, s.in}) * 0.05;
+        auto q = th::quantize_4bit(w, type, s.blocksize, dq);
+        auto dense = th::dequantize_4bit(q, torch::kFloat32);
+        auto absmax = th::block_absmax(q).contiguous();
+        for (int64_t tile : {int64_t{1}, int64_t{7}, int64_t{64}, th::kQuantTileRows, int64_t{100000}}) {
+          CAPTURE(s.out);
+          CAPTURE(s.in);
+          CAPTURE(dq);
+          CAPTURE(tile);
+          // rows [r0, r1) of a ragged split, bit for bit
+          const int64_t r0 = std::min<int64_t>(s.out - 1, tile), r1 = std::min<int64_t>(s.out, r0 + tile);
+          auto rows = torch::empty({r1 - r0, s.in});
+          th::dequantize_4bit_rows(q, absmax, r0, r1, rows);
+          CHECK(torch::equal(rows, dense.narrow(0, r0, r1 - r0)));
+          auto rows_bf = torch::empty({r1 - r0, s.in}, torch::kBFloat16);
+          th::dequantize_4bit_rows(q, absmax, r0, r1, rows_bf);
+          CHECK(torch::equal(rows_bf, th::dequantize_4bit(q, torch::kBFloat16).narrow(0, r0, r1 - r0)));
+
+          // float32: one dot product of `in` (forward) or `out` (grad-input) terms summed in another order
+          auto x = torch::randn({2, 3, s.in});
+          auto bias = torch::randn({s.out});
+          auto y = th::linear_4bit(x, q, bias, tile);
+          CHECK_REL(th_test::rel_diff(y, torch::linear(x, dense, bias)), s.in * th_test::kF32Eps);
+          CHECK_REL(th_test::rel_diff(th::linear_4bit(x, q, torch::Tensor(), tile), torch::linear(x, dense)), s.in * th_test::kF32Eps);
+          auto g = torch::randn({2, 3, s.out});
+          auto gx = th::linear_4bit_grad_input(g, q, tile);
+          CHECK_REL(th_test::rel_diff(gx, torch::matmul(g, dense)), s.out * th_test::kF32Eps);
+
+          // bfloat16 (8 significant bits): products rounded once to bfloat16 either way; the grad-input sums its
+          // tiles in float32, so it differs from one bfloat16 matmul by about one rounding of the result.
+          const double bf_eps = 1.0 / 256;
+          auto xb = x.to(torch::kBFloat16);
+          auto dense_b = th::dequantize_4bit(q, torch::kBFloat16);
+          CHECK_REL(th_test::rel_diff(th::linear_4bit(xb, q, torch::Tensor(), tile), torch::linear(xb, dense_b)), 4 * bf_eps);
+          auto gb = g.to(torch::kBFloat16);
+          CHECK_REL(th_test::rel_diff(th::linear_4bit_grad_input(gb, q, tile), torch::matmul(gb, dense_b)), 4 * bf_eps);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("tiled 4-bit projection errors") {
+  auto q = th::quantize_4bit(torch::randn({8, 16}), th::QuantType::NF4, 64, false);
+  CHECK_THROWS(th::linear_4bit(torch::randn({2, 15}), q, torch::Tensor()));
+  CHECK_THROWS(th::linear_4bit_grad_input(torch::randn({2, 7}), q));
+  auto absmax = th::block_absmax(q);
+  auto bad = torch::empty({3, 16});
+  CHECK_THROWS(th::dequantize_4bit_rows(q, absmax, 0, 4, bad));
+  CHECK_THROWS(th::dequantize_4bit_rows(q, absmax, 6, 9, bad));
+}
+
+// Not a test (skipped unless asked for): the measurement kQuantTileRows was chosen from. Forward and grad-input of the
+// GPT-2-small MLP projection (3072 x 768, 1024 tokens) and of TinyLlama's gate projection (5632 x 2048, 256 tokens)
+// with each tile height against the whole-weight path; the transient is the tile buffer (tile x in floats).
+//   build/th_core_tests -tc='bench: 4-bit tile rows' --no-skip
+TEST_CASE("bench: 4-bit tile rows" * doctest::skip()) {
+  struct Case {
+    const char* what;
+    int64_t out, in, tokens;
+  };
+  for (const Case c : {Case{"gpt2-small c_fc", 3072, 768, 1024}, Case{"llama-1b gate_proj", 5632, 2048, 256}}) {
+    auto q = th::quantize_4bit(torch::randn({c.out, c.in}) * 0.02, th::QuantType::NF4, 64, true);
+    auto x = torch::randn({c.tokens, c.in}), g = torch::randn({c.tokens, c.out});
+    auto time_ms = [](auto&& fn) {
+      fn();
+      std::vector<double> t;
+      for (int i = 0; i < 5; ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        fn();
+        t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::sort(t.begin(), t.end());
+      return t[2];
+    };
+    const double dense_f = time_ms([&] { torch::linear(x, th::dequantize_4bit(q, torch::kFloat32)); });
+    const double dense_b = time_ms([&] { torch::matmul(g, th::dequantize_4bit(q, torch::kFloat32)); });
+    std::printf("%s: whole weight  fwd %.1f ms  grad-input %.1f ms  transient %.1f MiB (+ int64 codes %.1f MiB)\n", c.what, dense_f,
+                dense_b, c.out * c.in * 4 / 1048576.0, c.out * c.in * 4 / 1048576.0);
+    for (int64_t tile : {32, 64, 128, 256, 512, 1024}) {
+      const double f = time_ms([&] { th::linear_4bit(x, q, torch::Tensor(), tile); });
+      const double b = time_ms([&] { th::linear_4bit_grad_input(g, q, tile); });
+      std::printf("%s: tile %4lld rows  fwd %.1f ms  grad-input %.1f ms  transient %.2f MiB\n", c.what, static_cast<long long>(tile), f, b,
+                  tile * c.in * 4 / 1048576.0);
+    }
+  }
 }
