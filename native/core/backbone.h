@@ -22,14 +22,28 @@
 
 namespace th {
 
+// Where a forward's position ids come from when the caller gives none.
+//  FromMask:   cumsum(mask) - 1 (1 at padding), as Hugging Face's generate(): a row's first real token is position 0
+//              whatever its padding.
+//  Sequential: 0..T-1 for every row, as a Hugging Face forward called with position_ids=None (the Python
+//              transformer-heads library's HeadedModel.forward). Query rows that see no key (left padding) then also
+//              get transformers' eager-attention values (see AttentionContext::dead), so that every position, pads
+//              included, equals the Python forward. Generation (the KV-cache path) keeps deriving positions from the
+//              mask in both modes, as Hugging Face's generate() does.
+enum class PositionMode { FromMask, Sequential };
+PositionMode parse_position_mode(const std::string& name);  // "from-mask" | "sequential"; ConfigError otherwise
+const char* position_mode_name(PositionMode mode);
+
 struct LoadOptions {
   std::string device = "cpu";
   std::string dtype = "float32";
+  std::string positions = "from-mask";  // PositionMode by name
 };
 
 struct ForwardRequest {
   torch::Tensor input_ids;       // int64 [B, T]
   torch::Tensor attention_mask;  // int64 [B, T] of 0/1; undefined = all ones
+  torch::Tensor position_ids;    // int64 [B, T] >= 0, as Hugging Face's forward takes them; undefined = the model's mode
   std::vector<int64_t> layers;   // hidden-state indices, Python-style negatives allowed
   bool logits = false;
 };
@@ -66,6 +80,11 @@ struct AttentionContext {
   torch::Tensor keep_window;  // same with the sliding window applied (undefined when no layer uses one)
   torch::Tensor cos, sin;     // [B, T, rotary_dim] in the model dtype (Llama family)
   KVCache* cache = nullptr;   // incremental decoding: keys/values of earlier positions
+  // Sequential positions only: bool [B, 1, T, 1], true for query rows that see no key (left padding; dead_window:
+  // under the sliding window). transformers' eager attention adds finfo.min to every masked score, so such a row's
+  // scores all round to finfo.min and its softmax is uniform over the keys `keep` then lists; zeroing q reproduces
+  // that exactly (every score 0). Undefined when no row is dead.
+  torch::Tensor dead, dead_window;
 };
 
 // A projection of a transformer block: a dense weight, or a 4-bit / 8-bit quantized one (dequantized blockwise to the
@@ -78,6 +97,7 @@ struct Linear {
   std::shared_ptr<Quant4> q4;
   std::shared_ptr<Quant8> q8;
   torch::ScalarType compute_dtype = torch::kFloat32;
+  double int8_threshold = kLlmInt8Threshold;  // 8-bit: LLM.int8 outlier threshold (0 = every column in int8)
   torch::Tensor lora_a, lora_b;  // [r, in], [out, r]
   double scaling = 0.0, dropout = 0.0;
 
@@ -93,6 +113,7 @@ struct QuantOptions {
   int64_t blocksize = 64;
   bool double_quant = false;
   torch::ScalarType compute_dtype = torch::kFloat32;
+  double llm_int8_threshold = kLlmInt8Threshold;  // 8-bit only (bitsandbytes' llm_int8_threshold)
 };
 
 struct LoraOptions {
@@ -130,12 +151,19 @@ class Backbone {
 
   // Checks ids/mask (int64 [B, T] on the CPU; mask may be undefined = all ones) and returns them on the model's device.
   std::pair<torch::Tensor, torch::Tensor> prepare_inputs(const torch::Tensor& ids, const torch::Tensor& mask) const;
+  // Checks caller-given position ids (int64 [B, T] like `ids`, >= 0, inside GPT-2's learned positions) and returns
+  // them on the model's device; undefined in, undefined out (the model's PositionMode then applies).
+  torch::Tensor prepare_positions(const torch::Tensor& position_ids, const torch::Tensor& ids) const;
+  PositionMode position_mode() const { return position_mode_; }
+  void set_position_mode(PositionMode mode) { position_mode_ = mode; }
   // Runs embeddings and blocks up to hidden-state index `stop` (0..L) and returns the states flagged in `wanted`
   // (size L+1; others undefined). Not locked and under the caller's grad mode: for HeadedModel, which owns the lock.
   // With a cache, `ids` [B, T] are the positions after the cached ones, `mask` [B, past + T] covers all of them, and
   // every block runs (stop must be L), appending its keys and values to the cache. No autograd through the cache.
+  // `positions` (from prepare_positions) replaces the model's PositionMode; `generation` (set by decoding, with or
+  // without a cache) derives positions from the mask whatever the mode, as Hugging Face's generate().
   std::vector<torch::Tensor> run(const torch::Tensor& ids, const torch::Tensor& mask, int64_t stop, const std::vector<bool>& wanted,
-                                 KVCache* cache = nullptr);
+                                 KVCache* cache = nullptr, const torch::Tensor& positions = {}, bool generation = false);
   // The output projection (tied to the embeddings when the config says so); bias-free, [V, H].
   virtual torch::Tensor lm_head_weight() const = 0;
   // Weights by Hugging Face name (without the base-model prefix); shared tensors appear once. GPT-2 Conv1D weights
@@ -202,6 +230,7 @@ class Backbone {
   int64_t parameter_bytes_ = 0;
   bool quantized_ = false;
   bool checkpointing_ = false;
+  PositionMode position_mode_ = PositionMode::FromMask;
   std::atomic<uint64_t> blocks_run_{0};
   std::mutex mutex_;
 };

@@ -112,10 +112,11 @@ bool HeadedModel::backbone_needs_grad() const {
 }
 
 HeadedOutput HeadedModel::run(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, const Labels& labels,
-                              bool want_preds, bool training, const HiddenMap* hidden) {
+                              bool want_preds, bool training, const HiddenMap* hidden, const torch::Tensor& positions) {
   const bool grad = training && !options_.only_inference;
   torch::AutoGradMode grad_mode(grad);
   auto [ids, mask] = backbone_->prepare_inputs(input_ids, attention_mask);
+  const torch::Tensor pos = backbone_->prepare_positions(positions, ids);
   const int64_t L = backbone_->num_layers(), B = ids.size(0), T = ids.size(1);
   const std::vector<int64_t> hooks = hooked_layers();
 
@@ -134,11 +135,11 @@ HeadedOutput HeadedModel::run(const torch::Tensor& input_ids, const torch::Tenso
     std::vector<bool> wanted(L + 1, false);
     for (int64_t l : hooks) wanted[l] = true;
     if (grad && backbone_needs_grad()) {
-      states = backbone_->run(ids, mask, hooks.back(), wanted);
+      states = backbone_->run(ids, mask, hooks.back(), wanted, nullptr, pos);
     } else {
       // Frozen backbone: no graph, and only up to the deepest hooked layer.
       torch::NoGradGuard no_grad;
-      states = backbone_->run(ids, mask, hooks.back(), wanted);
+      states = backbone_->run(ids, mask, hooks.back(), wanted, nullptr, pos);
     }
   }
 
@@ -174,9 +175,9 @@ HeadedOutput HeadedModel::run(const torch::Tensor& input_ids, const torch::Tenso
 }
 
 HeadedOutput HeadedModel::forward(const torch::Tensor& ids, const torch::Tensor& mask, const Labels& labels, bool want_preds,
-                                  const HiddenMap* hidden) {
+                                  const HiddenMap* hidden, const torch::Tensor& positions) {
   std::lock_guard<std::mutex> lock(mutex_);
-  HeadedOutput out = run(ids, mask, labels, want_preds, /*training=*/false, hidden);
+  HeadedOutput out = run(ids, mask, labels, want_preds, /*training=*/false, hidden, positions);
   return out;
 }
 
@@ -188,7 +189,7 @@ std::vector<std::pair<std::string, torch::Tensor>> HeadedModel::decode(const tor
   std::vector<bool> wanted(L + 1, false);
   for (int64_t l : hooked_layers()) wanted[l] = true;
   // The cache needs every block's keys, so the run always goes to the end, whatever the heads hook.
-  std::vector<torch::Tensor> states = backbone_->run(ids, mask, L, wanted, cache);
+  std::vector<torch::Tensor> states = backbone_->run(ids, mask, L, wanted, cache, {}, /*generation=*/true);
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& h : heads_) {
     const torch::Tensor& s = states[backbone_->normalize_layer(h.config().layer_hook)];
@@ -198,10 +199,10 @@ std::vector<std::pair<std::string, torch::Tensor>> HeadedModel::decode(const tor
 }
 
 HeadedOutput HeadedModel::train_step(const torch::Tensor& ids, const torch::Tensor& mask, const Labels& labels, double scale,
-                                     const HiddenMap* hidden) {
+                                     const HiddenMap* hidden, const torch::Tensor& positions) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (options_.only_inference) throw ValueError("this model was loaded with onlyInference: true and cannot be trained");
-  HeadedOutput out = run(ids, mask, labels, /*want_preds=*/false, /*training=*/true, hidden);
+  HeadedOutput out = run(ids, mask, labels, /*want_preds=*/false, /*training=*/true, hidden, positions);
   // Its gradients are poisoned even where they look finite (a NaN loss times a zero weight): the next optimizer
   // step must not apply them.
   if (!std::isfinite(out.loss.item<double>())) nonfinite_loss_since_step_ = true;
@@ -277,14 +278,20 @@ void HeadedModel::load_optimizer(const std::string& path) {
   optimizer_.load(path);
 }
 
-HiddenMap HeadedModel::hooked_hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+HiddenMap HeadedModel::hooked_hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                     const torch::Tensor& positions, bool all_layers) {
   std::lock_guard<std::mutex> lock(mutex_);
   torch::NoGradGuard no_grad;
   auto [ids, mask] = backbone_->prepare_inputs(input_ids, attention_mask);
-  const auto hooks = hooked_layers();
+  const torch::Tensor pos = backbone_->prepare_positions(positions, ids);
+  std::vector<int64_t> hooks = hooked_layers();
+  if (all_layers) {
+    hooks.clear();
+    for (int64_t l = 0; l <= backbone_->num_layers(); ++l) hooks.push_back(l);
+  }
   std::vector<bool> wanted(backbone_->num_layers() + 1, false);
   for (int64_t l : hooks) wanted[l] = true;
-  auto states = backbone_->run(ids, mask, hooks.back(), wanted);
+  auto states = backbone_->run(ids, mask, hooks.back(), wanted, nullptr, pos);
   HiddenMap out;
   for (int64_t l : hooks) out[l] = states[l];
   return out;
