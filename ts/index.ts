@@ -5,7 +5,7 @@ export type { ErrorCode } from './errors.js';
 
 export { runtimeInfo, setNumThreads, threadCounts } from './native/index.js';
 export type { RuntimeInfo, ThreadCounts } from './native/index.js';
-export type { Batch, IntTensor, Tensor, TokenInput } from './native/index.js';
+export type { Batch, IntTensor, PositionMode, Tensor, TokenInput } from './native/index.js';
 
 export { decodeSafetensors, downloadModel, encodeSafetensors, hubCacheDir, loadTokenizer, readModelConfig, readSafetensors, resolveModel, Tokenizer } from './io/index.js';
 export type { DownloadProgress, DownloadResult, HubFiles, HubOptions, ModelConfig, NamedTensor, ResolveModelOptions } from './io/index.js';
@@ -18,6 +18,7 @@ export {
   Backbone,
   createHeadedQLoRA,
   DEFAULT_MODEL_DIR,
+  findAllLinearNames,
   headConfigsJson,
   HeadedModel,
   loadBackbone,
@@ -75,6 +76,7 @@ export {
   evaluateHeadWise,
   finalEvaluation,
   formatProbeTable,
+  getSomePreds,
   getTopNPreds,
   layerName,
   learningRateAt,
@@ -103,6 +105,7 @@ export type {
   LrSchedulerType,
   ProbeLayersOptions,
   ProbeResult,
+  SomePreds,
   TrainerCallbacks,
   TrainerData,
   TrainingArguments,
