@@ -177,13 +177,13 @@ export class HeadedModel<H extends string = string, T extends string = string> e
    * Losses and, with returnPreds, every head's predictions. No autograd; adaptive-loss statistics untouched. A head
    * whose every target is ignored (-100) has loss 0; any other NaN or infinite loss is returned as computed.
    */
-  async forward(batch: HeadedBatch<T>, options?: { returnPreds?: boolean; outputHiddenStates?: false } | null): Promise<HeadedOutput<H>>;
+  forward(batch: HeadedBatch<T>, options?: { returnPreds?: boolean; outputHiddenStates?: false } | null): Promise<HeadedOutput<H>>;
   /**
    * With outputHiddenStates, also every hidden state of the trunk (Python's `output_hidden_states=True`):
    * `hiddenStates[i]` [B, T, H] float32 with Hugging Face's indexing (0 = embeddings, L = final-norm output), from
    * the same forward. It runs every block, however shallow the heads hook.
    */
-  async forward(batch: HeadedBatch<T>, options: { returnPreds?: boolean; outputHiddenStates: true }): Promise<HeadedOutput<H> & { hiddenStates: Tensor[] }>;
+  forward(batch: HeadedBatch<T>, options: { returnPreds?: boolean; outputHiddenStates: true }): Promise<HeadedOutput<H> & { hiddenStates: Tensor[] }>;
   async forward(batch: HeadedBatch<T>, options?: { returnPreds?: boolean; outputHiddenStates?: boolean } | null): Promise<HeadedOutput<H> & { hiddenStates?: Tensor[] }> {
     const returnPreds = options?.returnPreds ?? false;
     const { ids, mask, positions, labels } = this.#pack(batch);
