@@ -161,7 +161,7 @@ describe('sequential positions on every path of a HeadedModel', () => {
     for (const [layer, t] of hooked) expect(relDiff(t, ref.get(layer)!)).toBe(0);
     // A training step (frozen trunk, no dropout) computes the loss of the same forward.
     const step = await m.trainStep(batch);
-    expect(step.loss).toBe(plain.loss);
+    expectRel(Math.abs(step.loss - plain.loss) / Math.abs(plain.loss), 8 * 2 ** -23, 'training-step loss');
     // Evaluation: the default model gives another loss on this left-padded row.
     const d = await loadHeaded(fixture('tiny-gpt2.pt'), { heads, seed: 3 });
     expect(Math.abs((await d.forward(batch)).loss - plain.loss)).toBeGreaterThan(1e-4);
