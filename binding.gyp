@@ -1,7 +1,16 @@
 {
-  # Builds the same addon as CMakeLists.txt (cmake-js) with node-gyp. libtorch is located by scripts/libtorch.mjs,
-  # in the same order as the CMake build: LIBTORCH, Torch_DIR, the PyTorch Python package, the system.
+  # Builds the same two binaries as CMakeLists.txt (cmake-js) with node-gyp: npm's install script (scripts/install.mjs)
+  # runs this with the node-gyp that npm bundles when no prebuild fits. libtorch is located by scripts/libtorch.mjs, in
+  # the order the runtime uses: TRANSFORMER_HEADS_LIBTORCH / LIBTORCH, Torch_DIR, the PyTorch Python package, the system.
   "targets": [
+    {
+      # The loader: C and N-API only, no libtorch. It finds and preloads libtorch before the addon is required.
+      "target_name": "th_loader",
+      "sources": ["native/loader/loader.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-O2", "-fvisibility=hidden"],
+      "libraries": ["-ldl"]
+    },
     {
       "target_name": "transformer_heads",
       "sources": [
@@ -24,6 +33,7 @@
         "native/core/headed_model.cpp",
         "native/core/heads.cpp",
         "native/core/json_strict.cpp",
+        "native/core/lora.cpp",
         "native/core/llama.cpp",
         "native/core/llm_int8.cpp",
         "native/core/losses.cpp",

@@ -19,25 +19,36 @@ export function majorityBaseline(labels) {
   return Math.max(...counts.values()) / labels.length;
 }
 
-/**
- * SpamAssassin emails tokenized for a model: input_ids, attention_mask, spam (0/1), and `link_seen`: per token, 1 once
- * a token containing `marker` ('http' by default: a link) has appeared at or before it. That is a fact about earlier
- * tokens, so a probe can read it only where attention has mixed the context in.
- */
-export async function tokenizedSpam(tokenizer, { examples = 2000, maxTokens = 64, seed = 0, marker = 'http' } = {}) {
-  const all = await spamAssassin();
-  const order = [...all.keys()];
-  let s = seed + 1;
+/** 0..n-1 in a seeded order (Fisher-Yates driven by a fixed LCG): the same on every machine and Node version. */
+function shuffledIndices(n, seed) {
+  const order = [...Array(n).keys()];
+  let s = seed;
   for (let i = order.length - 1; i > 0; i--) {
     s = (s * 1103515245 + 12345) % 2 ** 31;
     const j = s % (i + 1);
     [order[i], order[j]] = [order[j], order[i]];
   }
+  return order;
+}
+
+/**
+ * SpamAssassin emails tokenized for a model: input_ids, attention_mask, spam (0/1), and `link_seen`: per token, 1 once
+ * the text up to and including it contains `marker` ('http' by default: a link). That is a fact about earlier
+ * tokens, so a probe can read it only where attention has mixed the context in.
+ */
+export async function tokenizedSpam(tokenizer, { examples = 2000, maxTokens = 64, seed = 0, marker = 'http' } = {}) {
+  const all = await spamAssassin();
+  const order = shuffledIndices(all.length, seed + 1);
   return order.slice(0, Math.min(examples, all.length)).map((k) => {
     const { text, label } = all[k];
     const ids = tokenizer.encode(text).ids.slice(0, maxTokens);
+    // matched on the text decoded so far, not token by token: a small BPE splits 'http' into several tokens
+    let sofar = '';
     let seen = 0;
-    const link = ids.map((id) => (seen = seen || (tokenizer.decode([id]).includes(marker) ? 1 : 0)));
+    const link = ids.map((id) => {
+      sofar += tokenizer.decode([id]);
+      return (seen = seen || (sofar.includes(marker) ? 1 : 0));
+    });
     return { input_ids: ids, attention_mask: ids.map(() => 1), spam: label, link_seen: link };
   });
 }
@@ -61,4 +72,23 @@ export async function spamTask(modelPath, examples) {
   const { train, test } = new th.Dataset(rows).trainTestSplit(0.2, 1);
   const collator = new th.DataCollatorWithPadding({ input_ids: tokenizer.padTokenId, attention_mask: 0 });
   return { config, tokenizer, train, test, collator };
+}
+
+/**
+ * Sentences labelled by source, from documents the embedded model never saw: held-out Brown documents (label 0)
+ * and held-out Moby-Dick chapters (label 1), `perSource` of each (sentences of 5 to 60 words), in a seeded order.
+ */
+export async function sourceSentences(perSource = 400, seed = 0) {
+  const c = await import('../scripts/corpus.mjs');
+  const heldBrown = new Set(c.heldOutBrownIds());
+  const brown = c.brownDocuments().filter((d) => heldBrown.has(d.id)).flatMap((d) => d.sentences.map((s) => d.text.slice(s[0].start, s.at(-1).end)));
+  const heldMoby = new Set(c.heldOutMobyDickIds());
+  const moby = c.mobyDickDocuments().filter((d) => heldMoby.has(d.id)).flatMap((d) => d.text.replace(/\s+/g, ' ').split(/(?<=[.!?])\s+(?=[A-Z"'])/));
+  const ok = (s) => { const n = s.split(' ').length; return n >= 5 && n <= 60; };
+  const pick = (list) => {
+    const l = list.filter(ok);
+    const order = shuffledIndices(l.length, seed + 7);
+    return order.slice(0, perSource).map((k) => l[k]);
+  };
+  return [...pick(brown).map((text) => ({ text, label: 0 })), ...pick(moby).map((text) => ({ text, label: 1 }))];
 }

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 
 import { DataCollatorWithPadding, Dataset, loadHeaded, loadTokenizer, readModelConfig, Trainer } from 'transformer-heads';
 
-import { defaultModel, report, tokenizedSpam } from './data.mjs';
+import { defaultModel, majorityBaseline, report, tokenizedSpam } from './data.mjs';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -35,6 +35,7 @@ const out = await model.generate(prompts, { maxNewTokens: Number(opt.tokens), eo
 const genSeconds = (performance.now() - t1) / 1000;
 const { data, shape } = out.headOutputs.link_seen; // [B, steps, 2] logits
 const [B, S] = shape;
+const meanP = [];
 for (let b = 0; b < B; ++b) {
   const W = out.sequences.shape[1];
   const gen = Array.from(out.sequences.data.subarray(b * W + out.promptLength, (b + 1) * W));
@@ -43,12 +44,16 @@ for (let b = 0; b < B; ++b) {
     const [a, c] = [data[(b * S + s) * 2], data[(b * S + s) * 2 + 1]];
     return 1 / (1 + Math.exp(a - c));
   });
+  meanP.push(pLink.reduce((x, y) => x + y, 0) / S);
   console.log(`\n${JSON.stringify(prompts[b])} -> ${JSON.stringify(out.texts[b])}`);
   console.log(atTokens.map((t, s) => `  ${JSON.stringify(tokenizer.decode([t])).padEnd(14)} P(link seen) = ${pLink[s].toFixed(3)}`).join('\n'));
 }
 report({
   example: 'generation with a probe read at every token',
   probe_test_accuracy: Number(m.eval_link_seen_accuracy.toFixed(4)),
+  majority_baseline: Number(majorityBaseline(test.rows.flatMap((r) => r.link_seen)).toFixed(4)),
+  // the probe's mean P(link seen) over the generated positions, for the prompt with a link and the one without
+  mean_p_link: meanP.map((p) => Number(p.toFixed(3))),
   train_seconds: Number(((t1 - t0) / 1000).toFixed(1)),
   generated_tokens: B * S,
   generation_seconds: Number(genSeconds.toFixed(2)),

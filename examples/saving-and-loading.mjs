@@ -42,7 +42,8 @@ report({
   saved_files: files,
   spam_logits_last_token: last(before.get('spam')).map((v) => Number(v.toFixed(5))),
   reloaded_predictions_bit_identical: identical,
-  python: "from transformer_heads import load_headed; load_headed(GPT2LMHeadModel, 'gpt2', head_folder_path='" + dir + "')",
+  // The model class for Python is the one config.json names (LlamaForCausalLM for the embedded model).
+  python: `from transformers import ${config.modelType === 'gpt2' ? 'GPT2LMHeadModel as M' : 'LlamaForCausalLM as M'}; from transformer_heads import load_headed; load_headed(M, '${modelPath}', head_folder_path='${dir}')`,
 });
 model.dispose();
 reloaded.dispose();

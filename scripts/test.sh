@@ -7,5 +7,5 @@ bash scripts/setup.sh
 bash scripts/make_fixtures.sh
 ctest --test-dir build --output-on-failure
 node scripts/check_layers.mjs   # ts/ folders import only from the layers below them, with no import cycles
-node scripts/pretrain.mjs   # the embedded model (models/tiny-gpt2-en): a few minutes when missing or stale, else a no-op
+node scripts/pretrain.mjs   # checks the committed embedded model (models/tiny-llama-en), makes its random-init twin (seconds)
 npx vitest run

@@ -1,7 +1,8 @@
 // The public API did not move when ts/ was laid out by layer (docs/ARCHITECTURE.md): the runtime names below are
 // Object.keys() of the package entry as it was before (ts/index.ts at commit a56fb62), sorted; the type names are
-// pinned by test/types/api.ts (compiled by test/types.test.ts). Added since: ERROR_CODES (the documented error codes)
-// and the Hub functions (downloadModel, hubCacheDir, resolveModel).
+// pinned by test/types/api.ts (compiled by test/types.test.ts). Added since: ERROR_CODES (the documented error codes),
+// the Hub functions (downloadModel, hubCacheDir, resolveModel), threadCounts, and diagnoseNative, loadNative and
+// nativeLocation (the asynchronous native loader and `doctor`).
 import { describe, expect, it } from 'vitest';
 
 import * as api from '../ts/index.js';
@@ -10,17 +11,17 @@ const RUNTIME_EXPORTS = [
   'BUILTIN_DATASETS', 'Backbone', 'ERROR_CODES', 'DEFAULT_MARGIN', 'DEFAULT_MODEL', 'DEFAULT_MODEL_DIR',
   'DataCollatorWithPadding', 'Dataset', 'HeadedModel', 'PALETTE', 'Tokenizer', 'TorchScriptModule', 'Trainer',
   'TransformerHeadsError', 'accuracy', 'accuracyByLayerChart', 'activationCacheBlocker', 'adapterConfigJson',
-  'argmaxRows', 'barChart', 'createHeadedQLoRA', 'decodeSafetensors', 'defaultModelPath', 'downloadModel', 'encodeSafetensors',
+  'argmaxRows', 'barChart', 'createHeadedQLoRA', 'decodeSafetensors', 'defaultModelPath', 'diagnoseNative', 'downloadModel', 'encodeSafetensors',
   'escapeXml', 'evaluateHeadWise', 'finalEvaluation', 'formatProbeTable', 'getTopNPreds', 'headConfigsJson',
   'htmlReport', 'htmlTable', 'hubCacheDir', 'layerName', 'learningRateAt', 'lineChart', 'linearScale', 'loadBackbone',
-  'loadBuiltinDataset', 'loadEmbeddedModel', 'loadHeaded', 'loadLabelledFile', 'loadLoraWithHeads',
-  'loadTokenizer', 'loadTorchScript', 'lossChart', 'macroF1', 'meanSquaredError', 'niceTicks', 'permutation',
+  'loadBuiltinDataset', 'loadEmbeddedModel', 'loadHeaded', 'loadLabelledFile', 'loadLoraWithHeads', 'loadNative',
+  'loadTokenizer', 'loadTorchScript', 'lossChart', 'macroF1', 'meanSquaredError', 'nativeLocation', 'niceTicks', 'permutation',
   'probeLayers', 'r2Score', 'readEmbeddedModelInfo', 'readHeadConfigs', 'readModelConfig', 'readSafetensors',
   'readTable', 'resolveHeadConfig', 'resolveHeadConfigs', 'resolveModel', 'runtimeInfo', 'setNumThreads', 'threadCounts', 'writeProbeOutputs',
 ];
 
 describe('public API', () => {
-  it('exports exactly the runtime names it exported before the layer split, and the Hub functions', () => {
+  it('exports exactly the runtime names it exported before the layer split, the Hub functions and the native loader', () => {
     expect(Object.keys(api).sort()).toEqual([...RUNTIME_EXPORTS].sort());
   });
 

@@ -26,7 +26,7 @@ async function watchLoop<T>(op: () => Promise<T>): Promise<{ result: T; turns: n
 }
 
 it('loadBackbone does not block the event loop', async () => {
-  await runtimeInfo(); // loads the addon (a synchronous dlopen of libtorch, once per process) before measuring
+  await runtimeInfo(); // loads the addon first: the first load is measured by first-load.test.ts
   const { result: model, turns, maxGapMs, totalMs } = await watchLoop(() => loadBackbone(fixture('small-gpt2.pt')));
   console.log(`load: ${totalMs.toFixed(0)} ms, ${turns} loop turns, longest gap ${maxGapMs.toFixed(1)} ms`);
   expect(turns).toBeGreaterThan(10);

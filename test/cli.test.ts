@@ -363,3 +363,45 @@ describe('data and options that used to mislead (issue 10, item 12)', () => {
     }
   });
 });
+
+describe('doctor', () => {
+  it('--json reports the libtorch, the binary used and what libtorch itself says', () => {
+    const r = run(['doctor', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const d = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      ok: boolean;
+      node: { version: string; napi: string };
+      libtorch: { version: string; libdir: string; libraries: string[] };
+      binary: { kind: string; path: string };
+      runtime: { torchVersion: string; cudaAvailable: boolean; numThreads: number };
+      threads: { numThreads: number; computeThreads: number; osThreads: number };
+    };
+    expect(d.ok).toBe(true);
+    expect(d.node.version).toBe(process.version);
+    expect(d.node.napi).toBe(process.versions.napi);
+    expect(d.binary.kind).toBe('local build');
+    expect(existsSync(d.binary.path)).toBe(true);
+    expect(d.libtorch.libraries.some((l) => /^libtorch_cpu\.so/.test(l))).toBe(true);
+    // Two sources that could disagree: the files found on disk, and the version the loaded libtorch was compiled with.
+    expect(d.libtorch.version.split('.').slice(0, 2)).toEqual(d.runtime.torchVersion.split('.').slice(0, 2));
+    expect(d.threads.numThreads).toBe(1); // OMP_NUM_THREADS=1 from run()
+    // No model loaded: the one compute thread is the CPU's, started by runtimeInfo() itself (it runs there); the OS
+    // threads include at least Node's main thread, libuv's 4 pool threads and that compute thread.
+    expect(d.threads.computeThreads).toBe(1);
+    expect(d.threads.osThreads).toBeGreaterThanOrEqual(6);
+  });
+
+  it('names a wrong TRANSFORMER_HEADS_LIBTORCH, and refuses a binary built for another libtorch', () => {
+    let r = run(['doctor'], { env: { TRANSFORMER_HEADS_LIBTORCH: '/nonexistent/libtorch' } });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('TRANSFORMER_HEADS_LIBTORCH=/nonexistent/libtorch is not a libtorch folder');
+    // The same binary, recorded as built against libtorch 2.3: it must not be loaded against 1.13.
+    const dir = tmp();
+    for (const f of ['transformer_heads.node', 'th_loader.node']) writeFileSync(join(dir, f), readFileSync(join(root, 'build', 'Release', f)));
+    writeFileSync(join(dir, 'transformer_heads.torch.json'), JSON.stringify({ torchVersion: '2.3.1', cxx11Abi: 1, cuda: false }));
+    r = run(['doctor'], { env: { TRANSFORMER_HEADS_BINDING: join(dir, 'transformer_heads.node') } });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/it needs libtorch 2\.3\.1 \(CPU, C\+\+11 ABI\); found libtorch 1\.13/);
+    expect(r.stdout).toContain('fix: npm rebuild transformer-heads');
+  });
+});

@@ -3,15 +3,14 @@
 export { ERROR_CODES, TransformerHeadsError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 
-export { runtimeInfo, setNumThreads, threadCounts } from './native/index.js';
-export type { RuntimeInfo, ThreadCounts } from './native/index.js';
-export type { Batch, IntTensor, PositionMode, Tensor, TokenInput } from './native/index.js';
+export { diagnoseNative, loadNative, nativeLocation, runtimeInfo, setNumThreads, threadCounts } from './native/index.js';
+export type { Batch, BinaryInfo, DiagnosedBinary, NativeDiagnosis, IntTensor, LibtorchInfo, LibtorchLibrary, NativeLocation, PositionMode, RuntimeInfo, Tensor, ThreadCounts, TokenInput } from './native/index.js';
 
 export { decodeSafetensors, downloadModel, encodeSafetensors, hubCacheDir, loadTokenizer, readModelConfig, readSafetensors, resolveModel, Tokenizer } from './io/index.js';
 export type { DownloadProgress, DownloadResult, HubFiles, HubOptions, ModelConfig, NamedTensor, ResolveModelOptions } from './io/index.js';
 
 export { barChart, DEFAULT_MARGIN, escapeXml, htmlReport, htmlTable, lineChart, linearScale, lossChart, niceTicks, PALETTE } from './report/index.js';
-export type { BarChartOptions, LineChartOptions, LineSeries, Margin, ReferenceLine, ReportOptions, ReportSection, Table } from './report/index.js';
+export type { BarChartOptions, Cell, LineChartOptions, LineSeries, Margin, ReferenceLine, ReportOptions, ReportSection, StepLogEntry, Table } from './report/index.js';
 
 export {
   adapterConfigJson,

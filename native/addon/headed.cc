@@ -4,6 +4,7 @@
 // load and the snapshot (HeadedFacts) the compute thread leaves after load and merge.
 #include "headed.h"
 
+#include <cmath>
 #include <utility>
 
 #include "backbone.h"
@@ -390,6 +391,43 @@ Napi::Value LoadHeaded(const Napi::CallbackInfo& info) {
       for (uint32_t i = 0; i < t.Length(); ++i) lo2.targets.push_back(t.Get(i).ToString().Utf8Value());
     }
     if (l.Get("bias").IsString()) ho.lora_bias = l.Get("bias").As<Napi::String>().Utf8Value();
+    lo2.peft_default_targets = l.Get("peftDefaultTargets").ToBoolean().Value();
+    // Patterns travel as [key, value] pairs: a JS object would reorder integer-like keys, and PEFT takes the first
+    // matching key in the config's order.
+    auto pairs = [&](const char* field, auto&& add) {
+      Napi::Value v = l.Get(field);
+      if (v.IsUndefined() || v.IsNull()) return;
+      if (!v.IsArray()) throw_error(env, "ERR_TH_ARG", std::string("lora.") + field + " must be an array of [pattern, value] pairs");
+      Napi::Array a = v.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        Napi::Value e = a.Get(i);
+        if (!e.IsArray() || e.As<Napi::Array>().Length() != 2 || !e.As<Napi::Array>().Get(0u).IsString() || !e.As<Napi::Array>().Get(1u).IsNumber()) {
+          throw_error(env, "ERR_TH_ARG", std::string("lora.") + field + " must be an array of [pattern, value] pairs");
+        }
+        add(e.As<Napi::Array>().Get(0u).As<Napi::String>().Utf8Value(), e.As<Napi::Array>().Get(1u).As<Napi::Number>().DoubleValue());
+      }
+    };
+    pairs("rankPattern", [&](std::string k, double v) {
+      if (!(v >= 1 && v <= 1e9 && std::floor(v) == v)) throw_error(env, "ERR_TH_ARG", "lora.rankPattern['" + k + "'] must be a positive integer");
+      lo2.rank_pattern.emplace_back(std::move(k), static_cast<int64_t>(v));
+    });
+    pairs("alphaPattern", [&](std::string k, double v) { lo2.alpha_pattern.emplace_back(std::move(k), v); });
+    auto list = [&](const char* field, auto&& add) {
+      Napi::Value v = l.Get(field);
+      if (v.IsUndefined() || v.IsNull()) return;
+      if (!v.IsArray()) throw_error(env, "ERR_TH_ARG", std::string("lora.") + field + " must be an array");
+      Napi::Array a = v.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) add(a.Get(i));
+    };
+    list("layersToTransform", [&](Napi::Value e) {
+      const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 0 && d <= 1e9 && std::floor(d) == d)) throw_error(env, "ERR_TH_ARG", "lora.layersToTransform must hold block indices (integers >= 0)");
+      lo2.layers_to_transform.push_back(static_cast<int64_t>(d));
+    });
+    list("layersPattern", [&](Napi::Value e) {
+      if (!e.IsString()) throw_error(env, "ERR_TH_ARG", "lora.layersPattern must hold strings");
+      lo2.layers_pattern.push_back(e.As<Napi::String>().Utf8Value());
+    });
     ho.lora = lo2;
   }
   ho.gradient_checkpointing = o.Get("gradientCheckpointing").ToBoolean().Value();

@@ -255,43 +255,7 @@ void Backbone::quantize(const QuantOptions& o) {
   measure();
 }
 
-std::vector<std::string> Backbone::add_lora(const LoraOptions& o) {
-  if (o.r <= 0) throw ConfigError("LoRA rank r must be positive, got " + std::to_string(o.r));
-  if (o.dropout < 0 || o.dropout >= 1) throw ConfigError("LoRA dropout must be in [0, 1)");
-  auto matches = [&](const std::string& name) {
-    if (o.targets.empty()) return true;
-    for (const auto& t : o.targets) {
-      if (name == t || (name.size() > t.size() && name.compare(name.size() - t.size() - 1, t.size() + 1, "." + t) == 0)) return true;
-    }
-    return false;
-  };
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-  std::vector<std::string> wrapped;
-  torch::NoGradGuard no_grad;
-  for (Linear* l : linears()) {
-    if (!matches(l->name)) continue;
-    if (l->lora_a.defined()) throw ConfigError("module '" + l->name + "' already has a LoRA adapter");
-    // PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0, so the adapter starts as a no-op.
-    const double bound = 1.0 / std::sqrt(static_cast<double>(l->in));
-    auto a = at::rand({o.r, l->in}, gen, torch::TensorOptions().dtype(torch::kFloat32)) * (2 * bound) - bound;
-    l->lora_a = a.to(device_).requires_grad_(true);
-    l->lora_b = torch::zeros({l->out, o.r}, torch::TensorOptions().dtype(torch::kFloat32).device(device_)).requires_grad_(true);
-    l->scaling = o.rslora ? o.alpha / std::sqrt(static_cast<double>(o.r)) : o.alpha / static_cast<double>(o.r);
-    l->dropout = o.dropout;
-    wrapped.push_back(l->name);
-  }
-  if (wrapped.empty()) {
-    std::set<std::string> names;
-    for (Linear* l : linears()) names.insert(l->name.substr(l->name.rfind('.') + 1));
-    std::string list;
-    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    std::string asked;
-    for (const auto& t : o.targets) asked += (asked.empty() ? "" : ", ") + t;
-    throw ConfigError("LoRA targetModules [" + asked + "] name no module of this " + config_.model_type + " model; available: " + list);
-  }
-  measure();
-  return wrapped;
-}
+// Backbone::add_lora is in lora.cpp, with the PEFT module-matching rules it applies.
 
 std::vector<std::pair<std::string, torch::Tensor>> Backbone::lora_parameters() {
   std::vector<std::pair<std::string, torch::Tensor>> out;

@@ -116,12 +116,27 @@ struct QuantOptions {
   double llm_int8_threshold = kLlmInt8Threshold;  // 8-bit only (bitsandbytes' llm_int8_threshold)
 };
 
+// A LoRA configuration with PEFT's LoraConfig semantics (lora.cpp). Module names here are full Hugging Face paths
+// with the base prefix ("transformer.h.0.attn.c_attn", "model.layers.0.self_attn.q_proj"), as PEFT matches them.
 struct LoraOptions {
   int64_t r = 8;
   double alpha = 8;
   double dropout = 0.0;
   bool rslora = false;
-  std::vector<std::string> targets;  // module names or name suffixes; empty = every linear of the blocks
+  // Module names or name suffixes (PEFT target_modules as a list: equal, or ending with "." + entry). Empty: every
+  // block projection, or PEFT's default for the model type when peft_default_targets is set (an adapter_config.json
+  // whose target_modules is null: gpt2 c_attn; llama, mistral, qwen2 q_proj and v_proj).
+  std::vector<std::string> targets;
+  bool peft_default_targets = false;
+  // PEFT rank_pattern / alpha_pattern: (regular expression, value) in the config's key order. A module takes the value
+  // of the first key whose expression matches the end of its full name after a '.' or the whole name (PEFT
+  // get_pattern_key: re.match(rf"(.*\.)?({key})$", name)), else r / alpha. The two maps are looked up separately.
+  std::vector<std::pair<std::string, int64_t>> rank_pattern;
+  std::vector<std::pair<std::string, double>> alpha_pattern;
+  // PEFT layers_to_transform: only modules of these block indices get adapters (empty = every block). The index is
+  // the first numbered path segment, or the one after a layers_pattern expression (PEFT check_target_module_exists).
+  std::vector<int64_t> layers_to_transform;
+  std::vector<std::string> layers_pattern;
   uint64_t seed = 0;
 };
 
@@ -183,7 +198,9 @@ class Backbone {
   // Replaces every block projection's weight by its 4- or 8-bit form (biases, norms, embeddings stay dense).
   void quantize(const QuantOptions& options);
   bool is_quantized() const { return quantized_; }
-  // Adds LoRA adapters (A Kaiming-uniform, B zero) to the matching projections; returns their names.
+  // Adds LoRA adapters (A Kaiming-uniform, B zero) to the matching projections, each with its own rank and scaling
+  // (rank_pattern / alpha_pattern); returns their names (without the base prefix). Throws ConfigError when no
+  // projection matches, or for an invalid pattern or layer index.
   std::vector<std::string> add_lora(const LoraOptions& options);
   // LoRA tensors by their PEFT names without the "base_model.model." prefix: "<hf path>.lora_A.weight".
   std::vector<std::pair<std::string, torch::Tensor>> lora_parameters();

@@ -142,3 +142,117 @@ TEST_CASE("LoRA gradients through 4-bit projections equal those through the same
     CHECK_REL(rel_diff(grads[0][i], grads[1][i]), 1e-5);  // TODO measure
   }
 }
+
+namespace {
+
+th::Linear* linear(th::Backbone& bb, const std::string& name) {
+  for (th::Linear* l : bb.linears()) {
+    if (l->name == name) return l;
+  }
+  FAIL("no projection " << name);
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("rank_pattern, alpha_pattern and layers_to_transform give each module PEFT's rank and scaling") {
+  auto bb = th::load_backbone(fixture("tiny-gpt2.pt"), {});  // 4 blocks, hidden 64, MLP 256
+  th::LoraOptions lo;
+  lo.r = 4;
+  lo.alpha = 8;
+  lo.targets = {"c_attn", "c_proj", "c_fc"};
+  // Keys are regular expressions matched against the end of the full module name ("transformer.h.1.attn.c_attn")
+  // after a '.', first matching key wins. "attn" must not match "...c_attn" (the character before it is '_').
+  lo.rank_pattern = {{"h.1.attn.c_attn", 2}, {"c_fc", 6}};
+  lo.alpha_pattern = {{"attn", 100}, {"c_fc", 3}, {"transformer\\.h\\.[23]\\.attn\\.c_proj", 5}, {"c_proj", 7}};
+  lo.layers_to_transform = {1, 3};
+  auto wrapped = bb->add_lora(lo);
+  CHECK(wrapped.size() == 8);
+  // By hand: r from rank_pattern else 4; alpha from the first matching alpha_pattern key else 8; scaling = alpha / r.
+  struct Want {
+    std::string name;
+    int64_t r, in, out;
+    double scaling;
+  };
+  const std::vector<Want> want = {
+      {"h.1.attn.c_attn", 2, 64, 192, 8.0 / 2}, {"h.1.attn.c_proj", 4, 64, 64, 7.0 / 4},  {"h.1.mlp.c_fc", 6, 64, 256, 3.0 / 6},
+      {"h.1.mlp.c_proj", 4, 256, 64, 7.0 / 4},  {"h.3.attn.c_attn", 4, 64, 192, 8.0 / 4}, {"h.3.attn.c_proj", 4, 64, 64, 5.0 / 4},
+      {"h.3.mlp.c_fc", 6, 64, 256, 3.0 / 6},    {"h.3.mlp.c_proj", 4, 256, 64, 7.0 / 4},
+  };
+  for (const auto& w : want) {
+    CAPTURE(w.name);
+    th::Linear* l = linear(*bb, w.name);
+    REQUIRE(l->lora_a.defined());
+    CHECK(l->lora_a.sizes() == c10::IntArrayRef({w.r, w.in}));
+    CHECK(l->lora_b.sizes() == c10::IntArrayRef({w.out, w.r}));
+    CHECK(l->scaling == doctest::Approx(w.scaling).epsilon(1e-15));
+  }
+  for (const char* name : {"h.0.attn.c_attn", "h.0.mlp.c_fc", "h.2.attn.c_proj", "h.2.mlp.c_proj"}) {
+    CAPTURE(name);
+    CHECK_FALSE(linear(*bb, name)->lora_a.defined());
+  }
+  // The forward uses the per-module scaling: y = x W^T + b + scaling * (x A^T) B^T, written out by hand.
+  th::Linear* l = linear(*bb, "h.3.attn.c_proj");
+  {
+    torch::NoGradGuard ng;
+    l->lora_b.copy_(torch::randn(l->lora_b.sizes(), torch::TensorOptions().dtype(torch::kFloat32)));
+  }
+  torch::NoGradGuard ng;
+  auto x = torch::randn({3, 64});
+  auto expected = torch::matmul(x, l->weight.t()) + l->bias + 1.25 * torch::matmul(torch::matmul(x, l->lora_a.t()), l->lora_b.t());
+  CHECK_REL(rel_diff((*l)(x), expected), 16 * kF32Eps);
+}
+
+TEST_CASE("rslora scales each module by its own alpha / sqrt(r)") {
+  auto bb = th::load_backbone(fixture("tiny-llama.pt"), {});
+  th::LoraOptions lo;
+  lo.r = 4;
+  lo.alpha = 8;
+  lo.rslora = true;
+  lo.rank_pattern = {{"q_proj", 9}};
+  lo.alpha_pattern = {{"model.layers.0.self_attn.q_proj", 6}};
+  bb->add_lora(lo);
+  CHECK(linear(*bb, "layers.0.self_attn.q_proj")->scaling == doctest::Approx(6.0 / 3).epsilon(1e-15));
+  CHECK(linear(*bb, "layers.1.self_attn.q_proj")->scaling == doctest::Approx(8.0 / 3).epsilon(1e-15));
+  CHECK(linear(*bb, "layers.1.self_attn.k_proj")->scaling == doctest::Approx(8.0 / 2).epsilon(1e-15));
+  CHECK(linear(*bb, "layers.1.self_attn.q_proj")->lora_a.size(0) == 9);
+}
+
+TEST_CASE("layers_pattern picks the numbered segment after it; PEFT's default targets when asked") {
+  {
+    auto bb = th::load_backbone(fixture("tiny-gpt2.pt"), {});
+    th::LoraOptions lo;
+    lo.layers_to_transform = {2};
+    lo.layers_pattern = {"h"};
+    CHECK(bb->add_lora(lo) == std::vector<std::string>{"h.2.attn.c_attn", "h.2.attn.c_proj", "h.2.mlp.c_fc", "h.2.mlp.c_proj"});
+  }
+  {
+    auto bb = th::load_backbone(fixture("tiny-gpt2.pt"), {});
+    th::LoraOptions lo;
+    lo.layers_to_transform = {2};
+    lo.layers_pattern = {"layers"};  // a Llama name: no GPT-2 module has it, so nothing matches
+    CHECK_THROWS_WITH_AS(bb->add_lora(lo), doctest::Contains("in layers [2] name no module"), th::ConfigError);
+  }
+  {
+    auto bb = th::load_backbone(fixture("tiny-gpt2.pt"), {});
+    th::LoraOptions lo;
+    lo.peft_default_targets = true;
+    CHECK(bb->add_lora(lo) == std::vector<std::string>{"h.0.attn.c_attn", "h.1.attn.c_attn", "h.2.attn.c_attn", "h.3.attn.c_attn"});
+  }
+  {
+    auto bb = th::load_backbone(fixture("tiny-llama.pt"), {});
+    th::LoraOptions lo;
+    lo.peft_default_targets = true;
+    lo.layers_to_transform = {0};
+    CHECK(bb->add_lora(lo) == std::vector<std::string>{"layers.0.self_attn.q_proj", "layers.0.self_attn.v_proj"});
+  }
+  auto bb = th::load_backbone(fixture("tiny-gpt2.pt"), {});
+  th::LoraOptions lo;
+  lo.layers_to_transform = {4};
+  CHECK_THROWS_WITH_AS(bb->add_lora(lo), doctest::Contains("names block 4 but this gpt2 model has 4 blocks"), th::ConfigError);
+  lo.layers_to_transform = {};
+  lo.rank_pattern = {{"c_(attn", 2}};
+  CHECK_THROWS_WITH_AS(bb->add_lora(lo), doctest::Contains("rank_pattern key 'c_(attn' is not a regular expression"), th::ConfigError);
+  lo.rank_pattern = {{"c_attn", 0}};
+  CHECK_THROWS_AS(bb->add_lora(lo), th::ConfigError);
+}

@@ -58,6 +58,20 @@ const NASTY_JSON = [
   '"cross_entropy"', '"F32"', '"gpt2"', '"llama"', '[-1]', '[0]', '[1e20]', '[9007199254740993, 2]', '{"__proto__": {"x": 1}}',
 ];
 
+/** adapter_config.json fields the PEFT reader types and applies or refuses, and values of their vocabulary. */
+const PEFT_FIELDS = [
+  'r', 'lora_alpha', 'lora_dropout', 'target_modules', 'rank_pattern', 'alpha_pattern', 'layers_to_transform',
+  'layers_pattern', 'modules_to_save', 'use_dora', 'bias', 'peft_type', 'use_rslora', 'init_lora_weights',
+  'fan_in_fan_out', 'exclude_modules', 'layer_replication', 'lora_bias', 'task_type', 'revision',
+];
+const PEFT_VALUES = [
+  '{"c_attn": 2}', '{"c_fc": 6, "h\\\\.1\\\\.attn\\\\.c_attn": 2}', '{"(": 2}', '{"c_attn": 0}', '{"c_attn": "2"}',
+  '{"c_attn": 1e9}', '{".*": 3}', '{"c_proj": 0.5}', '{"c_proj": -3}', '{"(?P<x>c)_attn": 2}', '{"c_attn": null}',
+  '[0, 2]', '[3]', '[9]', '[1.5]', '1', '-1', '"h"', '["h"]', '"layers"', '["layers", "h"]', '"all-linear"', '".*c_attn"',
+  '["cls"]', '["lm_head"]', '["heads"]', '"LORA"', '"IA3"', '"lora"', 'true', 'false', '"4"', '4', '65537', '[]', 'null',
+  '{}', '["c_attn", ""]', '"gaussian"', '"pissa"', '"none"', '"all"', '"lora_only"', '"CAUSAL_LM"',
+];
+
 function deep(depth, kind) {
   return kind === 'array' ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '0' + '}'.repeat(depth);
 }
@@ -535,10 +549,17 @@ export function makeCase(kind, seed, index, dir, fixtures) {
       copyDir(from, dir, (n) => n === 'model.pt' || n === 'expected.safetensors' || n === 'batch.safetensors');
       let what;
       const op = r.int(10);
-      if (op < 5) {
+      if (op < 3) {
         const m = mutateJson(src(join(from, 'adapter_config.json')).toString('utf8'), r);
         writeFileSync(join(dir, 'adapter_config.json'), m.text);
         what = `adapter_config.json: ${m.what}`;
+      } else if (op < 5) {
+        // One LoRA field set to a value of PEFT's vocabulary (valid, wrongly typed, or not implemented).
+        const cfg = JSON.parse(src(join(from, 'adapter_config.json')).toString('utf8'));
+        const field = r.pick(PEFT_FIELDS);
+        const raw = r.chance(0.8) ? r.pick(PEFT_VALUES) : r.pick(NASTY_JSON);
+        writeFileSync(join(dir, 'adapter_config.json'), withRaw(cfg, [field], raw));
+        what = `adapter_config.json: ${field} = ${raw.slice(0, 40)}`;
       } else if (op < 9) {
         const m = mutateSafetensors(src(join(from, 'adapter_model.safetensors')), r);
         writeFileSync(join(dir, 'adapter_model.safetensors'), m.buf);

@@ -137,7 +137,7 @@ const HEAD = [
   'predForSequence', 'isRegression', 'outputBias', 'lossFct', 'trainable', 'lossWeight', 'ignorePads', 'blockGradients',
 ] as const;
 const QUANT = ['bits', 'quantType', 'blocksize', 'doubleQuant', 'computeDtype', 'llmInt8Threshold'] as const;
-const LORA = ['r', 'alpha', 'dropout', 'bias', 'targetModules', 'useRslora'] as const;
+const LORA = ['r', 'alpha', 'dropout', 'bias', 'targetModules', 'useRslora', 'rankPattern', 'alphaPattern', 'layersToTransform', 'layersPattern'] as const;
 const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
 const DEVICE_RE = /^(cpu|cuda|cuda:\d{1,3})$/;
 
@@ -287,6 +287,11 @@ function parseLora(raw: unknown): LoraConfig | null {
     out.targetModules = l.targetModules.map((m, i) => str(`${f('targetModules')}[${i}]`, m));
   }
   if (l.useRslora !== undefined) out.useRslora = bool(f('useRslora'), l.useRslora);
+  // Checked with the rest of the LoRA options when the model is created (checkLora), with the same messages.
+  if (l.rankPattern !== undefined) out.rankPattern = l.rankPattern as Record<string, number>;
+  if (l.alphaPattern !== undefined) out.alphaPattern = l.alphaPattern as Record<string, number>;
+  if (l.layersToTransform !== undefined) out.layersToTransform = l.layersToTransform as number[];
+  if (l.layersPattern !== undefined) out.layersPattern = l.layersPattern as string;
   return out;
 }
 

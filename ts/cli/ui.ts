@@ -82,7 +82,7 @@ export function describeError(e: unknown, command?: string): { message: string; 
           : 'the sizes in the message do not fit the model: change the option or input they name',
       ERR_TH_VALUE: 'check the data and the numeric settings',
       ERR_TH_DEVICE: 'use --device cpu, or a libtorch built with CUDA (see the README, Building)',
-      ERR_TH_NATIVE: 'build the native addon: bash scripts/setup.sh (or npm run build:native)',
+      ERR_TH_NATIVE: 'see what was found with: npx transformer-heads doctor',
       ERR_TH_MEMORY: 'use smaller batches, a shorter data.maxLength, or a smaller model',
       ERR_TH_TORCH: 'libtorch failed; rerun with TH_DEBUG=1 for details',
       ERR_TH_HUB_AUTH: 'accept the model\'s license on its Hub page and set HF_TOKEN',
@@ -92,7 +92,12 @@ export function describeError(e: unknown, command?: string): { message: string; 
       ERR_TH_ABORTED: 'run the command again: the download resumes where it stopped',
       ERR_TH_DIVERGED: 'lower training.learningRate, set training.maxGradNorm, check the labels, or set training.skipNonFiniteSteps: true',
     };
-    const hint = e.code === 'ERR_TH_NATIVE' ? hints.ERR_TH_NATIVE! : (rest.find((l) => l.trim())?.trim().replace(/^- /, '') ?? hints[e.code] ?? null);
+    // ERR_TH_NATIVE's message carries its own 'Fix: <command>' line (ts/native/binding.ts), the one to show.
+    const lines = rest.map((l) => l.trim()).filter(Boolean);
+    const hint =
+      e.code === 'ERR_TH_NATIVE'
+        ? (lines.find((l) => l.startsWith('Fix:'))?.slice(4).trim() ?? hints.ERR_TH_NATIVE!)
+        : (lines[0]?.replace(/^- /, '') ?? hints[e.code] ?? null);
     return { message: first!, hint, exitCode: e.code === 'ERR_TH_CONFIG' || e.code === 'ERR_TH_ARG' ? 2 : 1, code: e.code };
   }
   const message = e instanceof Error ? e.message.split('\n')[0]! : String(e);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
-import { binding } from '../native/index.js';
+import { ensureNative } from '../native/index.js';
 import { resolveModel, type HubOptions } from './hub/index.js';
 import { parseModelConfig, type ModelConfig } from './model-config.js';
 
@@ -123,7 +123,7 @@ export async function readModelConfig(nameOrPath: string, options?: HubOptions):
   const configText = text;
   let normalized: string;
   try {
-    normalized = await nativeCall(() => binding().parseModelConfig(configText));
+    normalized = await nativeCall(async () => (await ensureNative()).parseModelConfig(configText));
   } catch (e) {
     const err = e as TransformerHeadsError;
     if (err.code !== 'ERR_TH_CONFIG') throw err;

@@ -19,7 +19,7 @@ import { appendFile, chmod, copyFile, link, lstat, mkdir, open, readdir, readlin
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
 import { fromNative, TransformerHeadsError } from '../errors.js';
-import { binding } from '../native/index.js';
+import { ensureNative } from '../native/index.js';
 
 const SIBLING_RE = /^\.(.+)\.(tmp|old|del)-(\d+)-([0-9a-f]{12})$/;
 const FILE_TMP_RE = /^(.+)\.tmp-(?:(\d+)-)?([0-9a-f]{12})$/; // without a pid: written by versions before 0.2
@@ -164,10 +164,10 @@ export async function atomicWrite(file: string, data: FileData): Promise<void> {
 }
 
 /** Swaps two existing folders atomically; false when the addon, the platform or the filesystem cannot. */
-function exchange(a: string, b: string): boolean {
+async function exchange(a: string, b: string): Promise<boolean> {
   let native;
   try {
-    native = binding();
+    native = await ensureNative();
   } catch {
     return false;
   }
@@ -320,7 +320,7 @@ async function swapIn(tmp: string, target: string, existed: boolean): Promise<vo
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e; // created meanwhile by someone else: swap below
     }
   }
-  if (exchange(tmp, target)) return;
+  if (await exchange(tmp, target)) return;
   // No atomic swap here: two renames. A crash between them leaves the target missing and the old folder at
   // `.<name>.old-*`, which the next save (cleanSiblings) renames back.
   const old = join(dirname(target), `.${basename(target)}.old-${unique()}`);

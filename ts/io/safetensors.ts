@@ -92,6 +92,10 @@ export function decodeSafetensors(buf: Uint8Array, where: string): NamedTensor[]
   return out;
 }
 
+/**
+ * Reads every tensor of a .safetensors file (names, dtypes, shapes and data), with the header checked as the native
+ * reader checks it.
+ */
 export async function readSafetensors(path: string): Promise<NamedTensor[]> {
   let buf: Buffer;
   try {

@@ -118,6 +118,7 @@ export class Tokenizer {
     return { ids, attentionMask: ids.map(() => 1) };
   }
 
+  /** Token ids back to text (`skipSpecialTokens` drops special tokens such as eos). */
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
     if (!Array.isArray(ids) && !ArrayBuffer.isView(ids)) invalidArg('ids', 'an array of token ids', ids);
     if (ids.length === 0) return ''; // the underlying decoder refuses an empty list

@@ -1,8 +1,10 @@
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
 import { hubOptionsOf, parseModelConfig, resolveModel, writeHfFolder, type HubOptions, type ModelConfig } from '../io/index.js';
-import { binding, fromRaw, NativeHandle, packTokens, type Batch, type NativeBackbone, type NativeTorchScript, type PackedTokens, type PositionMode, type Tensor } from '../native/index.js';
+import { ensureNative, fromRaw, NativeHandle, packTokens, refuseAsar, type Batch, type NativeBackbone, type NativeTorchScript, type PackedTokens, type PositionMode, type Tensor } from '../native/index.js';
 
+/** Where a model runs: 'cpu', 'cuda' (device 0) or 'cuda:N'. */
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+/** Weight and compute dtype: 'float32', or 'bfloat16' / 'float16' (float16 on CUDA only). */
 export type Dtype = 'float32' | 'bfloat16' | 'float16';
 
 /**
@@ -24,6 +26,7 @@ export interface LoadBackboneOptions extends HubOptions {
   positions?: PositionMode;
 }
 
+/** Which hidden states hiddenStates() returns. */
 export interface HiddenStatesOptions {
   /**
    * Hidden-state indices as Hugging Face `output_hidden_states` numbers them: 0 = embeddings, i = output of block i,
@@ -164,6 +167,7 @@ export class Backbone extends NativeHandle<NativeBackbone> {
 export async function loadBackbone(path: string, opts?: LoadBackboneOptions | null): Promise<Backbone> {
   const options = opts ?? {};
   if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a non-empty string', path);
+  refuseAsar(path);
   const device = options.device ?? 'cpu';
   const dtype = options.dtype ?? 'float32';
   if (typeof device !== 'string' || !DEVICE_RE.test(device)) {
@@ -174,7 +178,7 @@ export async function loadBackbone(path: string, opts?: LoadBackboneOptions | nu
   }
   const positions = positionMode(options.positions);
   const local = await resolveModel(path, hubOptionsOf(options));
-  const native = await nativeCall(() => binding().loadBackbone(local, { device, dtype, positions }));
+  const native = await nativeCall(async () => (await ensureNative()).loadBackbone(local, { device, dtype, positions }));
   return new Backbone(native, local);
 }
 
@@ -200,13 +204,19 @@ export class TorchScriptModule {
     return { logits: fromRaw(out.logits), hiddenStates: out.hidden.map(fromRaw) };
   }
 
+  /** Frees the module now (the garbage collector would later). */
   dispose(): void {
     this.#native?.dispose();
     this.#native = null;
   }
 }
 
+/**
+ * Loads a TorchScript archive to run its own scripted forward (the reference the parity tests compare against); off the
+ * event loop.
+ */
 export async function loadTorchScript(path: string): Promise<TorchScriptModule> {
   if (typeof path !== 'string' || path.length === 0) invalidArg('path', 'a non-empty string', path);
-  return new TorchScriptModule(await nativeCall(() => binding().loadTorchScript(path)));
+  refuseAsar(path);
+  return new TorchScriptModule(await nativeCall(async () => (await ensureNative()).loadTorchScript(path)));
 }

@@ -4,6 +4,10 @@ import { invalidArg, TransformerHeadsError } from '../errors.js';
 import type { Tokenizer } from '../io/index.js';
 import type { NativeGenerateOptions, NativeStep, RawTensor, Tensor } from '../native/index.js';
 
+/**
+ * Options of generate() and generateStream(): length, decoding (greedy or sampling with its processors), stopping,
+ * cache and cancellation.
+ */
 export interface GenerateOptions {
   /** Tokens to generate per row (default 20). */
   maxNewTokens?: number;
@@ -70,6 +74,7 @@ export interface GenerationStep<O extends string = string> {
   logits?: Tensor;
 }
 
+/** Why a row stopped generating: its eos token, one of `stopSequences`, or `maxNewTokens`. */
 export type FinishReason = 'eos' | 'stop' | 'length';
 
 /** `O`: the names of the heads in headOutputs (see GeneratedHeadName). */

@@ -22,6 +22,10 @@ import { packLabel, type HeadedBatch, type LabelInput, type PackedLabel } from '
 import { adapterConfigJson, type ResolvedLoraConfig } from './lora.js';
 import type { QuantizationConfig } from './quantization.js';
 
+/**
+ * What forward() returns: the total loss, the loss of each head (raw and, with adaptiveLoss, adapted), and each head's
+ * predictions when asked for.
+ */
 export interface HeadedOutput<H extends string = string> {
   /** Weighted sum of the finite head losses. */
   loss: number;
@@ -32,6 +36,7 @@ export interface HeadedOutput<H extends string = string> {
   predsByHead: Map<H, Tensor> | null;
 }
 
+/** AdamW settings of optimizerStep(): betas, epsilon, weight decay and gradient clipping. */
 export interface OptimizerSettings {
   lr: number;
   weightDecay?: number;
@@ -159,6 +164,7 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     return this._live().info().trainableParameters;
   }
 
+  /** Number of parameters of the whole model: backbone, heads and adapters. */
   totalParameters(): number {
     return this._live().info().totalParameters;
   }

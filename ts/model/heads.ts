@@ -1,7 +1,9 @@
 import { TransformerHeadsError } from '../errors.js';
 import { clip, shown, type ModelConfig } from '../io/index.js';
 
+/** Activation after a head's last layer. */
 export type OutputActivation = 'linear' | 'sigmoid' | 'relu';
+/** A head's loss, as the Python library names it. */
 export type LossFunction = 'cross_entropy' | 'mse' | 'masked_mse' | 'bce' | 'bce_with_logits';
 
 /** The fields every head has, whatever its kind (see HeadConfig). */

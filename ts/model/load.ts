@@ -4,12 +4,12 @@ import { join } from 'node:path';
 
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
 import { hubOptionsOf, isRepoId, kindOf, parseModelConfig, parseRepoRef, readJsonFile, readSafetensors, resolveModel, shown, type HubOptions } from '../io/index.js';
-import { binding } from '../native/index.js';
+import { ensureNative, refuseAsar } from '../native/index.js';
 import { positionMode, type Device, type Dtype } from './backbone.js';
 import type { PositionMode } from '../native/index.js';
 import { HeadedModel } from './headed.js';
 import { fromSnakeCase, resolveHeadConfigs, toSnakeCase, type HeadConfig } from './heads.js';
-import { checkLora, defaultTargetModules, type LoraConfig } from './lora.js';
+import { checkLora, defaultTargetModules, nativeLoraOptions, parseAdapterConfig, peftDefaultTargetModules, type LoraConfig } from './lora.js';
 import { checkQuantization, type QuantizationConfig } from './quantization.js';
 
 /** `N` and `T`: the head names and label columns of `heads` (see HeadConfig); string when the heads come from a folder. */
@@ -94,8 +94,10 @@ async function buildHeaded(
   modelPath: string,
   heads: HeadConfig[],
   options: LoadHeadedOptions,
-  extra: { lora?: LoraConfig; fullyTrainedHeads?: boolean; baseModelNameOrPath?: string },
+  extra: { lora?: LoraConfig; peftDefaultTargets?: boolean; fullyTrainedHeads?: boolean; baseModelNameOrPath?: string },
 ): Promise<HeadedModel> {
+  refuseAsar(modelPath);
+  if (options.headFolder) refuseAsar(options.headFolder, 'head folder');
   const freezeBaseModel = options.freezeBaseModel ?? true;
   const onlyInference = options.onlyInference ?? false;
   const quantization = options.quantization === undefined ? null : checkQuantization(options.quantization);
@@ -123,8 +125,8 @@ async function buildHeaded(
   const positions = positionMode(options.positions);
   const resolved = resolveHeadConfigs(heads); // model-independent checks first: clearer errors, no load wasted
   const local = await resolveModel(modelPath, hubOptionsOf(options));
-  const native = await nativeCall(() =>
-    binding().loadHeaded(local, {
+  const native = await nativeCall(async () =>
+    (await ensureNative()).loadHeaded(local, {
       device: options.device ?? 'cpu',
       dtype: options.dtype ?? 'float32',
       positions,
@@ -134,7 +136,7 @@ async function buildHeaded(
       adaptiveLoss: options.adaptiveLoss ?? false,
       seed: options.seed ?? 42,
       ...(quantization ? { quantization } : {}),
-      ...(lora ? { lora: { ...lora, targetModules: lora.targetModules.length ? lora.targetModules : undefined, seed: options.seed ?? 42 } } : {}),
+      ...(lora ? { lora: nativeLoraOptions(lora, options.seed ?? 42, extra.peftDefaultTargets ?? false) } : {}),
       ...(extra.fullyTrainedHeads !== undefined ? { fullyTrainedHeads: extra.fullyTrainedHeads } : {}),
       gradientCheckpointing: options.gradientCheckpointing ?? false,
     }),
@@ -145,7 +147,7 @@ async function buildHeaded(
     freezeBaseModel: freezeBaseModel || lora !== null,
     onlyInference,
     quantization,
-    lora: lora ? { ...lora, targetModules: lora.targetModules.length ? lora.targetModules : defaultTargetModules(modelType) } : null,
+    lora: lora ? { ...lora, targetModules: lora.targetModules.length ? lora.targetModules : extra.peftDefaultTargets ? peftDefaultTargetModules(modelType) : defaultTargetModules(modelType) } : null,
     // a Hub model is named by its id (what PEFT and transformers load it by), not by the cache folder
     baseModelNameOrPath: extra.baseModelNameOrPath ?? (local === modelPath ? undefined : options.revision && !modelPath.includes('@') ? `${modelPath}@${options.revision}` : modelPath),
   });
@@ -163,6 +165,10 @@ async function buildHeaded(
   return model;
 }
 
+/**
+ * Options of createHeadedQLoRA(): those of loadHeaded() with new heads, plus the LoRA adapters to train and an optional
+ * quantization of the backbone.
+ */
 export interface CreateHeadedQLoRAOptions<N extends string = string, T extends string = string> extends Omit<LoadHeadedOptions<N, T>, 'headFolder' | 'freezeBaseModel'> {
   heads: HeadConfig<N, T>[];
   lora: LoraConfig;
@@ -193,6 +199,10 @@ export async function createHeadedQLoRA<const N extends string = string, const T
   );
 }
 
+/**
+ * Options of loadLoraWithHeads(): the base model (when the adapter folder does not name a reachable one), device, dtype
+ * and quantization.
+ */
 export interface LoadLoraWithHeadsOptions extends Omit<LoadHeadedOptions, 'heads' | 'headFolder' | 'freezeBaseModel'> {
   /**
    * The base model (a path or a Hub id); defaults to base_model_name_or_path from adapter_config.json, at the
@@ -204,8 +214,11 @@ export interface LoadLoraWithHeadsOptions extends Omit<LoadHeadedOptions, 'heads
 
 /**
  * Loads a folder written by save() on a LoRA model (or by the Python library / PEFT): adapter_config.json,
- * adapter_model.safetensors, head_configs.json and the head files. Unknown adapter_config keys are ignored. The
- * folder may be a Hub repository ("org/name[@revision]"), and so may its base model.
+ * adapter_model.safetensors, head_configs.json and the head files. Every adapter_config.json field PEFT defines is
+ * type-checked; rank_pattern, alpha_pattern, layers_to_transform and layers_pattern apply as in PEFT, and fields this
+ * library cannot apply as PEFT does (use_dora, other peft_types, modules_to_save other than the heads, ...) are
+ * refused with ERR_TH_CONFIG. Unknown keys are ignored, as PEFT ignores them. The folder may be a Hub repository
+ * ("org/name[@revision]"), and so may its base model.
  */
 export async function loadLoraWithHeads(dirOrName: string, options: LoadLoraWithHeadsOptions = {}): Promise<HeadedModel> {
   if (typeof dirOrName !== 'string' || !dirOrName) invalidArg('dir', 'a folder path or a Hub repo id', dirOrName);
@@ -213,41 +226,29 @@ export async function loadLoraWithHeads(dirOrName: string, options: LoadLoraWith
   const cfgPath = join(dir, 'adapter_config.json');
   const cfg = (await readJsonFile(cfgPath, 'adapter config file', { missing: 'null' })) as Record<string, unknown> | null;
   if (cfg === null) throw new TransformerHeadsError(`no readable adapter_config.json in '${dir}': it is not a LoRA folder (written by save() on a LoRA model, or by PEFT)`, 'ERR_TH_FILE');
-  const field = (k: string, ok: (v: unknown) => boolean, what: string): unknown => {
-    const v = cfg[k];
-    if (v !== undefined && v !== null && !ok(v)) throw new TransformerHeadsError(`'${cfgPath}': ${k} must be ${what}, got ${shown(v)}`, 'ERR_TH_CONFIG');
-    return v ?? undefined;
-  };
-  const peftType = field('peft_type', (v) => typeof v === 'string', 'a string');
-  if (peftType !== undefined && peftType !== 'LORA') throw new TransformerHeadsError(`adapter type ${shown(peftType)} in '${cfgPath}' is not LoRA`, 'ERR_TH_CONFIG');
-  const base = field('base_model_name_or_path', (v) => typeof v === 'string', 'a string');
-  let modelPath = options.modelPath ?? (typeof base === 'string' ? base : '');
+  const heads = await readHeadConfigs(dir);
+  const parsed = parseAdapterConfig(cfg, cfgPath, heads.map((h) => h.name));
+  let modelPath = options.modelPath ?? parsed.baseModelNameOrPath ?? '';
   if (!modelPath) throw new TransformerHeadsError(`adapter_config.json in '${dir}' names no base model; pass modelPath`, 'ERR_TH_CONFIG');
   // PEFT records the base model's revision next to its name
-  const revision = field('revision', (v) => typeof v === 'string', 'a string');
-  if (options.modelPath === undefined && typeof revision === 'string' && revision && isRepoId(modelPath) && parseRepoRef(modelPath)?.revision === null) {
+  const revision = parsed.revision;
+  if (options.modelPath === undefined && revision && isRepoId(modelPath) && parseRepoRef(modelPath)?.revision === null) {
     modelPath = `${modelPath}@${revision}`;
   }
-  const tm = field('target_modules', (v) => typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string')), 'a list of module names');
-  if (typeof tm === 'string') {
-    throw new TransformerHeadsError('target_modules given as a regular expression is not supported; list the module names', 'ERR_TH_CONFIG');
-  }
-  const lora: LoraConfig = {
-    r: field('r', (v) => Number.isInteger(v) && (v as number) > 0, 'a positive integer') as number | undefined ?? 8,
-    alpha: field('lora_alpha', (v) => typeof v === 'number' && Number.isFinite(v), 'a number') as number | undefined ?? 8,
-    dropout: field('lora_dropout', (v) => typeof v === 'number' && v >= 0 && v < 1, 'a number in [0, 1)') as number | undefined ?? 0,
-    bias: (field('bias', (v) => v === 'none' || v === 'all' || v === 'lora_only', "'none', 'all' or 'lora_only'") as LoraConfig['bias']) ?? 'none',
-    useRslora: (field('use_rslora', (v) => typeof v === 'boolean', 'true or false') as boolean | undefined) ?? false,
-    ...(Array.isArray(tm) ? { targetModules: tm as string[] } : {}),
-  };
-  const heads = await readHeadConfigs(dir);
+  const lora = parsed.lora;
   const model = await buildHeaded(modelPath, heads, { ...options, revision: undefined, freezeBaseModel: true, headFolder: dir }, {
     lora,
+    peftDefaultTargets: parsed.peftDefaultTargets,
     fullyTrainedHeads: options.fullyTrainedHeads ?? true,
     baseModelNameOrPath: modelPath,
   });
   try {
-    const tensors = (await readSafetensors(join(dir, 'adapter_model.safetensors'))).map((t) => ({ ...t, key: t.key.replace(/^base_model\.model\./, '') }));
+    // Heads listed in modules_to_save are also in the adapter file; their <name>.safetensors (loaded above) wins, as
+    // in the Python library, which loads the head files after the adapter.
+    const saved = (k: string) => parsed.modulesToSave.length > 0 && k.startsWith('heads.');
+    const tensors = (await readSafetensors(join(dir, 'adapter_model.safetensors')))
+      .map((t) => ({ ...t, key: t.key.replace(/^base_model\.model\./, '') }))
+      .filter((t) => !saved(t.key));
     const lora2 = tensors.filter((t) => t.key.includes('lora_')).map((t) => ({ ...t, key: t.key.replace(/\.lora_([AB])\.[^.]+\.weight$/, '.lora_$1.weight') }));
     await model.loadLoraWeights(lora2);
     const biases = tensors.filter((t) => !t.key.includes('lora_') && t.key.endsWith('.bias'));

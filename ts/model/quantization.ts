@@ -1,6 +1,10 @@
 import { invalidArg, TransformerHeadsError } from '../errors.js';
 import type { Dtype } from './backbone.js';
 
+/**
+ * Quantization of the backbone's projections, as bitsandbytes does it: 4-bit NF4 / FP4 (optionally double-quantized) or
+ * 8-bit.
+ */
 export interface QuantizationConfig {
   /** 4 or 8. */
   bits: 4 | 8;

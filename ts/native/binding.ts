@@ -1,9 +1,15 @@
 // Loads the compiled addon and types its raw surface. Nothing else in ts/ touches the binding untyped.
+//
+// Loading is asynchronous: scripts/libtorch.mjs finds libtorch (the documented search order) and picks the binary
+// that fits it (a local build, else a prebuild); the small loader addon (native/loader) dlopens libtorch's libraries
+// on a worker thread (1-5 s, all of it off the event loop), and only then is the addon itself required, which takes
+// milliseconds because every library it needs is already loaded. See README.md, "Finding libtorch".
 import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { TransformerHeadsError } from '../errors.js';
+import { outsideAsar } from './asar.js';
 
 /** A tensor as it crosses the boundary: float32 bytes plus a shape. Not public API (as every Native* type here). */
 export interface RawTensor {
@@ -170,40 +176,177 @@ export interface NativeBinding {
 }
 
 const require = createRequire(import.meta.url);
-// dist/native/binding.js -> the package root, where node-gyp-build looks for prebuilds/ and build/.
-const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-let cached: NativeBinding | undefined;
+// dist/native/binding.js -> the package root, which holds prebuilds/, build/ and scripts/libtorch.mjs.
+// Under Electron, the unpacked copy of the package (asarUnpack): the binaries are dlopened by path.
+const packageRoot = outsideAsar(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'));
 
-/**
- * The addon: `TRANSFORMER_HEADS_BINDING` (a path to a .node file) if set, else node-gyp-build's search
- * (prebuilds/ first, then build/Release).
- * @internal
- */
-export function binding(): NativeBinding {
-  if (cached) return cached;
-  const override = process.env.TRANSFORMER_HEADS_BINDING;
-  // libgomp reads OMP_WAIT_POLICY once, when the addon's dlopen loads it. PASSIVE: intra-op workers sleep between
-  // parallel regions instead of spinning for ~300k iterations, which on a few cores took CPU from the event loop and
-  // from the compute thread itself (the issue's tuned peer ran PASSIVE). Only for this load, and only when the user
-  // did not choose: the variable is removed again so that child processes inherit the user's environment.
+/** @internal The package folder that holds prebuilds/, build/ and scripts/libtorch.mjs (unpacked under Electron). */
+export function nativePackageRoot(): string {
+  return packageRoot;
+}
+
+/** One library of the libtorch found. */
+export interface LibtorchLibrary {
+  name: string;
+  /** The path found (may be a symlink). */
+  path: string;
+  /** The file it resolves to. */
+  real: string;
+  /** Its ELF SONAME: what the addon's DT_NEEDED names. */
+  soname: string;
+}
+
+/** The libtorch the search found (README.md, "Finding libtorch", has the order). */
+export interface LibtorchInfo {
+  /** Which step of the search found it: 'TRANSFORMER_HEADS_LIBTORCH', 'LIBTORCH', 'Torch_DIR', 'python' or 'system'. */
+  source: string;
+  /** The same in words, with the path. */
+  detail: string;
+  libdir: string;
+  /** e.g. '1.13.0a0' or '2.3.1+cu121'; null when no version file or versioned SONAME says. */
+  version: string | null;
+  /** 1: the C++11 libstdc++ ABI, 0: the old one, null: unknown. */
+  cxx11Abi: number | null;
+  /** Whether this libtorch has CUDA libraries (libtorch_cuda.so). */
+  cuda: boolean;
+  libraries: LibtorchLibrary[];
+}
+
+/** The binary that was loaded and what it was built against. */
+export interface BinaryInfo {
+  path: string;
+  /** 'prebuild', 'local build' or 'TRANSFORMER_HEADS_BINDING'. */
+  kind: string;
+  /** The libtorch SONAMEs it links. */
+  torchNeeded: string[];
+  /** Its record of the libtorch it was built against (the .json next to it), when there is one. */
+  meta: { torchVersion: string | null; cxx11Abi: number | null; cuda: boolean; builder?: string; libdir?: string; glibc?: string | null } | null;
+  /** The loader addon used. */
+  loader: string;
+}
+
+/** What loadNative() found and loaded. */
+export interface NativeLocation {
+  libtorch: LibtorchInfo;
+  binary: BinaryInfo;
+  /** The library files preloaded, in order. */
+  preload: string[];
+  /** Binaries that were passed over, with the reason. */
+  rejected: string[];
+}
+
+interface LibtorchModule {
+  locateNative(root: string, env: NodeJS.ProcessEnv): Promise<NativeLocation>;
+}
+
+interface Loader {
+  preload(paths: string[], localCount?: number): Promise<void>;
+  preloadSync(paths: string[], localCount?: number): void;
+  isLoaded(name: string): boolean;
+}
+
+let loaded: { binding: NativeBinding; location: NativeLocation; loadMs: number } | undefined;
+let pending: Promise<NativeBinding> | undefined;
+const onLoad: Array<(b: NativeBinding) => void> = [];
+
+function nativeError(e: unknown, detail: string): TransformerHeadsError {
+  const msg = e instanceof Error ? e.message : String(e);
+  const fix = (e as { fix?: string } | null)?.fix;
+  return new TransformerHeadsError(
+    `The transformer-heads native addon could not be loaded: ${msg}${fix ? `\nFix: ${fix}` : ''}${detail}\n` +
+      'Check what was found with: npx transformer-heads doctor',
+    'ERR_TH_NATIVE',
+    { cause: e },
+  );
+}
+
+async function load(): Promise<NativeBinding> {
+  const started = performance.now();
+  let location: NativeLocation;
+  try {
+    const lib = (await import(pathToFileURL(join(packageRoot, 'scripts', 'libtorch.mjs')).href)) as LibtorchModule;
+    location = await lib.locateNative(packageRoot, process.env);
+  } catch (e) {
+    throw nativeError(e, '');
+  }
+  const { binary, preload } = location;
+  // libgomp reads OMP_WAIT_POLICY once, when it is loaded (here, by the preload). PASSIVE: intra-op workers sleep
+  // between parallel regions instead of spinning for ~300k iterations, which on a few cores took CPU from the event
+  // loop and from the compute thread itself (the tuned peer of issue 15 ran PASSIVE). Only for this load, and only
+  // when the user did not choose: the variable is removed again so that child processes inherit the user's
+  // environment. Nothing else reads the environment meanwhile: the worker's dlopen is the only other thread at work.
   const setWait = process.env.OMP_WAIT_POLICY === undefined;
   if (setWait) process.env.OMP_WAIT_POLICY = 'PASSIVE';
   try {
-    cached = override ? (require(resolve(override)) as NativeBinding) : (require('node-gyp-build')(packageRoot) as NativeBinding);
-  } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    throw new TransformerHeadsError(
-      `The transformer-heads native addon could not be loaded: ${msg}\n` +
-        'Possible solutions:\n' +
-        '  - build it: `bash scripts/setup.sh` (Debian/Ubuntu: installs libtorch-dev and builds), or `npm run build:native`\n' +
-        '  - with your own libtorch: `LIBTORCH=/path/to/libtorch npm run build:native`\n' +
-        '  - "cannot open shared object file": the libtorch the addon was built against has moved; rebuild it\n' +
-        '  - a specific binary: set TRANSFORMER_HEADS_BINDING=/path/to/transformer_heads.node',
-      'ERR_TH_NATIVE',
-      { cause: e },
-    );
+    return await loadFound(location, started);
   } finally {
     if (setWait) delete process.env.OMP_WAIT_POLICY;
   }
-  return cached;
+}
+
+async function loadFound(location: NativeLocation, started: number): Promise<NativeBinding> {
+  const { binary, preload } = location;
+  try {
+    const loader = require(binary.loader) as Loader;
+    await loader.preload(preload);
+  } catch (e) {
+    throw nativeError(e, `\nwhile loading libtorch ${location.libtorch.version ?? ''} from ${location.libtorch.detail}; a damaged or partial libtorch: reinstall it`);
+  }
+  try {
+    // The addon too, RTLD_LOCAL: its relocations against libtorch then happen on the worker, and require() below
+    // finds it loaded (see native/loader/loader.c).
+    await (require(binary.loader) as Loader).preload([binary.path], 1);
+  } catch {
+    // require() below reports the failure with the full explanation
+  }
+  let b: NativeBinding;
+  try {
+    b = require(binary.path) as NativeBinding;
+  } catch (e) {
+    throw nativeError(
+      e,
+      `\nThe ${binary.kind} ${binary.path} did not load against libtorch ${location.libtorch.version ?? ''} from ${location.libtorch.detail}. ` +
+        'An "undefined symbol" means it was built against another libtorch: rebuild it for this one with `npm rebuild transformer-heads`.',
+    );
+  }
+  loaded = { binding: b, location, loadMs: performance.now() - started };
+  for (const f of onLoad.splice(0)) f(b);
+  return b;
+}
+
+/** @internal The addon, loaded on first use (see loadNative). */
+export function ensureNative(): Promise<NativeBinding> {
+  if (loaded) return Promise.resolve(loaded.binding);
+  pending ??= load().catch((e: unknown) => {
+    pending = undefined; // a later call tries again (after the user installed libtorch, say)
+    throw e;
+  });
+  return pending;
+}
+
+/**
+ * Loads the native addon (once): finds libtorch, picks the binary that fits it, loads libtorch off the event loop,
+ * and says what it loaded. Every model loader does this itself; call it early to take the 1-5 s of loading libtorch
+ * before the first model is needed, or to check an installation. Rejects with ERR_TH_NATIVE, whose message names
+ * what is missing and the one command that fixes it.
+ */
+export async function loadNative(): Promise<NativeLocation & { loadMs: number }> {
+  await ensureNative();
+  return nativeLocation()!;
+}
+
+/** @internal The addon, once loading has finished; undefined before. */
+export function loadedBinding(): NativeBinding | undefined {
+  return loaded?.binding;
+}
+
+/** @internal Runs `f` with the addon now if it is loaded, else once it is. */
+export function whenLoaded(f: (b: NativeBinding) => void): void {
+  if (loaded) f(loaded.binding);
+  else onLoad.push(f);
+}
+
+/** Where the addon and libtorch were loaded from, and how long loading took; undefined before loadNative() resolved. */
+export function nativeLocation(): (NativeLocation & { loadMs: number }) | undefined {
+  return loaded ? { ...loaded.location, loadMs: loaded.loadMs } : undefined;
 }

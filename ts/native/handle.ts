@@ -30,6 +30,7 @@ export class NativeHandle<N extends { dispose(): void }> {
     void this.#queue.then(() => native.dispose());
   }
 
+  /** The same as dispose(), for `using` declarations. */
   [Symbol.dispose](): void {
     this.dispose();
   }

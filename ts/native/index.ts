@@ -2,10 +2,15 @@
 // native object, and tensors as they cross the boundary. Nothing above this folder touches the binding untyped.
 // The re-exports tagged internal stay out of the published .d.ts (tsconfig stripInternal), as their declarations do.
 export type { NativeBackbone, NativeGenerateOptions, NativeGenerator, NativeHeaded, NativeRuntimeInfo, NativeStep, RawTensor } from './binding.js';
+export { loadNative, nativeLocation } from './binding.js';
 /** @internal */
-export { binding } from './binding.js';
+export { ensureNative } from './binding.js';
+export type { BinaryInfo, LibtorchInfo, LibtorchLibrary, NativeLocation } from './binding.js';
 /** @internal */
 export type { NativeBinding, NativeTorchScript } from './binding.js';
+export { diagnoseNative } from './diagnose.js';
+export type { DiagnosedBinary, NativeDiagnosis } from './diagnose.js';
+export { insideAsar, outsideAsar, refuseAsar } from './asar.js';
 export { NativeHandle } from './handle.js';
 export { runtimeInfo, setNumThreads, threadCounts } from './runtime.js';
 export type { RuntimeInfo, ThreadCounts } from './runtime.js';

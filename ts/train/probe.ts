@@ -17,13 +17,14 @@ import { loadBuiltinDataset, type LabelledText } from './datasets.js';
 import { finalEvaluation, Trainer, type LogEntry, type TrainerCallbacks } from './trainer.js';
 
 /** The model the demo, `transformer-heads probe` and `generate` use when none is given: the embedded model. */
-export const DEFAULT_MODEL = 'models/tiny-gpt2-en';
+export const DEFAULT_MODEL = 'models/tiny-llama-en';
 
 /** DEFAULT_MODEL as an absolute path. */
 export function defaultModelPath(): string {
   return DEFAULT_MODEL_DIR;
 }
 
+/** Options of probeLayers(): the model, the data, the layers and the training settings. */
 export interface ProbeLayersOptions {
   /** Model path (TorchScript archive or Hugging Face folder) or Hub id ("org/name[@revision]"). Defaults to defaultModelPath(). */
   model?: string;
@@ -72,6 +73,7 @@ export interface ProbeLayersOptions {
   log?: (message: string) => void;
 }
 
+/** The held-out result of one layer's probe. */
 export interface LayerProbeResult {
   /** Hidden-state index, 0..L. */
   layer: number;
@@ -83,6 +85,7 @@ export interface LayerProbeResult {
   loss: number;
 }
 
+/** What probeLayers() returns: the data split, the majority-class baseline and each layer's result. */
 export interface ProbeResult {
   model: string;
   modelType: string;

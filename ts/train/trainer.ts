@@ -13,6 +13,7 @@ import { permutation, type Dataset, type Example } from './data.js';
 import { selectForMetrics } from './loss-positions.js';
 import { accuracy, macroF1, meanSquaredError, r2Score } from './metrics.js';
 
+/** One entry of the Trainer's log history (log_history.jsonl), as Hugging Face's Trainer writes it. */
 export interface LogEntry {
   step: number;
   epoch: number;
@@ -26,10 +27,15 @@ export function finalEvaluation(res: { logHistory: LogEntry[]; globalStep: numbe
   return Object.fromEntries(Object.entries(e).filter(([k]) => k.startsWith('eval_'))) as Record<string, number>;
 }
 
+/** Hooks the Trainer calls during train(); each may return a Promise, which is awaited. */
 export interface TrainerCallbacks {
+  /** After each logged step and each evaluation, with the log entry. */
   onLog?(entry: LogEntry): void | Promise<void>;
+  /** After each evaluation, with its metrics (eval_loss, eval_<head>_accuracy, ...). */
   onEvaluate?(metrics: Record<string, number>): void | Promise<void>;
+  /** After a checkpoint is written, with its folder. */
   onSave?(checkpointDir: string): void | Promise<void>;
+  /** After every optimizer step. */
   onStepEnd?(state: { step: number; epoch: number; loss: number; learningRate: number; totalSteps: number }): void | Promise<void>;
 }
 
@@ -67,6 +73,7 @@ export interface TrainerData<H extends string = string, M extends string = strin
   signal?: AbortSignal;
 }
 
+/** What train() returns: steps done, whether it was stopped, the final training loss and metrics. */
 export interface TrainOutput {
   globalStep: number;
   /** Mean loss over the applied steps (skipped ones excluded). */
@@ -170,6 +177,10 @@ export class Trainer<H extends string = string, M extends string = never> {
     if (this.args.saveStrategy === 'steps' && !this.args.saveSteps) invalidArg('args.saveSteps', 'a positive integer with saveStrategy "steps"', this.args.saveSteps);
   }
 
+  /**
+   * Runs the training loop (evaluation, logging and checkpoints as the arguments say); resolves when done or stopped by
+   * the signal.
+   */
   async train(): Promise<TrainOutput> {
     const { trainDataset, signal, callbacks } = this.data;
     const a = this.args;

@@ -2,6 +2,7 @@
 // folder exporting a Command (options, help, action), added to this table.
 import type { Command } from '../args.js';
 import { DOWNLOAD } from './download.js';
+import { DOCTOR } from './doctor.js';
 import { EVAL } from './eval.js';
 import { EXPORT } from './export.js';
 import { GENERATE } from './generate.js';
@@ -9,4 +10,4 @@ import { PREDICT } from './predict.js';
 import { PROBE } from './probe.js';
 import { TRAIN } from './train.js';
 
-export const COMMANDS: Record<string, Command> = { train: TRAIN, eval: EVAL, predict: PREDICT, probe: PROBE, generate: GENERATE, download: DOWNLOAD, export: EXPORT };
+export const COMMANDS: Record<string, Command> = { train: TRAIN, eval: EVAL, predict: PREDICT, probe: PROBE, generate: GENERATE, download: DOWNLOAD, export: EXPORT, doctor: DOCTOR };
