@@ -203,7 +203,7 @@ describe('bad input', () => {
     await fail(loadHeaded(path, { heads: [cls], quantization: { bits: 4, blocksize: 48 } }), /blocksize must be a power of two from 32 to 4096, got 48/);
     await fail(loadHeaded(path, { heads: [cls], quantization: { bits: 4 }, freezeBaseModel: false }), /cannot be fully finetuned/);
     await fail(createHeadedQLoRA(path, { heads: [cls], lora: { r: 0 } }), /lora.r must be a positive integer.*got 0/);
-    await fail(createHeadedQLoRA(path, { heads: [cls], lora: { r: 4, targetModules: ['c_attn'] } }), /name no module of this llama model; available: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj/);
+    await fail(createHeadedQLoRA(path, { heads: [cls], lora: { r: 4, targetModules: ['c_attn'] } }), /name no module of this llama model; available: down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj/);
     await fail(createHeadedQLoRA(path, { heads: [cls], lora: { r: 4, dropout: 0.1 }, gradientCheckpointing: true }), /cannot be combined with LoRA dropout/);
     // the lora-llama adapter (hidden 32) onto tiny-llama (hidden 64)
     await fail(loadLoraWithHeads(fixture('lora-llama'), { modelPath: path }), /in_size 32 does not match|does not match|different shape/);

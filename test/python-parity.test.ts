@@ -2,6 +2,10 @@
 // the eager Python forward called with position_ids=None (scripts/export_torchscript.py's sequential.* references),
 // a head folder written as Python writes it with its outputs computed in Python (scripts/make_parity_fixtures.py),
 // and the Python entry points (outputHiddenStates, getSomePreds, evaluateHeadWise's epochs, findAllLinearNames).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
@@ -13,11 +17,12 @@ import {
   getSomePreds,
   loadBackbone,
   loadHeaded,
+  loadLoraWithHeads,
   loadTokenizer,
   type Backbone,
   type HeadConfig,
 } from '../ts/index.js';
-import { expectRel, fixture, readReference, rejection, relDiff, tinyFixtures, type RefTensor } from './helpers.js';
+import { expectRel, F32_EPS, fixture, FORWARD_RTOL, readReference, rejection, relDiff, tinyFixtures, type RefTensor } from './helpers.js';
 
 // The issue's bound. The native forward and the eager Python module run the same float32 operations in other
 // kernels (measured against the TorchScript archive: 2.1e-6, FORWARD_RTOL's note); 1e-5 of the magnitude leaves 5x.
@@ -224,12 +229,87 @@ describe('Python entry points', () => {
     expect(() => findAllLinearNames(16 as never, 'gpt2')).toThrow(/bits/);
   });
 
-  it("refuses 'lm_head' as a LoRA target instead of leaving it out silently", async () => {
+  it("LoRA on 'lm_head' (Python's find_all_linear_names target) adds s * B A h to the pretrained LM head's logits", async () => {
+    const H = 64, V = 101, r = 4, alpha = 8;
+    const lm = [{ name: 'lm_head', inSize: H, numOutputs: V, isCausalLm: true }] as HeadConfig[];
+    const m = await createHeadedQLoRA(fixture('tiny-gpt2.pt'), { heads: lm, seed: 5, lora: { r, alpha, targetModules: findAllLinearNames(32, 'gpt2') } });
+    const ids = [[5, 6, 7, 8, 9], [10, 11, 12, 13, 14]];
+    await m.configureOptimizer({ lr: 5e-2 });
+    await m.trainStep({ input_ids: ids, lm_head: ids });
+    await m.optimizerStep(5e-2);
+    const w = await m.loraWeights();
+    expect(w.map((t) => t.key)).toEqual(['lm_head.lora_A.weight', 'lm_head.lora_B.weight']); // no block projection
+    const [A, B] = [w[0]!, w[1]!];
+    expect(A.shape).toEqual([r, H]);
+    expect(B.shape).toEqual([V, r]);
+    const got = (await m.forward({ input_ids: ids }, { returnPreds: true })).predsByHead!.get('lm_head')!;
+
+    // Reference: the plain model's logits and final hidden state (the frozen backbone is unchanged), plus the adapter
+    // term computed here in double: logits + (alpha / r) * (h A^T) B^T, as PEFT's lora.Linear over nn.Linear.
+    const bb = await loadBackbone(fixture('tiny-gpt2.pt'));
+    const L = bb.numLayers;
+    const plain = await bb.forward({ input_ids: ids }, { layers: [L], logits: true });
+    const h = plain.hiddenStates.get(L)!.data;
+    const want = Float64Array.from(plain.logits!.data);
+    const rows = want.length / V;
+    let delta = 0;
+    for (let i = 0; i < rows; i++) {
+      const ah = Array.from({ length: r }, (_, k) => {
+        let s = 0;
+        for (let j = 0; j < H; j++) s += A.data[k * H + j]! * h[i * H + j]!;
+        return s;
+      });
+      for (let v = 0; v < V; v++) {
+        let s = 0;
+        for (let k = 0; k < r; k++) s += B.data[v * r + k]! * ah[k]!;
+        want[i * V + v]! += (alpha / r) * s;
+        delta = Math.max(delta, Math.abs((alpha / r) * s));
+      }
+    }
+    const ref = { data: want, shape: [2, 5, V] };
+    // The adapter must matter for this check to mean anything: one step at lr 5e-2 moves the logits visibly.
+    expect(delta / Math.max(...Array.from(want, Math.abs))).toBeGreaterThan(1e-3);
+    expectRel(relDiff(got, ref), FORWARD_RTOL, 'lm_head logits with the adapter');
+
+    // Saved as PEFT saves it (base_model.model.lm_head.lora_*), reloaded with the same outputs.
+    const dir = mkdtempSync(join(tmpdir(), 'th-lmhead-'));
+    await m.save(dir);
+    const cfg = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8'));
+    expect(cfg.target_modules).toEqual(['lm_head']);
+    expect(Object.keys(readReference(join(dir, 'adapter_model.safetensors'))).sort()).toEqual(['base_model.model.lm_head.lora_A.weight', 'base_model.model.lm_head.lora_B.weight']);
+    const again = await loadLoraWithHeads(dir);
+    const back = (await again.forward({ input_ids: ids }, { returnPreds: true })).predsByHead!.get('lm_head')!;
+    expect(relDiff(back, got)).toBe(0);
+    // GPT-2's lm_head is the token embedding matrix: folding the adapter in would change the embeddings too.
+    const merge = await rejection(m.mergeAndUnload());
+    expect(merge.code).toBe('ERR_TH_CONFIG');
+    expect(merge.message).toMatch(/tied to its input embeddings/);
+    expect(m.lora).not.toBeNull();
+    expect(relDiff((await m.forward({ input_ids: ids }, { returnPreds: true })).predsByHead!.get('lm_head')!, got)).toBe(0);
+    for (const x of [m, again, bb]) x.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("an untied lm_head adapter merges into the LM head; 'lm_head' without a head of that name is refused", async () => {
+    const lm = [{ name: 'lm_head', inSize: 64, numOutputs: 101, isCausalLm: true }] as HeadConfig[];
+    const m = await createHeadedQLoRA(fixture('tiny-llama.pt'), { heads: lm, seed: 2, lora: { r: 2, alpha: 4, targetModules: ['q_proj', 'lm_head'] } });
+    const ids = [[3, 4, 5, 6], [7, 8, 9, 10]];
+    await m.configureOptimizer({ lr: 5e-2 });
+    await m.trainStep({ input_ids: ids, lm_head: ids });
+    await m.optimizerStep(5e-2);
+    expect((await m.loraWeights()).map((t) => t.key).filter((k) => k.startsWith('lm_head'))).toEqual(['lm_head.lora_A.weight', 'lm_head.lora_B.weight']);
+    const before = (await m.forward({ input_ids: ids }, { returnPreds: true })).predsByHead!.get('lm_head')!;
+    await m.mergeAndUnload();
+    const merged = (await m.forward({ input_ids: ids }, { returnPreds: true })).predsByHead!.get('lm_head')!;
+    // W + s B A rounded once per weight instead of two products added at run time (lora.test.ts's merge bound).
+    expectRel(relDiff(merged, before), 64 * F32_EPS, 'merged lm_head logits');
+    m.dispose();
+
     const e = await rejection(
-      createHeadedQLoRA(fixture('tiny-gpt2.pt'), { heads: [{ name: 'p', inSize: 64, numOutputs: 2 }], lora: { targetModules: ['c_attn', ...findAllLinearNames(32, 'gpt2')] } }),
+      createHeadedQLoRA(fixture('tiny-gpt2.pt'), { heads: [{ name: 'p', inSize: 64, numOutputs: 2 }], lora: { targetModules: ['c_attn', 'lm_head'] } }),
     );
     expect(e.code).toBe('ERR_TH_CONFIG');
-    expect(e.message).toMatch(/'lm_head' cannot be adapted/);
+    expect(e.message).toMatch(/no head named 'lm_head'/);
   });
 
   it("evaluateHeadWise's epochs and getSomePreds follow Python's loops", async () => {

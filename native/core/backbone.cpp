@@ -183,7 +183,21 @@ Backbone::Footprint Backbone::footprint() {
     if (l->q8) f.quantized += l->q8->bytes();
     if (l->lora_a.defined()) f.lora += (l->lora_a.numel() + l->lora_b.numel()) * l->lora_a.element_size();
   }
+  const Linear* lm = lm_head_projection();
+  if (lm->lora_a.defined()) f.lora += (lm->lora_a.numel() + lm->lora_b.numel()) * lm->lora_a.element_size();
   return f;
+}
+
+Linear* Backbone::lm_head_projection() {
+  // Set up on first use (lm_head_weight() is the derived class's, ready once it is constructed); the weight is the
+  // model's own tensor, so finetuning or loading it in place is seen here too.
+  if (!lm_head_projection_.weight.defined()) {
+    lm_head_projection_.name = "lm_head";
+    lm_head_projection_.weight = lm_head_weight();
+    lm_head_projection_.out = lm_head_projection_.weight.size(0);
+    lm_head_projection_.in = lm_head_projection_.weight.size(1);
+  }
+  return &lm_head_projection_;
 }
 
 void Backbone::measure() {
@@ -265,11 +279,31 @@ std::vector<std::pair<std::string, torch::Tensor>> Backbone::lora_parameters() {
     out.emplace_back(prefix + l->name + ".lora_A.weight", l->lora_a);
     out.emplace_back(prefix + l->name + ".lora_B.weight", l->lora_b);
   }
+  const Linear* lm = lm_head_projection();
+  if (lm->lora_a.defined()) {
+    out.emplace_back("lm_head.lora_A.weight", lm->lora_a);
+    out.emplace_back("lm_head.lora_B.weight", lm->lora_b);
+  }
   return out;
 }
 
 void Backbone::merge_lora() {
   torch::NoGradGuard no_grad;
+  Linear* lm = lm_head_projection();
+  if (lm->lora_a.defined()) {
+    // Untied, lm_head.weight is its own entry; tied, the same tensor is the input embeddings (PEFT merges into it
+    // anyway, changing the embeddings; refused here before anything is folded).
+    bool own = false;
+    for (const auto& [name, t] : params_) own = own || (name == "lm_head.weight" && t.is_same(lm->weight));
+    if (!own) {
+      throw ConfigError("the lm_head LoRA adapter cannot be merged: this model's lm_head is tied to its input embeddings, so "
+                        "folding the adapter in would change the embeddings too; keep the adapters unmerged (saveLora / save "
+                        "write them as PEFT does), or leave 'lm_head' out of targetModules");
+    }
+    lm->weight.add_((torch::matmul(lm->lora_b, lm->lora_a) * lm->scaling).to(lm->weight.scalar_type()));
+    lm->lora_a = torch::Tensor();
+    lm->lora_b = torch::Tensor();
+  }
   for (Linear* l : linears()) {
     if (!l->lora_a.defined() && !l->quantized()) continue;
     torch::Tensor w = l->dense(torch::kFloat32);

@@ -43,9 +43,10 @@ struct LoadOptions {
 struct ForwardRequest {
   torch::Tensor input_ids;       // int64 [B, T]
   torch::Tensor attention_mask;  // int64 [B, T] of 0/1; undefined = all ones
-  torch::Tensor position_ids;    // int64 [B, T] >= 0, as Hugging Face's forward takes them; undefined = the model's mode
   std::vector<int64_t> layers;   // hidden-state indices, Python-style negatives allowed
   bool logits = false;
+  // Last, so that {ids, mask, layers, logits} initializers keep their meaning.
+  torch::Tensor position_ids;    // int64 [B, T] >= 0, as Hugging Face's forward takes them; undefined = the model's mode
 };
 
 struct ForwardResult {
@@ -193,6 +194,10 @@ class Backbone {
 
   // The block projections, by Hugging Face module path (without the base prefix).
   virtual std::vector<Linear*> linears() = 0;
+  // The output projection as a Linear named "lm_head" (weight = lm_head_weight(), no bias), so that LoRA can adapt
+  // it when targetModules names it, as PEFT does for the Python library's lm_head. Not among linears(): it is never
+  // quantized (bitsandbytes skips lm_head) nor adapted by default. The head named 'lm_head' runs through it.
+  Linear* lm_head_projection();
   // "transformer." (GPT-2) or "model." (Llama family): the base-model prefix of Hugging Face names.
   std::string base_prefix() const { return config_.arch == Arch::GPT2 ? "transformer." : "model."; }
   // Replaces every block projection's weight by its 4- or 8-bit form (biases, norms, embeddings stay dense).
@@ -202,9 +207,12 @@ class Backbone {
   // (rank_pattern / alpha_pattern); returns their names (without the base prefix). Throws ConfigError when no
   // projection matches, or for an invalid pattern or layer index.
   std::vector<std::string> add_lora(const LoraOptions& options);
-  // LoRA tensors by their PEFT names without the "base_model.model." prefix: "<hf path>.lora_A.weight".
+  // LoRA tensors by their PEFT names without the "base_model.model." prefix: "<hf path>.lora_A.weight" (the output
+  // projection's: "lm_head.lora_A.weight", as lm_head sits outside the base model).
   std::vector<std::pair<std::string, torch::Tensor>> lora_parameters();
-  // Folds the adapters into dense weights (quantized projections become dense) and removes them.
+  // Folds the adapters into dense weights (quantized projections become dense) and removes them. An lm_head adapter
+  // is folded into the output projection in place; when that is tied to the embeddings it is refused (ConfigError),
+  // as folding it would change the input embeddings too.
   void merge_lora();
   // Recompute each block in the backward pass instead of keeping its activations (training with autograd only).
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
@@ -244,6 +252,7 @@ class Backbone {
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::set<std::string> transposed_;  // names stored transposed from the checkpoint (GPT-2 Conv1D)
   std::string config_json_, tokenizer_json_, tokenizer_config_json_;
+  Linear lm_head_projection_;
   int64_t parameter_bytes_ = 0;
   bool quantized_ = false;
   bool checkpointing_ = false;

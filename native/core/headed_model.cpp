@@ -47,7 +47,15 @@ HeadedModel::HeadedModel(std::shared_ptr<Backbone> backbone, std::vector<HeadCon
     }
     backbone_->quantize(*options_.quant);
   }
-  if (options_.lora) backbone_->add_lora(*options_.lora);
+  if (options_.lora) {
+    backbone_->add_lora(*options_.lora);
+    if (!lm_cfg && backbone_->lm_head_projection()->lora_a.defined()) {
+      // The adapter would train and be saved but never act: only the 'lm_head' head reads the output projection.
+      throw ConfigError("LoRA targetModules names 'lm_head', but this model has no head named 'lm_head' (the model's own LM "
+                        "head) for the adapter to act on: add one ({ name: 'lm_head', inSize: hidden size, numOutputs: vocab "
+                        "size, isCausalLm: true }) or leave 'lm_head' out of targetModules");
+    }
+  }
   if (options_.gradient_checkpointing) {
     // The recompute must see the same dropout masks; without saving the RNG state it would not.
     if (options_.lora && options_.lora->dropout > 0) {
@@ -61,7 +69,7 @@ HeadedModel::HeadedModel(std::shared_ptr<Backbone> backbone, std::vector<HeadCon
       throw ConfigError("the head named 'lm_head' reuses the model's pretrained LM head, so it must have num_layers 1, "
                         "num_outputs " + std::to_string(mc.vocab_size) + " (the vocabulary size) and output_bias false");
     }
-    heads_.emplace_back(*lm_cfg, backbone_->lm_head_weight());
+    heads_.emplace_back(*lm_cfg, backbone_->lm_head_projection());
   }
 
   // Which tensors train (Python load_headed / set_requires_grad: with LoRA only "lora" tensors, the chosen biases and
@@ -105,8 +113,9 @@ bool HeadedModel::backbone_needs_grad() const {
   for (const auto& [name, t] : backbone_->named_parameters()) {
     if (name != "lm_head.weight" && t.requires_grad()) return true;
   }
-  for (const auto& [name, t] : backbone_->lora_parameters()) {
-    if (t.requires_grad()) return true;
+  // An lm_head adapter acts after the last block: it alone needs no graph through the backbone.
+  for (Linear* l : backbone_->linears()) {
+    if (l->lora_a.defined() && (l->lora_a.requires_grad() || l->lora_b.requires_grad())) return true;
   }
   return false;
 }

@@ -108,13 +108,6 @@ async function buildHeaded(
     );
   }
   const lora = extra.lora ? checkLora(extra.lora, null) : null;
-  if (lora?.targetModules.some((t) => t === 'lm_head' || t.endsWith('.lm_head'))) {
-    // Python's find_all_linear_names lists lm_head for unquantized models; the adapters here sit on block projections.
-    throw new TransformerHeadsError(
-      "LoRA targetModules: 'lm_head' cannot be adapted yet (adapters go on the block projections); drop it from the list (findAllLinearNames(32, model) includes it for unquantized models, as Python's find_all_linear_names)",
-      'ERR_TH_CONFIG',
-    );
-  }
   const added = new Set<string>();
   if (options.extraHeads !== undefined && options.extraHeads !== null) {
     if (!options.headFolder) throw new TransformerHeadsError('extraHeads adds heads to those of headFolder; without a folder, list every head in heads', 'ERR_TH_CONFIG');
