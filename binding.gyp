@@ -35,6 +35,7 @@
         "native/core/json_strict.cpp",
         "native/core/lora.cpp",
         "native/core/llama.cpp",
+        "native/core/llm_int8.cpp",
         "native/core/losses.cpp",
         "native/core/optimizer.cpp",
         "native/core/quant.cpp",

@@ -9,6 +9,7 @@ Archive contract (what native/core/checkpoint.cpp relies on):
     where hidden_states holds L+1 tensors [B,T,H] with Hugging Face `output_hidden_states` indexing
     (0 = embeddings, i = output of block i, L = final-norm output);
   * position ids come from the mask as Hugging Face generation derives them: cumsum(mask) - 1, and 1 at padding;
+    an optional third argument position_ids replaces them (as Hugging Face's forward takes them);
   * extra files: config.json (the HF config), tokenizer.json and tokenizer_config.json when there are any.
 
 Two modes:
@@ -16,7 +17,9 @@ Two modes:
   --tiny gpt2|llama  build the pure-PyTorch reference below (HF names, HF eager numerics, random weights
                      from --seed) and script it. This needs only torch, so Debian's python3-torch can make the
                      test fixtures. --dump-reference writes the eager module's outputs on a fixed padded batch,
-                     a second reference next to the archive's own forward.
+                     a second reference next to the archive's own forward; its sequential.* entries are the same
+                     batch with position_ids=None semantics (0..T-1 in every row, the Python transformer-heads
+                     library's forward).
 """
 from __future__ import annotations
 
@@ -127,9 +130,10 @@ class GPT2Model(nn.Module):
                                 for _ in range(cfg["n_layer"])])
         self.ln_f = nn.LayerNorm(n_embd, eps=cfg["layer_norm_epsilon"])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         B, T = input_ids.shape
-        pos = positions_from_mask(attention_mask)
+        pos = positions_from_mask(attention_mask) if position_ids is None else position_ids
         x = self.wte(input_ids) + self.wpe(pos)
         dtype = x.dtype
         causal = torch.tril(torch.ones(T, T, dtype=torch.bool, device=x.device)).view(1, 1, T, T)
@@ -149,8 +153,9 @@ class GPT2LMHeadModel(nn.Module):
         self.lm_head = nn.Linear(cfg["n_embd"], cfg["vocab_size"], bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        hs = self.transformer(input_ids, attention_mask)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        hs = self.transformer(input_ids, attention_mask, position_ids)
         return self.lm_head(hs[-1]), hs
 
 
@@ -284,9 +289,10 @@ class LlamaModel(nn.Module):
         mwl = int(cfg.get("max_window_layers", 0)) if mt == "qwen2" else 0
         self.windows: List[int] = [int(sw) if (sw and i >= mwl) else 0 for i in range(cfg["num_hidden_layers"])]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         B, T = input_ids.shape
-        pos = positions_from_mask(attention_mask)
+        pos = positions_from_mask(attention_mask) if position_ids is None else position_ids
         x = self.embed_tokens(input_ids)
         inv = self.inv_freq
         if self.dynamic:
@@ -325,8 +331,9 @@ class LlamaForCausalLM(nn.Module):
         if cfg.get("tie_word_embeddings", False):
             self.lm_head.weight = self.model.embed_tokens.weight
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        hs = self.model(input_ids, attention_mask)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        hs = self.model(input_ids, attention_mask, position_ids)
         return self.lm_head(hs[-1]), hs
 
 
@@ -436,6 +443,14 @@ def export_tiny(a: argparse.Namespace) -> None:
         t = {"input_ids": ids, "attention_mask": mask, "logits": logits}
         for i, h in enumerate(hs):
             t[f"hidden_states.{i}"] = h
+        # A Hugging Face forward with position_ids=None: positions 0..T-1 in every row, padding rows included; the
+        # masks are unchanged (transformers' eager attention, including its rows that see only padding).
+        with torch.no_grad():
+            seq = torch.arange(ids.shape[1]).expand(ids.shape[0], -1)
+            logits, hs = model(ids, mask, seq)
+        t["sequential.logits"] = logits
+        for i, h in enumerate(hs):
+            t[f"sequential.hidden_states.{i}"] = h
         write_reference(a.dump_reference, t)
     print(json.dumps({"out": a.out, "model_type": cfg["model_type"],
                       "parameters": sum(p.numel() for p in model.parameters()),

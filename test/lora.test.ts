@@ -181,7 +181,8 @@ describe('4-bit backbones', () => {
     console.log(`final hidden state relative error: NF4+DQ ${e4.toFixed(4)}, int8 ${e8.toFixed(4)}; NF4+DQ ${fp.quantizedBitsPerParameter!.toFixed(3)} bits/weight`);
     // NF4 reconstructs a Gaussian weight matrix to ~9.2% relative error (C++ test); a block chains two quantized
     // matmuls (~sqrt(2) x 9.2% = 13% of what the block adds), and the blocks add only part of the residual stream, so
-    // the final state's error stays below the two-matmul error: bound 15%. Measured here: ~11%. int8 rows: <2%.
+    // the final state's error stays below the two-matmul error: bound 15%. Measured here: ~11%. 8-bit (LLM.int8: int8
+    // weights and int8 activations, no outliers in this model at threshold 6): 1.2% measured, bound 2%.
     expect(e4).toBeGreaterThan(0);
     expect(e4).toBeLessThan(0.15);
     expect(e8).toBeLessThan(0.02);
@@ -203,7 +204,7 @@ describe('bad input', () => {
     await fail(loadHeaded(path, { heads: [cls], quantization: { bits: 4, blocksize: 48 } }), /blocksize must be a power of two from 32 to 4096, got 48/);
     await fail(loadHeaded(path, { heads: [cls], quantization: { bits: 4 }, freezeBaseModel: false }), /cannot be fully finetuned/);
     await fail(createHeadedQLoRA(path, { heads: [cls], lora: { r: 0 } }), /lora.r must be a positive integer.*got 0/);
-    await fail(createHeadedQLoRA(path, { heads: [cls], lora: { r: 4, targetModules: ['c_attn'] } }), /name no module of this llama model; available: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj/);
+    await fail(createHeadedQLoRA(path, { heads: [cls], lora: { r: 4, targetModules: ['c_attn'] } }), /name no module of this llama model; available: down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj/);
     await fail(createHeadedQLoRA(path, { heads: [cls], lora: { r: 4, dropout: 0.1 }, gradientCheckpointing: true }), /cannot be combined with LoRA dropout/);
     // the lora-llama adapter (hidden 32) onto tiny-llama (hidden 64)
     await fail(loadLoraWithHeads(fixture('lora-llama'), { modelPath: path }), /in_size 32 does not match|does not match|different shape/);

@@ -4,7 +4,7 @@ export { ERROR_CODES, TransformerHeadsError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 
 export { diagnoseNative, loadNative, nativeLocation, runtimeInfo, setNumThreads, threadCounts } from './native/index.js';
-export type { Batch, BinaryInfo, DiagnosedBinary, NativeDiagnosis, IntTensor, LibtorchInfo, LibtorchLibrary, NativeLocation, RuntimeInfo, Tensor, ThreadCounts, TokenInput } from './native/index.js';
+export type { Batch, BinaryInfo, DiagnosedBinary, NativeDiagnosis, IntTensor, LibtorchInfo, LibtorchLibrary, NativeLocation, PositionMode, RuntimeInfo, Tensor, ThreadCounts, TokenInput } from './native/index.js';
 
 export { decodeSafetensors, downloadModel, encodeSafetensors, hubCacheDir, loadTokenizer, readModelConfig, readSafetensors, resolveModel, Tokenizer } from './io/index.js';
 export type { DownloadProgress, DownloadResult, HubFiles, HubOptions, ModelConfig, NamedTensor, ResolveModelOptions } from './io/index.js';
@@ -17,6 +17,7 @@ export {
   Backbone,
   createHeadedQLoRA,
   DEFAULT_MODEL_DIR,
+  findAllLinearNames,
   headConfigsJson,
   HeadedModel,
   loadBackbone,
@@ -74,6 +75,7 @@ export {
   evaluateHeadWise,
   finalEvaluation,
   formatProbeTable,
+  getSomePreds,
   getTopNPreds,
   layerName,
   learningRateAt,
@@ -102,6 +104,7 @@ export type {
   LrSchedulerType,
   ProbeLayersOptions,
   ProbeResult,
+  SomePreds,
   TrainerCallbacks,
   TrainerData,
   TrainingArguments,

@@ -48,7 +48,8 @@ std::shared_ptr<th::Backbone> BackboneWrap::live(Napi::Env env) const {
   return model_;
 }
 
-// forward(ids, shape, mask | null, maskShape | null, layers: number[], logits: boolean) -> Promise<{hidden, logits}>
+// forward(ids, shape, mask | null, maskShape | null, layers: number[], logits: boolean, positions?, positionsShape?)
+//   -> Promise<{hidden, logits}>
 Napi::Value BackboneWrap::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto model = live(env);
@@ -67,12 +68,15 @@ Napi::Value BackboneWrap::Forward(const Napi::CallbackInfo& info) {
     req.layers.push_back(static_cast<int64_t>(d));
   }
   req.logits = info[5].ToBoolean().Value();
+  std::optional<HostArray> positions;
+  if (info.Length() > 7 && !info[6].IsNull() && !info[6].IsUndefined()) positions = tokens_from_js(info[6], info[7], "position_ids");
 
   return queue_work(
       env, *ex_,
-      [model = std::move(model), ids = std::move(ids), mask = std::move(mask), req = std::move(req)]() mutable {
+      [model = std::move(model), ids = std::move(ids), mask = std::move(mask), positions = std::move(positions), req = std::move(req)]() mutable {
         req.input_ids = ids.tensor();
         if (mask) req.attention_mask = mask->tensor();
+        if (positions) req.position_ids = positions->tensor();
         th::ForwardResult res = model->forward(req);
         for (auto& h : res.hidden_states) h.second = prepare_f32(h.second);
         if (res.logits.defined()) res.logits = prepare_f32(res.logits);
@@ -110,6 +114,7 @@ Napi::Object backbone_info(Napi::Env env, const th::Backbone& model) {
   o.Set("tokenizerConfig", model.tokenizer_config_json());
   o.Set("device", model.device().str());
   o.Set("dtype", th::dtype_name(model.dtype()));
+  o.Set("positions", th::position_mode_name(model.position_mode()));  // fixed at load
   o.Set("numLayers", Napi::Number::New(env, static_cast<double>(model.num_layers())));
   o.Set("parameterBytes", Napi::Number::New(env, static_cast<double>(model.parameter_bytes())));
   o.Set("blocksRun", Napi::Number::New(env, static_cast<double>(model.blocks_run())));
@@ -135,6 +140,7 @@ Napi::Value LoadBackbone(const Napi::CallbackInfo& info) {
     Napi::Object o = info[1].As<Napi::Object>();
     if (o.Has("device") && o.Get("device").IsString()) opts.device = o.Get("device").As<Napi::String>();
     if (o.Has("dtype") && o.Get("dtype").IsString()) opts.dtype = o.Get("dtype").As<Napi::String>();
+    if (o.Has("positions") && o.Get("positions").IsString()) opts.positions = o.Get("positions").As<Napi::String>();
   }
   std::string path = info[0].As<Napi::String>();
   th::Executor& ex = th::compute_executor(opts.device);

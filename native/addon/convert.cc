@@ -72,6 +72,7 @@ BatchArgs::Tensors BatchArgs::tensors() const {
   Tensors t;
   t.ids = ids.tensor();
   if (mask) t.mask = mask->tensor();
+  if (positions) t.positions = positions->tensor();
   for (auto& [k, a] : labels) t.labels[k] = a.tensor();
   if (hidden) {
     t.hidden.emplace();
@@ -165,12 +166,15 @@ Napi::Array scalars_to_js(Napi::Env env, const std::vector<std::pair<std::string
   return a;
 }
 
-BatchArgs batch_from_js(const Napi::CallbackInfo& info, size_t labels_at, size_t hidden_at) {
+BatchArgs batch_from_js(const Napi::CallbackInfo& info, size_t labels_at, size_t hidden_at, size_t positions_at) {
   BatchArgs b;
   b.ids = tokens_from_js(info[0], info[1], "input_ids");
   if (!info[2].IsNull() && !info[2].IsUndefined()) b.mask = tokens_from_js(info[2], info[3], "attention_mask");
   if (labels_at < info.Length()) b.labels = host_list_from_js<std::string>(info[labels_at], "name", "labels");
   if (hidden_at < info.Length() && info[hidden_at].IsArray()) b.hidden = host_list_from_js<int64_t>(info[hidden_at], "layer", "hidden states");
+  if (positions_at + 1 < info.Length() && !info[positions_at].IsNull() && !info[positions_at].IsUndefined()) {
+    b.positions = tokens_from_js(info[positions_at], info[positions_at + 1], "position_ids");
+  }
   return b;
 }
 

@@ -88,18 +88,20 @@ struct BatchArgs {
   std::optional<HostArray> mask;
   HostList<std::string> labels;
   std::optional<HostList<int64_t>> hidden;
+  std::optional<HostArray> positions;  // Hugging Face's position_ids, when the batch has them
 
   // The core's inputs, made on the compute thread.
   struct Tensors {
-    torch::Tensor ids, mask;  // mask undefined when not given
+    torch::Tensor ids, mask, positions;  // mask, positions undefined when not given
     th::Labels labels;
     std::optional<th::HiddenMap> hidden;
   };
   Tensors tensors() const;
 };
 // Reads ids, shape, mask, maskShape from info[0..3], labels from info[labels_at] and cached hidden states from
-// info[hidden_at] when present (an index past the arguments means the call takes none).
-BatchArgs batch_from_js(const Napi::CallbackInfo& info, size_t labels_at, size_t hidden_at);
+// info[hidden_at] when present (an index past the arguments means the call takes none), and position ids and their
+// shape from info[positions_at], info[positions_at + 1] when present and not null.
+BatchArgs batch_from_js(const Napi::CallbackInfo& info, size_t labels_at, size_t hidden_at, size_t positions_at);
 
 // V8 only sees the JS wrappers; telling it about the weights makes the GC collect dropped models promptly.
 // Adjusted in steps below 512 MiB as node-llama-cpp does, since large single adjustments can trip V8 heuristics.

@@ -125,32 +125,32 @@ std::shared_ptr<th::HeadedModel> HeadedWrap::live(Napi::Env env) const {
   return model_;
 }
 
-// forward(ids, shape, mask, maskShape, labels, wantPreds, hidden)
+// forward(ids, shape, mask, maskShape, labels, wantPreds, hidden, positions?, positionsShape?)
 Napi::Value HeadedWrap::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  BatchArgs b = batch_from_js(info, 4, 6);
+  BatchArgs b = batch_from_js(info, 4, 6, 7);
   const bool preds = info[5].ToBoolean().Value();
   return queue_work(
       env, *ex_,
       [m, b = std::move(b), preds]() {
         auto t = b.tensors();
-        return output_data(m->forward(t.ids, t.mask, t.labels, preds, t.hidden ? &*t.hidden : nullptr));
+        return output_data(m->forward(t.ids, t.mask, t.labels, preds, t.hidden ? &*t.hidden : nullptr, t.positions));
       },
       [](Napi::Env env, const OutputData& o) { return output_to_js(env, o); });
 }
 
-// trainStep(ids, shape, mask, maskShape, labels, scale, hidden)
+// trainStep(ids, shape, mask, maskShape, labels, scale, hidden, positions?, positionsShape?)
 Napi::Value HeadedWrap::TrainStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  BatchArgs b = batch_from_js(info, 4, 6);
+  BatchArgs b = batch_from_js(info, 4, 6, 7);
   const double scale = info[5].IsNumber() ? info[5].As<Napi::Number>().DoubleValue() : 1.0;
   return queue_work(
       env, *ex_,
       [m, b = std::move(b), scale]() {
         auto t = b.tensors();
-        return output_data(m->train_step(t.ids, t.mask, t.labels, scale, t.hidden ? &*t.hidden : nullptr));
+        return output_data(m->train_step(t.ids, t.mask, t.labels, scale, t.hidden ? &*t.hidden : nullptr, t.positions));
       },
       [](Napi::Env env, const OutputData& o) { return output_to_js(env, o); });
 }
@@ -196,13 +196,15 @@ Napi::Value HeadedWrap::PathCall(const Napi::CallbackInfo& info) {
 Napi::Value HeadedWrap::HookedHidden(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  BatchArgs b = batch_from_js(info, 99, 99);
+  // hookedHidden(ids, shape, mask, maskShape, positions?, positionsShape?, allLayers?)
+  BatchArgs b = batch_from_js(info, 99, 99, 4);
+  const bool all = info.Length() > 6 && info[6].ToBoolean().Value();
   return queue_work(
       env, *ex_,
-      [m, b = std::move(b)]() {
+      [m, b = std::move(b), all]() {
         auto t = b.tensors();
         Named out;
-        for (auto& [l, h] : m->hooked_hidden(t.ids, t.mask)) out.emplace_back(std::to_string(l), prepare_f32(h));
+        for (auto& [l, h] : m->hooked_hidden(t.ids, t.mask, t.positions, all)) out.emplace_back(std::to_string(l), prepare_f32(h));
         return out;
       },
       [](Napi::Env env, const Named& n) { return named_tensors_to_js(env, n, "layer"); });
@@ -300,7 +302,7 @@ Napi::Value HeadedWrap::Info(const Napi::CallbackInfo& info) {
 Napi::Value HeadedWrap::Generator(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
-  BatchArgs b = batch_from_js(info, 99, 99);
+  BatchArgs b = batch_from_js(info, 99, 99, 4);  // hookedHidden(ids, shape, mask, maskShape, positions?, positionsShape?)
   if (info.Length() < 5 || !info[4].IsObject()) throw_error(env, "ERR_TH_ARG", "generator: options must be an object");
   Napi::Object o = info[4].As<Napi::Object>();
   auto num = [&](const char* k, double fallback) {
@@ -350,6 +352,7 @@ Napi::Value LoadHeaded(const Napi::CallbackInfo& info) {
   th::LoadOptions lo;
   if (o.Get("device").IsString()) lo.device = o.Get("device").As<Napi::String>();
   if (o.Get("dtype").IsString()) lo.dtype = o.Get("dtype").As<Napi::String>();
+  if (o.Get("positions").IsString()) lo.positions = o.Get("positions").As<Napi::String>();
   if (!o.Get("heads").IsString()) throw_error(env, "ERR_TH_ARG", "loadHeaded: options.heads must be a JSON string");
   std::string heads = o.Get("heads").As<Napi::String>();
   th::HeadedOptions ho;
@@ -370,6 +373,7 @@ Napi::Value LoadHeaded(const Napi::CallbackInfo& info) {
     qo.type = qt == "nf4" ? th::QuantType::NF4 : th::QuantType::FP4;
     qo.blocksize = static_cast<int64_t>(num(q, "blocksize", 64));
     qo.double_quant = q.Get("doubleQuant").ToBoolean().Value();
+    qo.llm_int8_threshold = num(q, "llmInt8Threshold", th::kLlmInt8Threshold);
     const std::string cd = q.Get("computeDtype").IsString() ? q.Get("computeDtype").As<Napi::String>().Utf8Value() : "float32";
     qo.compute_dtype = sync_call(env, [&] { return th::parse_dtype(cd); });
     ho.quant = qo;

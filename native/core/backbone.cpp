@@ -3,12 +3,14 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <sstream>
 
 #include "device.h"
 #include "errors.h"
 #include "format.h"
+#include "json_strict.h"
 #include "safetensors.h"
 
 namespace th {
@@ -23,12 +25,12 @@ torch::Tensor restore(const torch::Tensor& t) { return t.dim() == 1 && t.numel()
 
 struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, int64_t backbone, int64_t index,
-                               torch::Tensor keep, torch::Tensor keep_window, torch::Tensor cos, torch::Tensor sin) {
+                               torch::Tensor keep, torch::Tensor keep_window, torch::Tensor cos, torch::Tensor sin,
+                               torch::Tensor dead, torch::Tensor dead_window) {
     ctx->saved_data["backbone"] = backbone;
     ctx->saved_data["index"] = index;
-    ctx->save_for_backward({x, keep, keep_window, cos, sin});
-    AttentionContext c{keep, restore(keep_window), restore(cos), restore(sin)};
-    return reinterpret_cast<Backbone*>(backbone)->run_block(index, x, c);
+    ctx->save_for_backward({x, keep, keep_window, cos, sin, dead, dead_window});
+    return reinterpret_cast<Backbone*>(backbone)->run_block(index, x, context({keep, keep_window, cos, sin, dead, dead_window}));
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
@@ -36,14 +38,28 @@ struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
     auto* bb = reinterpret_cast<Backbone*>(ctx->saved_data["backbone"].toInt());
     const int64_t index = ctx->saved_data["index"].toInt();
     torch::Tensor x = saved[0].detach().requires_grad_(true);
-    AttentionContext c{saved[1], restore(saved[2]), restore(saved[3]), restore(saved[4])};
+    AttentionContext c = context({saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]});
     torch::Tensor y;
     {
       torch::AutoGradMode on(true);
       y = bb->run_block(index, x, c);
     }
     torch::autograd::backward({y}, {grads[0]});
-    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    torch::autograd::variable_list out(9);  // one per forward input
+    out[0] = x.grad();
+    return out;
+  }
+
+  // keep, keep_window, cos, sin, dead, dead_window (placeholders restored to undefined).
+  static AttentionContext context(const std::vector<torch::Tensor>& t) {
+    AttentionContext c;
+    c.keep = t[0];
+    c.keep_window = restore(t[1]);
+    c.cos = restore(t[2]);
+    c.sin = restore(t[3]);
+    c.dead = restore(t[4]);
+    c.dead_window = restore(t[5]);
+    return c;
   }
 };
 
@@ -64,6 +80,25 @@ struct QuantLinearFn : public torch::autograd::Function<QuantLinearFn> {
     const auto* l = reinterpret_cast<const Linear*>(ctx->saved_data["linear"].toInt());
     const torch::Tensor& go = grads[0];
     torch::Tensor gx = l->q4 ? linear_4bit_grad_input(go, *l->q4) : torch::matmul(go, l->dense(go.scalar_type()));
+    torch::Tensor gb = ctx->saved_data["bias"].toBool() ? go.reshape({-1, go.size(-1)}).sum(0) : torch::Tensor();
+    return {gx, gb, torch::Tensor()};
+  }
+};
+
+// An 8-bit projection under autograd, as bitsandbytes' MatMul8bitLt: the forward is LLM.int8, the input gradient
+// multiplies by the dequantized weight (int8 x row scale / 127), recomputed in the backward pass.
+struct Int8LinearFn : public torch::autograd::Function<Int8LinearFn> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor bias, int64_t linear) {
+    ctx->saved_data["linear"] = linear;
+    ctx->saved_data["bias"] = bias.numel() > 0;
+    const auto* l = reinterpret_cast<const Linear*>(linear);
+    return llm_int8_matmul(x, *l->q8, l->int8_threshold, restore(bias));
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    const auto* l = reinterpret_cast<const Linear*>(ctx->saved_data["linear"].toInt());
+    const torch::Tensor& go = grads[0];
+    torch::Tensor gx = torch::matmul(go, dequantize_8bit(*l->q8, go.scalar_type()));
     torch::Tensor gb = ctx->saved_data["bias"].toBool() ? go.reshape({-1, go.size(-1)}).sum(0) : torch::Tensor();
     return {gx, gb, torch::Tensor()};
   }
@@ -157,11 +192,15 @@ void Backbone::quantize_on_load(Linear& l) {
 }
 
 void Backbone::quantize_linear(Linear& l, const QuantOptions& o) {
+  if (!(o.llm_int8_threshold >= 0.0) || !std::isfinite(o.llm_int8_threshold)) {
+    throw ConfigError("llmInt8Threshold must be a finite number >= 0, got " + std::to_string(o.llm_int8_threshold));
+  }
   torch::NoGradGuard no_grad;
   torch::Tensor w = l.weight;
   if (o.bits == 4) l.q4 = std::make_shared<Quant4>(quantize_4bit(w, o.type, o.blocksize, o.double_quant));
   else l.q8 = std::make_shared<Quant8>(quantize_8bit(w));
   l.compute_dtype = o.compute_dtype;
+  l.int8_threshold = o.llm_int8_threshold;
   l.weight = torch::Tensor();
   // Searched from the back: at load the weight was just appended.
   for (auto it = params_.rbegin(); it != params_.rend(); ++it) {
@@ -184,7 +223,21 @@ Backbone::Footprint Backbone::footprint() {
     if (l->q8) f.quantized += l->q8->bytes();
     if (l->lora_a.defined()) f.lora += (l->lora_a.numel() + l->lora_b.numel()) * l->lora_a.element_size();
   }
+  const Linear* lm = lm_head_projection();
+  if (lm->lora_a.defined()) f.lora += (lm->lora_a.numel() + lm->lora_b.numel()) * lm->lora_a.element_size();
   return f;
+}
+
+Linear* Backbone::lm_head_projection() {
+  // Set up on first use (lm_head_weight() is the derived class's, ready once it is constructed); the weight is the
+  // model's own tensor, so finetuning or loading it in place is seen here too.
+  if (!lm_head_projection_.weight.defined()) {
+    lm_head_projection_.name = "lm_head";
+    lm_head_projection_.weight = lm_head_weight();
+    lm_head_projection_.out = lm_head_projection_.weight.size(0);
+    lm_head_projection_.in = lm_head_projection_.weight.size(1);
+  }
+  return &lm_head_projection_;
 }
 
 void Backbone::measure() {
@@ -200,7 +253,17 @@ torch::Tensor Linear::dense(torch::ScalarType dtype) const {
 
 torch::Tensor Linear::operator()(const torch::Tensor& x) const {
   torch::Tensor y;
-  if (quantized()) {
+  if (q8) {
+    // bitsandbytes' Linear8bitLt: LLM.int8 in the compute dtype, result back in x's dtype.
+    auto xc = x.to(compute_dtype);
+    auto b = bias.defined() ? bias.to(compute_dtype) : bias;
+    if (torch::GradMode::is_enabled() && (xc.requires_grad() || (b.defined() && b.requires_grad()))) {
+      y = Int8LinearFn::apply(xc, placeholder(b, xc), reinterpret_cast<int64_t>(this));
+    } else {
+      y = llm_int8_matmul(xc, *q8, int8_threshold, b);
+    }
+    y = y.to(x.scalar_type());
+  } else if (quantized()) {
     // bitsandbytes' Linear4bit: x in the compute dtype against the dequantized weight, result back in x's dtype.
     auto xc = x.to(compute_dtype);
     auto b = bias.defined() ? bias.to(compute_dtype) : bias;
@@ -239,11 +302,31 @@ std::vector<std::pair<std::string, torch::Tensor>> Backbone::lora_parameters() {
     out.emplace_back(prefix + l->name + ".lora_A.weight", l->lora_a);
     out.emplace_back(prefix + l->name + ".lora_B.weight", l->lora_b);
   }
+  const Linear* lm = lm_head_projection();
+  if (lm->lora_a.defined()) {
+    out.emplace_back("lm_head.lora_A.weight", lm->lora_a);
+    out.emplace_back("lm_head.lora_B.weight", lm->lora_b);
+  }
   return out;
 }
 
 void Backbone::merge_lora() {
   torch::NoGradGuard no_grad;
+  Linear* lm = lm_head_projection();
+  if (lm->lora_a.defined()) {
+    // Untied, lm_head.weight is its own entry; tied, the same tensor is the input embeddings (PEFT merges into it
+    // anyway, changing the embeddings; refused here before anything is folded).
+    bool own = false;
+    for (const auto& [name, t] : params_) own = own || (name == "lm_head.weight" && t.is_same(lm->weight));
+    if (!own) {
+      throw ConfigError("the lm_head LoRA adapter cannot be merged: this model's lm_head is tied to its input embeddings, so "
+                        "folding the adapter in would change the embeddings too; keep the adapters unmerged (saveLora / save "
+                        "write them as PEFT does), or leave 'lm_head' out of targetModules");
+    }
+    lm->weight.add_((torch::matmul(lm->lora_b, lm->lora_a) * lm->scaling).to(lm->weight.scalar_type()));
+    lm->lora_a = torch::Tensor();
+    lm->lora_b = torch::Tensor();
+  }
   for (Linear* l : linears()) {
     if (!l->lora_a.defined() && !l->quantized()) continue;
     torch::Tensor w = l->dense(torch::kFloat32);
@@ -310,6 +393,14 @@ torch::Tensor positions_from_mask(const torch::Tensor& mask) {
   return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1);
 }
 
+PositionMode parse_position_mode(const std::string& name) {
+  if (name == "from-mask") return PositionMode::FromMask;
+  if (name == "sequential") return PositionMode::Sequential;
+  throw ConfigError("positions must be 'from-mask' or 'sequential', got '" + bounded_name(name) + "'");
+}
+
+const char* position_mode_name(PositionMode mode) { return mode == PositionMode::Sequential ? "sequential" : "from-mask"; }
+
 void Backbone::check_inputs(const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& positions) const {
   if (ids.dim() != 2) throw ShapeError("input_ids must have shape [batch, seq], got " + shape_str(ids.sizes()));
   if (ids.size(0) == 0 || ids.size(1) == 0) throw ShapeError("input_ids is empty: shape " + shape_str(ids.sizes()));
@@ -340,8 +431,26 @@ std::pair<torch::Tensor, torch::Tensor> Backbone::prepare_inputs(const torch::Te
   return {ids.to(device_), mask.to(device_)};
 }
 
+torch::Tensor Backbone::prepare_positions(const torch::Tensor& position_ids, const torch::Tensor& ids) const {
+  if (!position_ids.defined()) return {};
+  torch::Tensor pos = position_ids.to(torch::kCPU, torch::kLong);
+  if (pos.sizes() != ids.sizes()) {
+    throw ShapeError("position_ids shape " + shape_str(pos.sizes()) + " does not match input_ids shape " + shape_str(ids.sizes()));
+  }
+  const int64_t lo = pos.min().item<int64_t>(), hi = pos.max().item<int64_t>();
+  if (lo < 0) throw ShapeError("position_ids holds " + std::to_string(lo) + ": positions must be >= 0");
+  if (config_.arch == Arch::GPT2 && hi >= config_.max_position_embeddings) {
+    throw ShapeError("position_ids holds position " + std::to_string(hi) + " but this GPT-2 model has only " +
+                     std::to_string(config_.max_position_embeddings) + " learned positions (n_positions)");
+  }
+  // Rotary tables are computed in float32 from the positions: beyond 2^24 they would not be exact integers.
+  if (hi >= (int64_t(1) << 24)) throw ShapeError("position_ids holds " + std::to_string(hi) + ": positions must be < 2^24");
+  return pos.to(device_);
+}
+
 std::vector<torch::Tensor> Backbone::run(const torch::Tensor& ids, const torch::Tensor& mask, int64_t stop,
-                                         const std::vector<bool>& wanted, KVCache* cache) {
+                                         const std::vector<bool>& wanted, KVCache* cache, const torch::Tensor& positions,
+                                         bool generation) {
   const int64_t B = ids.size(0), T = ids.size(1);
   const int64_t past = cache ? cache->length() : 0, S = past + T;
   if (cache) {
@@ -352,23 +461,52 @@ std::vector<torch::Tensor> Backbone::run(const torch::Tensor& ids, const torch::
     }
     if (torch::GradMode::is_enabled()) throw ValueError("the KV cache is for inference only (no autograd)");
   }
-  const torch::Tensor pos = positions_from_mask(mask).narrow(1, past, T);
+  generation = generation || cache != nullptr;
+  if (positions.defined() && generation) throw ValueError("generation derives positions from the mask; position_ids cannot be given");
+  // Python's forward (position_ids=None) semantics, pads included: sequential positions and eager-attention rows.
+  const bool python_forward = position_mode_ == PositionMode::Sequential && !generation;
+  torch::Tensor pos;
+  if (positions.defined()) {
+    pos = positions;
+  } else if (python_forward) {
+    if (config_.arch == Arch::GPT2 && T > config_.max_position_embeddings) {
+      throw ShapeError("sequence of " + std::to_string(T) + " tokens needs position " + std::to_string(T - 1) +
+                       " but this GPT-2 model has only " + std::to_string(config_.max_position_embeddings) +
+                       " learned positions (n_positions)");
+    }
+    pos = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(device_)).expand({B, T});
+  } else {
+    pos = positions_from_mask(mask).narrow(1, past, T);
+  }
   AttentionContext ctx;
   ctx.cache = cache;
   {
     auto opts = torch::TensorOptions().dtype(torch::kLong).device(device_);
     auto i = torch::arange(past, S, opts).view({T, 1}), j = torch::arange(S, opts).view({1, S});
-    // As Hugging Face: query i sees real keys j <= i (and inside the sliding window). A query that would see no key
-    // at all (a left-padding position) sees itself instead, so no softmax row is all -inf (NaN); Hugging Face gives
-    // such rows arbitrary finite values too. Right-padding positions keep HF's values, which matters because the
-    // Python library reads the last position of right-padded rows when ignore_pads is off.
+    // As Hugging Face: query i sees real keys j <= i (and inside the sliding window); a padding query after real
+    // tokens (right padding) sees those, as in Hugging Face. A query that would see no key at all (left padding, or
+    // a row of padding only) would give an all -inf softmax row (NaN). By default it sees itself instead. With
+    // sequential positions it gets what transformers' eager attention gives it (every score finfo.min, so a uniform
+    // softmax): over every key for the Llama family (one combined additive mask), and over the padding keys up to
+    // itself plus the real keys after it for GPT-2 (its causal fill and its padding mask add up to -inf where both
+    // apply); AttentionContext::dead makes those rows uniform.
     auto causal = (j <= i).view({1, 1, T, S});
     auto diag = (i == j).view({1, 1, T, S});
-    auto visible = causal & mask.view({B, 1, 1, S}).ne(0);
-    ctx.keep = visible | (diag & visible.any(-1, /*keepdim=*/true).logical_not());
+    auto real = mask.view({B, 1, 1, S}).ne(0);
+    auto visible = causal & real;
+    auto dead_keep = [&](const torch::Tensor& seen, torch::Tensor& dead) {
+      torch::Tensor none = seen.any(-1, /*keepdim=*/true).logical_not();
+      if (!python_forward) return seen | (diag & none);
+      if (!none.any().item<bool>()) return seen;
+      dead = none;
+      const torch::Tensor fill = config_.arch == Arch::GPT2 ? ((causal & real.logical_not()) | (causal.logical_not() & real))
+                                                           : torch::ones({1, 1, 1, S}, opts.dtype(torch::kBool));
+      return seen | (none & fill);
+    };
+    ctx.keep = dead_keep(visible, ctx.dead);
     if (config_.sliding_window > 0) {
       auto win = visible & (j > i - config_.sliding_window).view({1, 1, T, S});
-      ctx.keep_window = win | (diag & win.any(-1, /*keepdim=*/true).logical_not());
+      ctx.keep_window = dead_keep(win, ctx.dead_window);
     }
   }
   prepare(ctx, pos);
@@ -384,7 +522,8 @@ std::vector<torch::Tensor> Backbone::run(const torch::Tensor& ids, const torch::
       // embeddings are frozen, or the adapters of block 0 would get no gradient.
       if (!x.requires_grad()) x = x.detach().requires_grad_(true);
       x = CheckpointBlock::apply(x, reinterpret_cast<int64_t>(this), b, ctx.keep, placeholder(ctx.keep_window, ctx.keep),
-                                 placeholder(ctx.cos, x), placeholder(ctx.sin, x));
+                                 placeholder(ctx.cos, x), placeholder(ctx.sin, x), placeholder(ctx.dead, ctx.keep),
+                                 placeholder(ctx.dead_window, ctx.keep));
     } else {
       x = block(b, x, ctx);
     }
@@ -403,6 +542,7 @@ ForwardResult Backbone::forward(const ForwardRequest& req) {
   std::lock_guard<std::mutex> lock(mutex_);
   torch::NoGradGuard no_grad;
   auto [ids, mask] = prepare_inputs(req.input_ids, req.attention_mask);
+  const torch::Tensor pos = prepare_positions(req.position_ids, ids);
 
   std::vector<int64_t> norm;
   norm.reserve(req.layers.size());
@@ -415,7 +555,7 @@ ForwardResult Backbone::forward(const ForwardRequest& req) {
   std::vector<bool> wanted(config_.num_layers + 1, false);
   for (int64_t n : norm) wanted[n] = true;
 
-  std::vector<torch::Tensor> captured = run(ids, mask, stop, wanted);
+  std::vector<torch::Tensor> captured = run(ids, mask, stop, wanted, nullptr, pos);
   ForwardResult out;
   for (size_t k = 0; k < norm.size(); ++k) out.hidden_states.emplace_back(req.layers[k], captured[norm[k]]);
   if (req.logits) out.logits = lm_head(captured[config_.num_layers]);
@@ -444,10 +584,13 @@ std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptio
   if (options.quant && options.quant->bits != 4 && options.quant->bits != 8) {
     throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(options.quant->bits));
   }
+  const PositionMode positions = parse_position_mode(options.positions);
   // Deferred reading only when quantizing: then each projection is quantized before the next is read.
   Checkpoint ck = load_checkpoint(path, dtype, /*defer=*/options.quant.has_value());
-  if (ck.config.arch == Arch::GPT2) return make_gpt2(std::move(ck), device, dtype, options.quant);
-  return make_llama(std::move(ck), device, dtype, options.quant);
+  std::shared_ptr<Backbone> bb = ck.config.arch == Arch::GPT2 ? make_gpt2(std::move(ck), device, dtype, options.quant)
+                                                              : make_llama(std::move(ck), device, dtype, options.quant);
+  bb->set_position_mode(positions);
+  return bb;
 }
 
 }  // namespace th

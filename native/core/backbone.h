@@ -23,12 +23,25 @@
 
 namespace th {
 
+// Where a forward's position ids come from when the caller gives none.
+//  FromMask:   cumsum(mask) - 1 (1 at padding), as Hugging Face's generate(): a row's first real token is position 0
+//              whatever its padding.
+//  Sequential: 0..T-1 for every row, as a Hugging Face forward called with position_ids=None (the Python
+//              transformer-heads library's HeadedModel.forward). Query rows that see no key (left padding) then also
+//              get transformers' eager-attention values (see AttentionContext::dead), so that every position, pads
+//              included, equals the Python forward. Generation (the KV-cache path) keeps deriving positions from the
+//              mask in both modes, as Hugging Face's generate() does.
+enum class PositionMode { FromMask, Sequential };
+PositionMode parse_position_mode(const std::string& name);  // "from-mask" | "sequential"; ConfigError otherwise
+const char* position_mode_name(PositionMode mode);
 
 struct ForwardRequest {
   torch::Tensor input_ids;       // int64 [B, T]
   torch::Tensor attention_mask;  // int64 [B, T] of 0/1; undefined = all ones
   std::vector<int64_t> layers;   // hidden-state indices, Python-style negatives allowed
   bool logits = false;
+  // Last, so that {ids, mask, layers, logits} initializers keep their meaning.
+  torch::Tensor position_ids;    // int64 [B, T] >= 0, as Hugging Face's forward takes them; undefined = the model's mode
 };
 
 struct ForwardResult {
@@ -63,6 +76,11 @@ struct AttentionContext {
   torch::Tensor keep_window;  // same with the sliding window applied (undefined when no layer uses one)
   torch::Tensor cos, sin;     // [B, T, rotary_dim] in the model dtype (Llama family)
   KVCache* cache = nullptr;   // incremental decoding: keys/values of earlier positions
+  // Sequential positions only: bool [B, 1, T, 1], true for query rows that see no key (left padding; dead_window:
+  // under the sliding window). transformers' eager attention adds finfo.min to every masked score, so such a row's
+  // scores all round to finfo.min and its softmax is uniform over the keys `keep` then lists; zeroing q reproduces
+  // that exactly (every score 0). Undefined when no row is dead.
+  torch::Tensor dead, dead_window;
 };
 
 // A projection of a transformer block: a dense weight, or a 4-bit / 8-bit quantized one (dequantized blockwise to the
@@ -75,6 +93,7 @@ struct Linear {
   std::shared_ptr<Quant4> q4;
   std::shared_ptr<Quant8> q8;
   torch::ScalarType compute_dtype = torch::kFloat32;
+  double int8_threshold = kLlmInt8Threshold;  // 8-bit: LLM.int8 outlier threshold (0 = every column in int8)
   torch::Tensor lora_a, lora_b;  // [r, in], [out, r]
   double scaling = 0.0, dropout = 0.0;
 
@@ -90,6 +109,7 @@ struct QuantOptions {
   int64_t blocksize = 64;
   bool double_quant = false;
   torch::ScalarType compute_dtype = torch::kFloat32;
+  double llm_int8_threshold = kLlmInt8Threshold;  // 8-bit only (bitsandbytes' llm_int8_threshold)
 };
 
 struct LoadOptions {
@@ -99,6 +119,7 @@ struct LoadOptions {
   // a time out of the mapped files) and quantized before the next, so the loading peak stays near the quantized
   // model's size instead of the float model's. A TorchScript archive is read whole first either way.
   std::optional<QuantOptions> quant;
+  std::string positions = "from-mask";  // PositionMode by name
 };
 
 // A LoRA configuration with PEFT's LoraConfig semantics (lora.cpp). Module names here are full Hugging Face paths
@@ -151,12 +172,19 @@ class Backbone {
 
   // Checks ids/mask (int64 [B, T] on the CPU; mask may be undefined = all ones) and returns them on the model's device.
   std::pair<torch::Tensor, torch::Tensor> prepare_inputs(const torch::Tensor& ids, const torch::Tensor& mask) const;
+  // Checks caller-given position ids (int64 [B, T] like `ids`, >= 0, inside GPT-2's learned positions) and returns
+  // them on the model's device; undefined in, undefined out (the model's PositionMode then applies).
+  torch::Tensor prepare_positions(const torch::Tensor& position_ids, const torch::Tensor& ids) const;
+  PositionMode position_mode() const { return position_mode_; }
+  void set_position_mode(PositionMode mode) { position_mode_ = mode; }
   // Runs embeddings and blocks up to hidden-state index `stop` (0..L) and returns the states flagged in `wanted`
   // (size L+1; others undefined). Not locked and under the caller's grad mode: for HeadedModel, which owns the lock.
   // With a cache, `ids` [B, T] are the positions after the cached ones, `mask` [B, past + T] covers all of them, and
   // every block runs (stop must be L), appending its keys and values to the cache. No autograd through the cache.
+  // `positions` (from prepare_positions) replaces the model's PositionMode; `generation` (set by decoding, with or
+  // without a cache) derives positions from the mask whatever the mode, as Hugging Face's generate().
   std::vector<torch::Tensor> run(const torch::Tensor& ids, const torch::Tensor& mask, int64_t stop, const std::vector<bool>& wanted,
-                                 KVCache* cache = nullptr);
+                                 KVCache* cache = nullptr, const torch::Tensor& positions = {}, bool generation = false);
   // The output projection (tied to the embeddings when the config says so); bias-free, [V, H].
   virtual torch::Tensor lm_head_weight() const = 0;
   // Weights by Hugging Face name (without the base-model prefix); shared tensors appear once. GPT-2 Conv1D weights
@@ -171,6 +199,10 @@ class Backbone {
 
   // The block projections, by Hugging Face module path (without the base prefix).
   virtual std::vector<Linear*> linears() = 0;
+  // The output projection as a Linear named "lm_head" (weight = lm_head_weight(), no bias), so that LoRA can adapt
+  // it when targetModules names it, as PEFT does for the Python library's lm_head. Not among linears(): it is never
+  // quantized (bitsandbytes skips lm_head) nor adapted by default. The head named 'lm_head' runs through it.
+  Linear* lm_head_projection();
   // "transformer." (GPT-2) or "model." (Llama family): the base-model prefix of Hugging Face names.
   std::string base_prefix() const { return config_.arch == Arch::GPT2 ? "transformer." : "model."; }
   // Replaces every block projection's weight by its 4- or 8-bit form (biases, norms, embeddings stay dense).
@@ -180,9 +212,12 @@ class Backbone {
   // (rank_pattern / alpha_pattern); returns their names (without the base prefix). Throws ConfigError when no
   // projection matches, or for an invalid pattern or layer index.
   std::vector<std::string> add_lora(const LoraOptions& options);
-  // LoRA tensors by their PEFT names without the "base_model.model." prefix: "<hf path>.lora_A.weight".
+  // LoRA tensors by their PEFT names without the "base_model.model." prefix: "<hf path>.lora_A.weight" (the output
+  // projection's: "lm_head.lora_A.weight", as lm_head sits outside the base model).
   std::vector<std::pair<std::string, torch::Tensor>> lora_parameters();
-  // Folds the adapters into dense weights (quantized projections become dense) and removes them.
+  // Folds the adapters into dense weights (quantized projections become dense) and removes them. An lm_head adapter
+  // is folded into the output projection in place; when that is tied to the embeddings it is refused (ConfigError),
+  // as folding it would change the input embeddings too.
   void merge_lora();
   // Recompute each block in the backward pass instead of keeping its activations (training with autograd only).
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
@@ -230,9 +265,11 @@ class Backbone {
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::set<std::string> transposed_;  // names stored transposed from the checkpoint (GPT-2 Conv1D)
   std::string config_json_, tokenizer_json_, tokenizer_config_json_;
+  Linear lm_head_projection_;
   int64_t parameter_bytes_ = 0;
   bool quantized_ = false;
   bool checkpointing_ = false;
+  PositionMode position_mode_ = PositionMode::FromMask;
   std::atomic<uint64_t> blocks_run_{0};
   std::mutex mutex_;
 };

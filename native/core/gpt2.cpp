@@ -59,6 +59,7 @@ class Gpt2 final : public Backbone {
     auto k = qkv[1].view({B, T, nh, hd}).transpose(1, 2);
     auto v = qkv[2].view({B, T, nh, hd}).transpose(1, 2);
     if (ctx.cache) std::tie(k, v) = ctx.cache->update(index, k, v);
+    if (ctx.dead.defined()) q = q.masked_fill(ctx.dead, 0);  // uniform rows (AttentionContext::dead)
     auto y = attention(q, k, v, ctx.keep, scale_).transpose(1, 2).reshape({B, T, H});
     auto a = x + b.attn_proj(y);
     auto m = b.c_fc(torch::layer_norm(a, {H}, b.ln2_w, b.ln2_b, config_.norm_eps));

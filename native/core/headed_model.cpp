@@ -48,7 +48,15 @@ HeadedModel::HeadedModel(std::shared_ptr<Backbone> backbone, std::vector<HeadCon
     // A backbone loaded with LoadOptions::quant was quantized projection by projection while it was read.
     if (!backbone_->is_quantized()) backbone_->quantize(*options_.quant);
   }
-  if (options_.lora) backbone_->add_lora(*options_.lora);
+  if (options_.lora) {
+    backbone_->add_lora(*options_.lora);
+    if (!lm_cfg && backbone_->lm_head_projection()->lora_a.defined()) {
+      // The adapter would train and be saved but never act: only the 'lm_head' head reads the output projection.
+      throw ConfigError("LoRA targetModules names 'lm_head', but this model has no head named 'lm_head' (the model's own LM "
+                        "head) for the adapter to act on: add one ({ name: 'lm_head', inSize: hidden size, numOutputs: vocab "
+                        "size, isCausalLm: true }) or leave 'lm_head' out of targetModules");
+    }
+  }
   if (options_.gradient_checkpointing) {
     // The recompute must see the same dropout masks; without saving the RNG state it would not.
     if (options_.lora && options_.lora->dropout > 0) {
@@ -62,7 +70,7 @@ HeadedModel::HeadedModel(std::shared_ptr<Backbone> backbone, std::vector<HeadCon
       throw ConfigError("the head named 'lm_head' reuses the model's pretrained LM head, so it must have num_layers 1, "
                         "num_outputs " + std::to_string(mc.vocab_size) + " (the vocabulary size) and output_bias false");
     }
-    heads_.emplace_back(*lm_cfg, backbone_->lm_head_weight());
+    heads_.emplace_back(*lm_cfg, backbone_->lm_head_projection());
   }
 
   // Which tensors train (Python load_headed / set_requires_grad: with LoRA only "lora" tensors, the chosen biases and
@@ -106,17 +114,19 @@ bool HeadedModel::backbone_needs_grad() const {
   for (const auto& [name, t] : backbone_->named_parameters()) {
     if (name != "lm_head.weight" && t.requires_grad()) return true;
   }
-  for (const auto& [name, t] : backbone_->lora_parameters()) {
-    if (t.requires_grad()) return true;
+  // An lm_head adapter acts after the last block: it alone needs no graph through the backbone.
+  for (Linear* l : backbone_->linears()) {
+    if (l->lora_a.defined() && (l->lora_a.requires_grad() || l->lora_b.requires_grad())) return true;
   }
   return false;
 }
 
 HeadedOutput HeadedModel::run(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, const Labels& labels,
-                              bool want_preds, bool training, const HiddenMap* hidden) {
+                              bool want_preds, bool training, const HiddenMap* hidden, const torch::Tensor& positions) {
   const bool grad = training && !options_.only_inference;
   torch::AutoGradMode grad_mode(grad);
   auto [ids, mask] = backbone_->prepare_inputs(input_ids, attention_mask);
+  const torch::Tensor pos = backbone_->prepare_positions(positions, ids);
   const int64_t L = backbone_->num_layers(), B = ids.size(0), T = ids.size(1);
   const std::vector<int64_t> hooks = hooked_layers();
 
@@ -135,11 +145,11 @@ HeadedOutput HeadedModel::run(const torch::Tensor& input_ids, const torch::Tenso
     std::vector<bool> wanted(L + 1, false);
     for (int64_t l : hooks) wanted[l] = true;
     if (grad && backbone_needs_grad()) {
-      states = backbone_->run(ids, mask, hooks.back(), wanted);
+      states = backbone_->run(ids, mask, hooks.back(), wanted, nullptr, pos);
     } else {
       // Frozen backbone: no graph, and only up to the deepest hooked layer.
       torch::NoGradGuard no_grad;
-      states = backbone_->run(ids, mask, hooks.back(), wanted);
+      states = backbone_->run(ids, mask, hooks.back(), wanted, nullptr, pos);
     }
   }
 
@@ -175,9 +185,9 @@ HeadedOutput HeadedModel::run(const torch::Tensor& input_ids, const torch::Tenso
 }
 
 HeadedOutput HeadedModel::forward(const torch::Tensor& ids, const torch::Tensor& mask, const Labels& labels, bool want_preds,
-                                  const HiddenMap* hidden) {
+                                  const HiddenMap* hidden, const torch::Tensor& positions) {
   std::lock_guard<std::mutex> lock(mutex_);
-  HeadedOutput out = run(ids, mask, labels, want_preds, /*training=*/false, hidden);
+  HeadedOutput out = run(ids, mask, labels, want_preds, /*training=*/false, hidden, positions);
   return out;
 }
 
@@ -189,7 +199,7 @@ std::vector<std::pair<std::string, torch::Tensor>> HeadedModel::decode(const tor
   std::vector<bool> wanted(L + 1, false);
   for (int64_t l : hooked_layers()) wanted[l] = true;
   // The cache needs every block's keys, so the run always goes to the end, whatever the heads hook.
-  std::vector<torch::Tensor> states = backbone_->run(ids, mask, L, wanted, cache);
+  std::vector<torch::Tensor> states = backbone_->run(ids, mask, L, wanted, cache, {}, /*generation=*/true);
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& h : heads_) {
     const torch::Tensor& s = states[backbone_->normalize_layer(h.config().layer_hook)];
@@ -199,10 +209,10 @@ std::vector<std::pair<std::string, torch::Tensor>> HeadedModel::decode(const tor
 }
 
 HeadedOutput HeadedModel::train_step(const torch::Tensor& ids, const torch::Tensor& mask, const Labels& labels, double scale,
-                                     const HiddenMap* hidden) {
+                                     const HiddenMap* hidden, const torch::Tensor& positions) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (options_.only_inference) throw ValueError("this model was loaded with onlyInference: true and cannot be trained");
-  HeadedOutput out = run(ids, mask, labels, /*want_preds=*/false, /*training=*/true, hidden);
+  HeadedOutput out = run(ids, mask, labels, /*want_preds=*/false, /*training=*/true, hidden, positions);
   // Its gradients are poisoned even where they look finite (a NaN loss times a zero weight): the next optimizer
   // step must not apply them.
   if (!std::isfinite(out.loss.item<double>())) nonfinite_loss_since_step_ = true;
@@ -278,14 +288,20 @@ void HeadedModel::load_optimizer(const std::string& path) {
   optimizer_.load(path);
 }
 
-HiddenMap HeadedModel::hooked_hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+HiddenMap HeadedModel::hooked_hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                     const torch::Tensor& positions, bool all_layers) {
   std::lock_guard<std::mutex> lock(mutex_);
   torch::NoGradGuard no_grad;
   auto [ids, mask] = backbone_->prepare_inputs(input_ids, attention_mask);
-  const auto hooks = hooked_layers();
+  const torch::Tensor pos = backbone_->prepare_positions(positions, ids);
+  std::vector<int64_t> hooks = hooked_layers();
+  if (all_layers) {
+    hooks.clear();
+    for (int64_t l = 0; l <= backbone_->num_layers(); ++l) hooks.push_back(l);
+  }
   std::vector<bool> wanted(backbone_->num_layers() + 1, false);
   for (int64_t l : hooks) wanted[l] = true;
-  auto states = backbone_->run(ids, mask, hooks.back(), wanted);
+  auto states = backbone_->run(ids, mask, hooks.back(), wanted, nullptr, pos);
   HiddenMap out;
   for (int64_t l : hooks) out[l] = states[l];
   return out;

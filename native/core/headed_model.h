@@ -57,11 +57,12 @@ class HeadedModel {
   bool backbone_needs_grad() const;
 
   // Inference or evaluation: no autograd, adaptive-loss statistics untouched.
+  // `positions`: caller-given position ids [B, T] (Hugging Face's position_ids); undefined = the backbone's mode.
   HeadedOutput forward(const torch::Tensor& ids, const torch::Tensor& mask, const Labels& labels, bool want_preds,
-                       const HiddenMap* hidden = nullptr);
+                       const HiddenMap* hidden = nullptr, const torch::Tensor& positions = {});
   // One micro-batch of training: forward with autograd, backward of loss * scale (1 / gradient-accumulation steps).
   HeadedOutput train_step(const torch::Tensor& ids, const torch::Tensor& mask, const Labels& labels, double scale,
-                          const HiddenMap* hidden = nullptr);
+                          const HiddenMap* hidden = nullptr, const torch::Tensor& positions = {});
   // Clips gradients, applies AdamW with learning rate `lr`, drops gradients. Returns the gradient norm before
   // clipping. A non-finite return means nothing was applied: either the norm itself is NaN or inf, or a train_step
   // since the last optimizer step had a non-finite loss (then NaN is returned whatever the norm); the weights and
@@ -77,8 +78,10 @@ class HeadedModel {
   // through every block and returns each head's output at the last position, [B, C] float32, in head order.
   // `ids` and `mask` ([B, cached + T]) must already be checked and on the model's device (Backbone::prepare_inputs).
   std::vector<std::pair<std::string, torch::Tensor>> decode(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache);
-  // Hidden states at the hooked layers without autograd (to fill the activation cache).
-  HiddenMap hooked_hidden(const torch::Tensor& ids, const torch::Tensor& mask);
+  // Hidden states at the hooked layers without autograd (to fill the activation cache); with all_layers, every one
+  // of the L + 1 (Python's output_hidden_states=True).
+  HiddenMap hooked_hidden(const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& positions = {},
+                          bool all_layers = false);
 
   std::vector<std::pair<std::string, torch::Tensor>> head_state(const std::string& name);
   // Gradients accumulated since the last optimizer step (undefined tensors left out): per head tensor, and the
@@ -103,7 +106,7 @@ class HeadedModel {
 
  private:
   HeadedOutput run(const torch::Tensor& ids, const torch::Tensor& mask, const Labels& labels, bool want_preds,
-                   bool training, const HiddenMap* hidden);
+                   bool training, const HiddenMap* hidden, const torch::Tensor& positions);
   std::vector<torch::Tensor> trainable_tensors() const;
   Head& find_head(const std::string& name);
 

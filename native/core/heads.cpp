@@ -7,6 +7,7 @@
 #include <cmath>
 #include <set>
 
+#include "backbone.h"
 #include "config.h"
 #include "errors.h"
 #include "format.h"
@@ -152,15 +153,15 @@ Head::Head(const HeadConfig& cfg, int64_t out_features, torch::Device device, to
   }
 }
 
-Head::Head(const HeadConfig& cfg, torch::Tensor lm_head_weight) : cfg_(cfg), is_lm_head_(true) {
-  weights_.push_back(std::move(lm_head_weight));
+Head::Head(const HeadConfig& cfg, const Linear* lm_head) : cfg_(cfg), is_lm_head_(true), lm_head_(lm_head) {
+  weights_.push_back(lm_head->weight);
   biases_.push_back(torch::Tensor());
 }
 
 torch::Tensor Head::forward(const torch::Tensor& input) const {
   // Python casts the hooked state to the head's dtype and the logits to float32.
   torch::Tensor x = input.to(weights_[0].scalar_type());
-  if (is_lm_head_) return torch::linear(x, weights_[0]).to(torch::kFloat32);  // a bare Linear in Python
+  if (is_lm_head_) return (*lm_head_)(x).to(torch::kFloat32);  // a bare Linear in Python (PEFT-wrapped when adapted)
   if (cfg_.block_gradients) x = x.detach();
   for (size_t i = 0; i < weights_.size(); ++i) {
     x = torch::linear(x, weights_[i], biases_[i]);

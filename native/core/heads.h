@@ -13,6 +13,8 @@
 
 namespace th {
 
+struct Linear;  // backbone.h
+
 enum class Activation { Linear, Sigmoid, Relu };
 enum class LossFn { None, CrossEntropy, MSE, MaskedMSE, BCE, BCEWithLogits };
 
@@ -59,8 +61,9 @@ std::vector<HeadConfig> parse_head_configs(const std::string& json_text);
 class Head {
  public:
   Head(const HeadConfig& cfg, int64_t out_features, torch::Device device, torch::Generator& gen);
-  // Wraps the backbone's LM head weight (the special head named 'lm_head').
-  Head(const HeadConfig& cfg, torch::Tensor lm_head_weight);
+  // Wraps the backbone's output projection (the special head named 'lm_head'), with its LoRA adapter when it has one.
+  // The backbone must outlive the head.
+  Head(const HeadConfig& cfg, const Linear* lm_head);
 
   torch::Tensor forward(const torch::Tensor& x) const;
   const HeadConfig& config() const { return cfg_; }
@@ -74,6 +77,7 @@ class Head {
   HeadConfig cfg_;
   std::vector<torch::Tensor> weights_, biases_;  // bias undefined when the layer has none
   bool is_lm_head_ = false;
+  const Linear* lm_head_ = nullptr;
 };
 
 }  // namespace th

@@ -91,6 +91,8 @@ class Llama final : public Backbone {
     if (ctx.cache) std::tie(k, v) = ctx.cache->update(index, k, v);
     const bool windowed = config_.window_for_layer(index) > 0;
     const torch::Tensor& keep = windowed ? ctx.keep_window : ctx.keep;
+    const torch::Tensor& dead = windowed ? ctx.dead_window : ctx.dead;
+    if (dead.defined()) q = q.masked_fill(dead, 0);  // uniform rows (AttentionContext::dead)
     torch::Tensor y;
     if (nkv != nh) {
       // Grouped-query attention without copying keys and values (HF repeat_kv would, at every decoding step): query

@@ -100,8 +100,13 @@ std::vector<std::string> Backbone::add_lora(const LoraOptions& o) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   std::vector<std::string> wrapped;
   torch::NoGradGuard no_grad;
-  for (Linear* l : linears()) {
-    const std::string key = prefix + l->name;
+  // Candidates by their PEFT module names: the block projections under the base prefix, then the output projection,
+  // which sits outside the base model ("lm_head"; the Python library's lm_head head is a top-level module). lm_head
+  // is adapted only when a target names it: the default (no targets) is every block projection.
+  std::vector<std::pair<std::string, Linear*>> candidates;
+  for (Linear* l : linears()) candidates.emplace_back(prefix + l->name, l);
+  if (!targets.empty()) candidates.emplace_back("lm_head", lm_head_projection());
+  for (const auto& [key, l] : candidates) {
     if (!wanted(key)) continue;
     if (l->lora_a.defined()) throw ConfigError("module '" + l->name + "' already has a LoRA adapter");
     const int64_t r = pattern_value(ranks, key, o.r);
@@ -118,6 +123,7 @@ std::vector<std::string> Backbone::add_lora(const LoraOptions& o) {
   if (wrapped.empty()) {
     std::set<std::string> names;
     for (Linear* l : linears()) names.insert(l->name.substr(l->name.rfind('.') + 1));
+    names.insert("lm_head");
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
     std::string asked;

@@ -284,9 +284,11 @@ Quant8 quantize_8bit(const torch::Tensor& w) {
   torch::NoGradGuard no_grad;
   Quant8 q;
   q.shape = w.sizes().vec();
-  auto f = w.detach().to(torch::kFloat32);
+  // bitsandbytes' Int8Params quantize the float16 weight (int8_vectorwise_quant(B.half())): round through it first.
+  auto f = w.detach().to(torch::kHalf).to(torch::kFloat32);
   q.scale = f.abs().amax(1);
-  q.q = (f * (127.0 / q.scale.clamp_min(1e-38)).unsqueeze(1)).round().clamp(-127, 127).to(torch::kInt8);
+  // 127 / absmax as Python's `127.0 / t` computes it (reciprocal, then times 127), so codes match bitsandbytes' ties.
+  q.q = (f * (q.scale.clamp_min(1e-38).reciprocal() * 127.0).unsqueeze(1)).round().clamp(-127, 127).to(torch::kInt8);
   return q;
 }
 

@@ -65,4 +65,21 @@ struct Quant8 {
 Quant8 quantize_8bit(const torch::Tensor& w);
 torch::Tensor dequantize_8bit(const Quant8& q, torch::ScalarType dtype);
 
+// LLM.int8() (llm_int8.cpp, docs/formats-llm-int8.md): bitsandbytes' default threshold for outlier features.
+constexpr double kLlmInt8Threshold = 6.0;
+
+// Activations [rows, K] quantized as bitsandbytes' int8_vectorwise_quant(A.half(), threshold): entries with
+// |a| >= threshold (threshold > 0) are outliers; their columns are left out of the int8 codes (set to 0) and of the
+// row absmax; codes = round(a * 127 / row absmax).
+struct Int8Activations {
+  torch::Tensor codes;         // int8 [rows, K]
+  torch::Tensor row_stats;     // float32 [rows]
+  torch::Tensor outlier_cols;  // bool [K], or undefined when there is none
+};
+Int8Activations quantize_activations_int8(const torch::Tensor& a, double threshold);
+// y = x W^T + bias with LLM.int8(): the non-outlier columns as an exact int8 product dequantized with the row and
+// column scales, the outlier columns in x's dtype against the dequantized weight columns. threshold 0: no outlier
+// decomposition (every column in int8), bitsandbytes' meaning of llm_int8_threshold=0. x [..., K], result [..., out].
+torch::Tensor llm_int8_matmul(const torch::Tensor& x, const Quant8& w, double threshold, const torch::Tensor& bias);
+
 }  // namespace th

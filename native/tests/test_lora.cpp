@@ -98,7 +98,7 @@ TEST_CASE("LoRA errors") {
   CHECK_THROWS_AS(bb->add_lora(lo), th::ConfigError);
   lo.r = 4;
   lo.targets = {"c_attn"};
-  CHECK_THROWS_WITH_AS(bb->add_lora(lo), doctest::Contains("available: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj"), th::ConfigError);
+  CHECK_THROWS_WITH_AS(bb->add_lora(lo), doctest::Contains("available: down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj"), th::ConfigError);
   th::QuantOptions q;
   q.bits = 3;
   CHECK_THROWS_AS(bb->quantize(q), th::ConfigError);
@@ -294,4 +294,28 @@ TEST_CASE("layers_pattern picks the numbered segment after it; PEFT's default ta
   CHECK_THROWS_WITH_AS(bb->add_lora(lo), doctest::Contains("rank_pattern key 'c_(attn' is not a regular expression"), th::ConfigError);
   lo.rank_pattern = {{"c_attn", 0}};
   CHECK_THROWS_AS(bb->add_lora(lo), th::ConfigError);
+}
+
+TEST_CASE("'lm_head' as a target adapts only the output projection, named as PEFT names it") {
+  for (const std::string name : {"tiny-gpt2.pt", "tiny-llama.pt"}) {
+    CAPTURE(name);
+    auto bb = th::load_backbone(fixture(name), {});
+    th::LoraOptions lo;
+    lo.r = 2;
+    lo.targets = {"lm_head"};
+    lo.layers_to_transform = {0};  // PEFT: a module named in full is taken whatever the layer filter
+    CHECK(bb->add_lora(lo) == std::vector<std::string>{"lm_head"});
+    auto p = bb->lora_parameters();
+    REQUIRE(p.size() == 2);
+    CHECK(p[0].first == "lm_head.lora_A.weight");
+    CHECK(p[1].first == "lm_head.lora_B.weight");
+    CHECK(p[1].second.sizes() == torch::IntArrayRef{bb->config().vocab_size, 2});
+    // tiny-gpt2 ties lm_head to wte (merging would change the embeddings); tiny-llama does not.
+    if (name == "tiny-gpt2.pt") CHECK_THROWS_WITH_AS(bb->merge_lora(), doctest::Contains("tied to its input embeddings"), th::ConfigError);
+  }
+  // Not by default: no targets means every block projection.
+  auto bb = th::load_backbone(fixture("tiny-llama.pt"), {});
+  th::LoraOptions lo;
+  lo.r = 2;
+  for (const auto& n : bb->add_lora(lo)) CHECK(n != "lm_head");
 }

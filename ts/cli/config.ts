@@ -111,6 +111,8 @@ export interface TrainConfig {
   training: Omit<TrainingArguments, 'outputDir'>;
   device: string | null;
   dtype: 'float32' | 'bfloat16' | 'float16' | null;
+  /** Position ids of the batches: 'sequential' reproduces the Python library's forward on padded batches. */
+  positions: 'from-mask' | 'sequential' | null;
   seed: number | null;
   freezeBaseModel: boolean | null;
   adaptiveLoss: boolean | null;
@@ -122,7 +124,7 @@ export interface TrainConfig {
   configDir: string;
 }
 
-const TOP = ['model', 'outputDir', 'heads', 'data', 'training', 'device', 'dtype', 'seed', 'freezeBaseModel', 'adaptiveLoss', 'gradientCheckpointing', 'quantization', 'lora', 'fullyTrainedHeads'] as const;
+const TOP = ['model', 'outputDir', 'heads', 'data', 'training', 'device', 'dtype', 'positions', 'seed', 'freezeBaseModel', 'adaptiveLoss', 'gradientCheckpointing', 'quantization', 'lora', 'fullyTrainedHeads'] as const;
 const DATA = ['train', 'eval', 'evalFraction', 'format', 'csvDelimiter', 'textColumn', 'labelColumns', 'maxLength', 'padTokenId', 'tokenizer'] as const;
 const TRAINING = [
   'learningRate', 'numTrainEpochs', 'maxSteps', 'perDeviceTrainBatchSize', 'perDeviceEvalBatchSize', 'gradientAccumulationSteps',
@@ -134,7 +136,7 @@ const HEAD = [
   'name', 'inSize', 'numOutputs', 'layerHook', 'hiddenSize', 'numLayers', 'outputActivation', 'target', 'isCausalLm',
   'predForSequence', 'isRegression', 'outputBias', 'lossFct', 'trainable', 'lossWeight', 'ignorePads', 'blockGradients',
 ] as const;
-const QUANT = ['bits', 'quantType', 'blocksize', 'doubleQuant', 'computeDtype'] as const;
+const QUANT = ['bits', 'quantType', 'blocksize', 'doubleQuant', 'computeDtype', 'llmInt8Threshold'] as const;
 const LORA = ['r', 'alpha', 'dropout', 'bias', 'targetModules', 'useRslora', 'rankPattern', 'alphaPattern', 'layersToTransform', 'layersPattern'] as const;
 const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
 const DEVICE_RE = /^(cpu|cuda|cuda:\d{1,3})$/;
@@ -261,6 +263,11 @@ function parseQuantization(raw: unknown): QuantizationConfig | null {
   }
   if (q.doubleQuant !== undefined) out.doubleQuant = bool(f('doubleQuant'), q.doubleQuant);
   if (q.computeDtype !== undefined) out.computeDtype = oneOf(f('computeDtype'), q.computeDtype, DTYPES);
+  if (q.llmInt8Threshold !== undefined) {
+    const t = q.llmInt8Threshold;
+    if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) expected(f('llmInt8Threshold'), 'a finite number >= 0 (LLM.int8 outlier threshold; 0 = no decomposition)', t);
+    out.llmInt8Threshold = t;
+  }
   return out;
 }
 
@@ -318,6 +325,7 @@ export function parseTrainConfig(raw: unknown, configDir: string, options: { nee
     training,
     device: c.device === undefined ? null : checkDevice('config.device', c.device),
     dtype: c.dtype === undefined ? null : oneOf('config.dtype', c.dtype, DTYPES),
+    positions: c.positions === undefined ? null : oneOf('config.positions', c.positions, ['from-mask', 'sequential'] as const),
     seed: c.seed === undefined ? null : int('config.seed', c.seed),
     freezeBaseModel,
     adaptiveLoss: c.adaptiveLoss === undefined ? null : bool('config.adaptiveLoss', c.adaptiveLoss),

@@ -98,6 +98,8 @@ export interface RunInfo {
   lora: boolean;
   quantization: QuantizationConfig | null;
   dtype: Dtype | null;
+  /** The training's position ids (absent in runs written before the option: the default, 'from-mask'). */
+  positions?: 'from-mask' | 'sequential' | null;
   data: Omit<DataConfig, 'maxLength'> & { maxLength: number };
   labelMaps: Record<string, string[]>;
   /** The Trainer's eval batch size (eval losses are means over batches, so eval uses the same). */
@@ -148,6 +150,7 @@ export async function resolveRun(arg: string, v: Values, cmd: string, ui?: Ui): 
       lora: existsSync(join(headsDir, 'adapter_config.json')),
       quantization: cfg.quantization,
       dtype: cfg.dtype,
+      positions: cfg.positions,
       data: { ...cfg.data, maxLength: cfg.data.maxLength ?? 0 },
       labelMaps: run?.labelMaps ?? {},
       evalBatchSize: run?.evalBatchSize ?? cfg.training.perDeviceEvalBatchSize ?? 8,
@@ -184,7 +187,13 @@ async function adapterBase(dir: string): Promise<string | null> {
 }
 
 export async function loadRunModel(run: RunInfo, device: Device | undefined): Promise<HeadedModel> {
-  const common = { onlyInference: true, ...(device ? { device } : {}), ...(run.dtype ? { dtype: run.dtype } : {}), ...(run.quantization ? { quantization: run.quantization } : {}) };
+  const common = {
+    onlyInference: true,
+    ...(device ? { device } : {}),
+    ...(run.dtype ? { dtype: run.dtype } : {}),
+    ...(run.positions ? { positions: run.positions } : {}),
+    ...(run.quantization ? { quantization: run.quantization } : {}),
+  };
   if (run.lora) return loadLoraWithHeads(run.headsDir, { modelPath: run.model, ...common });
   return loadHeaded(run.model, { headFolder: run.headsDir, ...common });
 }

@@ -1,6 +1,6 @@
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
 import { hubOptionsOf, parseModelConfig, resolveModel, writeHfFolder, type HubOptions, type ModelConfig } from '../io/index.js';
-import { ensureNative, fromRaw, NativeHandle, packTokens, refuseAsar, type Batch, type NativeBackbone, type NativeTorchScript, type PackedTokens, type Tensor } from '../native/index.js';
+import { ensureNative, fromRaw, NativeHandle, packTokens, refuseAsar, type Batch, type NativeBackbone, type NativeTorchScript, type PackedTokens, type PositionMode, type Tensor } from '../native/index.js';
 
 /** Where a model runs: 'cpu', 'cuda' (device 0) or 'cuda:N'. */
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -16,6 +16,14 @@ export interface LoadBackboneOptions extends HubOptions {
   device?: Device;
   /** Weights and activations dtype. Defaults to 'float32'. float16 needs CUDA. */
   dtype?: Dtype;
+  /**
+   * Position ids of a batch without a `position_ids` column. 'from-mask' (default): cumsum(attention_mask) - 1, so a
+   * row's first real token is position 0 whatever its padding (as Hugging Face's generate()). 'sequential': 0..T-1
+   * in every row, pads included, as a Hugging Face forward with position_ids=None, which is what the Python
+   * transformer-heads library's forward does: use it to reproduce Python's numbers on padded batches (on rows
+   * without padding both are the same). Generation always derives positions from the mask.
+   */
+  positions?: PositionMode;
 }
 
 /** Which hidden states hiddenStates() returns. */
@@ -31,17 +39,28 @@ export interface HiddenStatesOptions {
 const DEVICE_RE = /^(cpu|cuda|cuda:\d{1,3})$/;
 const DTYPES: readonly string[] = ['float32', 'bfloat16', 'float16'];
 
-function packBatch(batch: Batch): { ids: PackedTokens; mask: PackedTokens | null } {
+const POSITION_MODES: readonly string[] = ['from-mask', 'sequential'];
+
+/** @internal checks a `positions` option (default 'from-mask') */
+export function positionMode(v: unknown): PositionMode {
+  if (v === undefined || v === null) return 'from-mask';
+  if (typeof v !== 'string' || !POSITION_MODES.includes(v)) invalidArg('positions', "'from-mask' or 'sequential'", v);
+  return v as PositionMode;
+}
+
+/** @internal ids, mask and position_ids of a batch, shapes checked against input_ids */
+export function packBatch(batch: Batch): { ids: PackedTokens; mask: PackedTokens | null; positions: PackedTokens | null } {
   if (typeof batch !== 'object' || batch === null) invalidArg('batch', 'an object with input_ids', batch);
   const ids = packTokens(batch.input_ids, 'input_ids');
-  const mask = batch.attention_mask === undefined ? null : packTokens(batch.attention_mask, 'attention_mask');
-  if (mask && (mask.shape[0] !== ids.shape[0] || mask.shape[1] !== ids.shape[1])) {
-    throw new TransformerHeadsError(
-      `attention_mask shape [${mask.shape.join(', ')}] does not match input_ids shape [${ids.shape.join(', ')}]`,
-      'ERR_TH_SHAPE',
-    );
-  }
-  return { ids, mask };
+  const same = (t: PackedTokens | null, name: string) => {
+    if (t && (t.shape[0] !== ids.shape[0] || t.shape[1] !== ids.shape[1])) {
+      throw new TransformerHeadsError(`${name} shape [${t.shape.join(', ')}] does not match input_ids shape [${ids.shape.join(', ')}]`, 'ERR_TH_SHAPE');
+    }
+    return t;
+  };
+  const mask = same(batch.attention_mask === undefined ? null : packTokens(batch.attention_mask, 'attention_mask'), 'attention_mask');
+  const positions = same(batch.position_ids === undefined || batch.position_ids === null ? null : packTokens(batch.position_ids, 'position_ids'), 'position_ids');
+  return { ids, mask, positions };
 }
 
 /**
@@ -55,6 +74,8 @@ export class Backbone extends NativeHandle<NativeBackbone> {
   readonly path: string;
   readonly device: string;
   readonly dtype: Dtype;
+  /** Position ids of batches without a position_ids column (LoadBackboneOptions.positions). */
+  readonly positions: PositionMode;
   /** tokenizer.json / tokenizer_config.json text stored with the model, or null. */
   readonly tokenizerJson: string | null;
   readonly tokenizerConfigJson: string | null;
@@ -67,6 +88,7 @@ export class Backbone extends NativeHandle<NativeBackbone> {
     this.config = parseModelConfig(info.normalizedConfig, info.config);
     this.device = info.device;
     this.dtype = info.dtype as Dtype;
+    this.positions = info.positions as PositionMode;
     this.tokenizerJson = info.tokenizer || null;
     this.tokenizerConfigJson = info.tokenizerConfig || null;
   }
@@ -108,10 +130,12 @@ export class Backbone extends NativeHandle<NativeBackbone> {
     const layers = options?.layers ?? [];
     if (!Array.isArray(layers)) invalidArg('layers', 'an array of integers', layers);
     for (const l of layers) if (!Number.isInteger(l)) invalidArg('layers', 'integer layer indices', l);
-    const { ids, mask } = packBatch(batch);
+    const { ids, mask, positions } = packBatch(batch);
     const native = this._live();
     return this._enqueue(async () => {
-      const out = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, layers, options?.logits ?? false));
+      const out = await nativeCall(() =>
+        native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, layers, options?.logits ?? false, positions?.data ?? null, positions?.shape ?? null),
+      );
       const hiddenStates = new Map<number, Tensor>();
       for (const h of out.hidden) hiddenStates.set(h.layer, fromRaw(h));
       return { hiddenStates, logits: out.logits ? fromRaw(out.logits) : null };
@@ -152,8 +176,9 @@ export async function loadBackbone(path: string, opts?: LoadBackboneOptions | nu
   if (!DTYPES.includes(dtype)) {
     throw new TransformerHeadsError(`unknown dtype '${String(dtype)}': use 'float32', 'bfloat16' or 'float16'`, 'ERR_TH_DEVICE');
   }
+  const positions = positionMode(options.positions);
   const local = await resolveModel(path, hubOptionsOf(options));
-  const native = await nativeCall(async () => (await ensureNative()).loadBackbone(local, { device, dtype }));
+  const native = await nativeCall(async () => (await ensureNative()).loadBackbone(local, { device, dtype, positions }));
   return new Backbone(native, local);
 }
 

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 
 import { fromNative, invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
 import { loadTokenizer, parseJson, parseModelConfig, safetensorsParts, saveFolder, writeHfFolder, type FileData, type ModelConfig, type NamedTensor, type Tokenizer } from '../io/index.js';
-import { fromRaw, NativeHandle, packTokens, type Batch, type NativeGenerator, type NativeHeaded, type PackedTokens, type RawTensor, type Tensor } from '../native/index.js';
-import type { Dtype } from './backbone.js';
+import { fromRaw, NativeHandle, type Batch, type NativeGenerator, type NativeHeaded, type PackedTokens, type PositionMode, type RawTensor, type Tensor } from '../native/index.js';
+import { packBatch, type Dtype } from './backbone.js';
 import {
   assemble,
   packPrompt,
@@ -74,6 +74,8 @@ export class HeadedModel<H extends string = string, T extends string = string> e
   readonly modelPath: string;
   readonly device: string;
   readonly dtype: Dtype;
+  /** Position ids of batches without a position_ids column ('sequential' = the Python library's forward). */
+  readonly positions: PositionMode;
   readonly tokenizerJson: string | null;
   readonly tokenizerConfigJson: string | null;
   /** Hidden-state indices (0..L) the heads read. */
@@ -103,6 +105,7 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     this.modelPath = modelPath;
     this.device = info.device;
     this.dtype = info.dtype as Dtype;
+    this.positions = info.positions as PositionMode;
     this.tokenizerJson = info.tokenizer || null;
     this.tokenizerConfigJson = info.tokenizerConfig || null;
     this.hookedLayers = info.hookedLayers;
@@ -180,12 +183,33 @@ export class HeadedModel<H extends string = string, T extends string = string> e
    * Losses and, with returnPreds, every head's predictions. No autograd; adaptive-loss statistics untouched. A head
    * whose every target is ignored (-100) has loss 0; any other NaN or infinite loss is returned as computed.
    */
-  async forward(batch: HeadedBatch<T>, options?: { returnPreds?: boolean } | null): Promise<HeadedOutput<H>> {
+  forward(batch: HeadedBatch<T>, options?: { returnPreds?: boolean; outputHiddenStates?: false } | null): Promise<HeadedOutput<H>>;
+  /**
+   * With outputHiddenStates, also every hidden state of the trunk (Python's `output_hidden_states=True`):
+   * `hiddenStates[i]` [B, T, H] float32 with Hugging Face's indexing (0 = embeddings, L = final-norm output), from
+   * the same forward. It runs every block, however shallow the heads hook.
+   */
+  forward(batch: HeadedBatch<T>, options: { returnPreds?: boolean; outputHiddenStates: true }): Promise<HeadedOutput<H> & { hiddenStates: Tensor[] }>;
+  async forward(batch: HeadedBatch<T>, options?: { returnPreds?: boolean; outputHiddenStates?: boolean } | null): Promise<HeadedOutput<H> & { hiddenStates?: Tensor[] }> {
     const returnPreds = options?.returnPreds ?? false;
-    const { ids, mask, labels } = this.#pack(batch);
+    const { ids, mask, positions, labels } = this.#pack(batch);
     const native = this._live();
+    if (options?.outputHiddenStates) {
+      // One queued unit: the hidden states come from a forward of the same weights as the losses and predictions.
+      const L = this.config.numLayers;
+      return this._enqueue(async () => {
+        const raw = await nativeCall(() => native.hookedHidden(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, positions?.data ?? null, positions?.shape ?? null, true));
+        const hidden = raw.map((t) => ({ layer: Number(t.layer), data: fromRaw(t).data, shape: t.shape }));
+        const o = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, returnPreds, hidden.filter((h) => this.hookedLayers.includes(h.layer)), positions?.data ?? null, positions?.shape ?? null));
+        const hiddenStates = Array.from({ length: L + 1 }, (_, i) => {
+          const h = hidden.find((x) => x.layer === i)!;
+          return { data: h.data, shape: h.shape };
+        });
+        return { ...this.#output(o, returnPreds), hiddenStates };
+      });
+    }
     return this._enqueue(async () => {
-      const o = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, returnPreds, null));
+      const o = await nativeCall(() => native.forward(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, returnPreds, null, positions?.data ?? null, positions?.shape ?? null));
       return this.#output(o, returnPreds);
     });
   }
@@ -196,11 +220,13 @@ export class HeadedModel<H extends string = string, T extends string = string> e
    */
   async trainStep(batch: HeadedBatch<T>, opts?: { scale?: number; hidden?: Map<number, Tensor> } | null): Promise<Omit<HeadedOutput<H>, 'predsByHead'>> {
     const options = opts ?? {};
-    const { ids, mask, labels } = this.#pack(batch);
+    const { ids, mask, positions, labels } = this.#pack(batch);
     const hidden = options.hidden ? [...options.hidden].map(([layer, t]) => ({ layer, data: t.data, shape: t.shape })) : null;
     const native = this._live();
     return this._enqueue(async () => {
-      const o = await nativeCall(() => native.trainStep(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, options.scale ?? 1, hidden));
+      const o = await nativeCall(() =>
+        native.trainStep(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, labels, options.scale ?? 1, hidden, positions?.data ?? null, positions?.shape ?? null),
+      );
       const { predsByHead: _, ...rest } = this.#output(o, false);
       return rest;
     });
@@ -249,11 +275,10 @@ export class HeadedModel<H extends string = string, T extends string = string> e
 
   /** Hidden states at the hooked layers (what the heads read), without autograd. */
   async hookedHiddenStates(batch: Batch): Promise<Map<number, Tensor>> {
-    const ids = packTokens(batch.input_ids, 'input_ids');
-    const mask = batch.attention_mask === undefined ? null : packTokens(batch.attention_mask, 'attention_mask');
+    const { ids, mask, positions } = packBatch(batch);
     const native = this._live();
     return this._enqueue(async () => {
-      const out = await nativeCall(() => native.hookedHidden(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null));
+      const out = await nativeCall(() => native.hookedHidden(ids.data, ids.shape, mask?.data ?? null, mask?.shape ?? null, positions?.data ?? null, positions?.shape ?? null));
       return new Map(out.map((t) => [Number(t.layer), fromRaw(t)]));
     });
   }
@@ -424,10 +449,8 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     });
   }
 
-  #pack(batch: HeadedBatch<T>): { ids: PackedTokens; mask: PackedTokens | null; labels: PackedLabel[] } {
-    if (typeof batch !== 'object' || batch === null) invalidArg('batch', 'an object with input_ids', batch);
-    const ids = packTokens(batch.input_ids, 'input_ids');
-    const mask = batch.attention_mask === undefined ? null : packTokens(batch.attention_mask, 'attention_mask');
+  #pack(batch: HeadedBatch<T>): { ids: PackedTokens; mask: PackedTokens | null; positions: PackedTokens | null; labels: PackedLabel[] } {
+    const { ids, mask, positions } = packBatch(batch);
     const labels: PackedLabel[] = [];
     const targets = new Map<string, boolean>(); // target -> every head using it is cross_entropy
     for (const h of this.heads) {
@@ -439,7 +462,7 @@ export class HeadedModel<H extends string = string, T extends string = string> e
       if (v === undefined || v === null) continue;
       labels.push(packLabel(v as LabelInput, target, integer));
     }
-    return { ids, mask, labels };
+    return { ids, mask, positions, labels };
   }
 
   #output(o: { loss: number; lossByHead: Array<[string, number]>; adaptedLossByHead: Array<[string, number]>; preds: Array<RawTensor & { name: string }> }, preds: boolean): HeadedOutput<H> {

@@ -154,7 +154,9 @@ export function resolveHeadConfig<N extends string = string>(cfg: HeadConfig<N>,
   let numOutputs: number | null = cfg.numOutputs ?? null;
   if (numOutputs === null) {
     if (isLm) numOutputs = model ? model.vocabSize : null;
-    else fail(name, 'numOutputs', 'is required (number of classes, regression targets, or the vocabulary size for a causal-LM head)', cfg.numOutputs);
+    // An explicit null is the Python library's num_outputs=None (head folders written by it carry it): one output
+    // (`Linear(in_size, num_outputs or 1)`), and classification losses take the vocabulary size as the class count.
+    else if (cfg.numOutputs !== null) fail(name, 'numOutputs', 'is required (number of classes, regression targets, or the vocabulary size for a causal-LM head; null for one output, as Python\'s None)', cfg.numOutputs);
   }
   if (numOutputs !== null) numOutputs = int(name, 'numOutputs', numOutputs, 1, W);
   const layerHook = cfg.layerHook ?? -1;
@@ -166,6 +168,8 @@ export function resolveHeadConfig<N extends string = string>(cfg: HeadConfig<N>,
   const numLayers = int(name, 'numLayers', cfg.numLayers ?? 1, 1, HEAD_LIMITS.maxLayers);
   const hiddenSize = int(name, 'hiddenSize', cfg.hiddenSize ?? 0, 0, W);
   if (numLayers > 1 && hiddenSize < 1) fail(name, 'hiddenSize', 'must be positive for an MLP head (numLayers > 1)', hiddenSize);
+  // Python builds the last layer of an MLP head as Linear(hidden_size, num_outputs): None fails there too.
+  if (numLayers > 1 && numOutputs === null && !isLm) fail(name, 'numOutputs', 'must be a number for an MLP head (numLayers > 1); null (one output) is for single-layer heads', null);
   const outputActivation = cfg.outputActivation ?? 'linear';
   if (!ACTIVATIONS.includes(outputActivation)) fail(name, 'outputActivation', `must be one of ${ACTIVATIONS.join(', ')}`, outputActivation);
   const target = cfg.target ?? name;

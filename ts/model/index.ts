@@ -17,6 +17,7 @@ export type { CausalLmHeadConfig, HeadConfig, HeadConfigFields, LossFunction, Ou
 export type { HeadedBatch, LabelInput } from './labels.js';
 export { createHeadedQLoRA, loadHeaded, loadLoraWithHeads, readHeadConfigs } from './load.js';
 export type { CreateHeadedQLoRAOptions, LoadHeadedOptions, LoadLoraWithHeadsOptions } from './load.js';
+export { findAllLinearNames } from './linear-names.js';
 export { adapterConfigJson } from './lora.js';
 export type { LoraConfig, ResolvedLoraConfig } from './lora.js';
 export type { QuantizationConfig } from './quantization.js';

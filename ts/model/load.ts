@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { invalidArg, nativeCall, TransformerHeadsError } from '../errors.js';
 import { hubOptionsOf, isRepoId, kindOf, parseModelConfig, parseRepoRef, readJsonFile, readSafetensors, resolveModel, shown, type HubOptions } from '../io/index.js';
 import { ensureNative, refuseAsar } from '../native/index.js';
-import type { Device, Dtype } from './backbone.js';
+import { positionMode, type Device, type Dtype } from './backbone.js';
+import type { PositionMode } from '../native/index.js';
 import { HeadedModel } from './headed.js';
 import { fromSnakeCase, resolveHeadConfigs, toSnakeCase, type HeadConfig } from './heads.js';
 import { checkLora, defaultTargetModules, nativeLoraOptions, parseAdapterConfig, peftDefaultTargetModules, type LoraConfig } from './lora.js';
@@ -21,6 +22,12 @@ export interface LoadHeadedOptions<N extends string = string, T extends string =
   extraHeads?: HeadConfig[];
   device?: Device;
   dtype?: Dtype;
+  /**
+   * Position ids of batches without a position_ids column, in every forward, training step, evaluation and the
+   * activation cache: 'from-mask' (default) or 'sequential' (0..T-1 in every row, as the Python library's forward;
+   * use it to reproduce Python's numbers on padded batches). See LoadBackboneOptions.positions.
+   */
+  positions?: PositionMode;
   /** Train heads only; the backbone runs without autograd up to the deepest hooked layer. Defaults to true. */
   freezeBaseModel?: boolean;
   /** No training at all. Defaults to false. */
@@ -108,12 +115,14 @@ async function buildHeaded(
     for (const h of options.extraHeads) added.add(h.name);
     heads = [...heads, ...options.extraHeads];
   }
+  const positions = positionMode(options.positions);
   const resolved = resolveHeadConfigs(heads); // model-independent checks first: clearer errors, no load wasted
   const local = await resolveModel(modelPath, hubOptionsOf(options));
   const native = await nativeCall(async () =>
     (await ensureNative()).loadHeaded(local, {
       device: options.device ?? 'cpu',
       dtype: options.dtype ?? 'float32',
+      positions,
       heads: JSON.stringify(resolved.map(toSnakeCase)),
       freezeBase: freezeBaseModel,
       onlyInference,

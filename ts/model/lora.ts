@@ -14,7 +14,8 @@ export interface LoraConfig {
   /**
    * Module names or name suffixes (a module matches when its full name equals an entry or ends with "." + entry, as
    * in PEFT); defaults to every projection of the blocks (GPT-2 c_attn/c_proj/c_fc, Llama q/k/v/o/gate/up/down).
-   * Must not be empty.
+   * 'lm_head' adapts the model's output projection (the head named 'lm_head', which the model must then have), as
+   * Python's find_all_linear_names picks it for unquantized models; it is never adapted unless named. Must not be empty.
    */
   targetModules?: string[];
   useRslora?: boolean;

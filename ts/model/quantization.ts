@@ -16,6 +16,13 @@ export interface QuantizationConfig {
   doubleQuant?: boolean;
   /** Dtype the dequantized weights multiply in. Defaults to 'float32'. */
   computeDtype?: Dtype;
+  /**
+   * 8-bit only: LLM.int8()'s outlier threshold, as bitsandbytes' `llm_int8_threshold` (Hugging Face's
+   * BitsAndBytesConfig). Input features with any |x| >= threshold are multiplied in the compute dtype against the
+   * dequantized weight columns, the others in int8 with row-wise (activation) and column-wise (weight) scales.
+   * 0 quantizes every feature to int8 (no decomposition). Defaults to 6.0, as bitsandbytes.
+   */
+  llmInt8Threshold?: number;
 }
 
 /** @internal Fills the defaults and checks the ranges (ERR_TH_CONFIG naming the field). */
@@ -28,5 +35,9 @@ export function checkQuantization(q: QuantizationConfig): Required<QuantizationC
   }
   const quantType = q.quantType ?? 'nf4';
   if (quantType !== 'nf4' && quantType !== 'fp4') throw new TransformerHeadsError(`quantization.quantType must be 'nf4' or 'fp4', got '${quantType}'`, 'ERR_TH_CONFIG');
-  return { bits: q.bits, quantType, blocksize, doubleQuant: q.doubleQuant ?? false, computeDtype: q.computeDtype ?? 'float32' };
+  const llmInt8Threshold = q.llmInt8Threshold ?? 6.0;
+  if (typeof llmInt8Threshold !== 'number' || !Number.isFinite(llmInt8Threshold) || llmInt8Threshold < 0) {
+    throw new TransformerHeadsError(`quantization.llmInt8Threshold must be a finite number >= 0, got ${JSON.stringify(q.llmInt8Threshold)}`, 'ERR_TH_CONFIG');
+  }
+  return { bits: q.bits, quantType, blocksize, doubleQuant: q.doubleQuant ?? false, computeDtype: q.computeDtype ?? 'float32', llmInt8Threshold };
 }

@@ -26,6 +26,8 @@ export interface NativeBackbone {
     maskShape: number[] | null,
     layers: number[],
     logits: boolean,
+    positions?: Int32Array | BigInt64Array | null,
+    positionsShape?: number[] | null,
   ): Promise<{ hidden: Array<RawTensor & { layer: number }>; logits: RawTensor | null }>;
   stateDict(): Promise<Array<RawTensor & { key: string }>>;
   info(): {
@@ -37,6 +39,8 @@ export interface NativeBackbone {
     tokenizerConfig: string;
     device: string;
     dtype: string;
+    /** 'from-mask' | 'sequential', fixed at load. */
+    positions: string;
     numLayers: number;
     parameterBytes: number;
     blocksRun: number;
@@ -92,15 +96,15 @@ export interface NativeGenerator {
 
 /** The addon's headed-model object. Not public API, but kept in the .d.ts: HeadedModel's declaration refers to it. */
 export interface NativeHeaded {
-  forward(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], preds: boolean, hidden: HiddenTensor[] | null): Promise<NativeOutput>;
-  trainStep(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], scale: number, hidden: HiddenTensor[] | null): Promise<NativeOutput>;
+  forward(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], preds: boolean, hidden: HiddenTensor[] | null, positions?: Ids | null, positionsShape?: number[] | null): Promise<NativeOutput>;
+  trainStep(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, labels: LabelTensor[], scale: number, hidden: HiddenTensor[] | null, positions?: Ids | null, positionsShape?: number[] | null): Promise<NativeOutput>;
   optimizerStep(lr: number): Promise<number>;
   configureOptimizer(o: { lr: number; weightDecay?: number; beta1?: number; beta2?: number; eps?: number; maxGradNorm?: number }): Promise<void>;
   saveOptimizer(path: string): Promise<void>;
   loadOptimizer(path: string): Promise<void>;
   saveTrainable(path: string): Promise<void>;
   loadTrainable(path: string): Promise<void>;
-  hookedHidden(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null): Promise<Array<RawTensor & { layer: string }>>;
+  hookedHidden(ids: Ids, shape: number[], mask: Ids | null, maskShape: number[] | null, positions?: Ids | null, positionsShape?: number[] | null, allLayers?: boolean): Promise<Array<RawTensor & { layer: string }>>;
   headState(name: string): Promise<Array<RawTensor & { key: string }>>;
   headGrads(name: string): Promise<Array<RawTensor & { key: string }>>;
   backboneGradNorm(): Promise<number>;
@@ -146,6 +150,7 @@ export interface NativeBinding {
     options: {
       device: string;
       dtype: string;
+      positions?: string;
       heads: string;
       freezeBase: boolean;
       onlyInference: boolean;
@@ -157,7 +162,7 @@ export interface NativeBinding {
       gradientCheckpointing?: boolean;
     },
   ): Promise<NativeHeaded>;
-  loadBackbone(path: string, options: { device: string; dtype: string }): Promise<NativeBackbone>;
+  loadBackbone(path: string, options: { device: string; dtype: string; positions?: string }): Promise<NativeBackbone>;
   loadTorchScript(path: string): Promise<NativeTorchScript>;
   setNumThreads(n: number): Promise<void>;
   /**

@@ -18,4 +18,4 @@ export type { RuntimeInfo, ThreadCounts } from './runtime.js';
 export { fromRaw, packTokens } from './tensor.js';
 /** @internal */
 export type { PackedTokens } from './tensor.js';
-export type { Batch, IntTensor, Tensor, TokenInput } from './tensor.js';
+export type { Batch, IntTensor, PositionMode, Tensor, TokenInput } from './tensor.js';

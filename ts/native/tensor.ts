@@ -23,7 +23,15 @@ export type TokenInput = ArrayLike<number> | number[][] | Int32Array | BigInt64A
 export interface Batch {
   input_ids: TokenInput;
   attention_mask?: TokenInput;
+  /**
+   * Position of each token, [batch, seq] like input_ids (Hugging Face's `position_ids`). When absent the model's
+   * `positions` option decides: 'from-mask' (default) or 'sequential' (0..T-1, the Python library's forward).
+   */
+  position_ids?: TokenInput;
 }
+
+/** The model's rule for position ids when a batch has none (see LoadBackboneOptions.positions). */
+export type PositionMode = 'from-mask' | 'sequential';
 
 /** @internal */
 export interface PackedTokens {

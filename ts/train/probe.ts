@@ -56,6 +56,8 @@ export interface ProbeLayersOptions {
   evalEachEpoch?: boolean;
   device?: Device;
   dtype?: Dtype;
+  /** Position ids ('from-mask' default, 'sequential' = the Python library's forward); see LoadHeadedOptions.positions. */
+  positions?: 'from-mask' | 'sequential';
   /** Defaults to the model's own tokenizer. */
   tokenizer?: Tokenizer;
   /**
@@ -181,7 +183,14 @@ export async function probeLayers(options: ProbeLayersOptions = {}): Promise<Pro
 
   const heads: HeadConfig[] = layers.map((l) => ({ name: `layer_${l}`, inSize: config.hiddenSize, numOutputs: classes.length, layerHook: l, predForSequence: true, target: 'label' }));
   log(`loading ${modelPath} with ${heads.length} linear probes (hidden states ${layers.join(', ')})`);
-  const model = await loadHeaded(local, { heads, freezeBaseModel: true, seed, ...(o.device ? { device: o.device } : {}), ...(o.dtype ? { dtype: o.dtype } : {}) });
+  const model = await loadHeaded(local, {
+    heads,
+    freezeBaseModel: true,
+    seed,
+    ...(o.device ? { device: o.device } : {}),
+    ...(o.dtype ? { dtype: o.dtype } : {}),
+    ...(o.positions ? { positions: o.positions } : {}),
+  });
   const outDir = o.outputDir ? resolve(o.outputDir) : await mkdtemp(join(tmpdir(), 'th-probe-'));
   let res;
   let metrics: Record<string, number>;
