@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const defaults = ['hidden-states', 'training', 'lora', 'generate', 'download'];
+const defaults = ['hidden-states', 'training', 'lora', 'distributed', 'generate', 'download'];
 // malloc: 12 LoRA-step processes comparing allocator settings; by name only (npm run bench -- malloc).
 const all = [...defaults, 'malloc'];
 const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));

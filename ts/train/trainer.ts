@@ -1,3 +1,6 @@
+// The Trainer: one training loop (schedules, accumulation, the activation cache, divergence handling, evaluation,
+// checkpoints) and its data-parallel side (sharding, per-step agreement, reductions), kept in one class because they
+// share the loop's state; the data-parallel functions are grouped in one section below. Hence the length.
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

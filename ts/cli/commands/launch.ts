@@ -167,6 +167,11 @@ export const LAUNCH: Command = {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Ranks are detached: whatever ends the launcher (an uncaught error, process.exit) ends them too.
+    const onExit = () => {
+      for (const c of children) if (!c.done) c.proc.kill('SIGKILL');
+    };
+    process.on('exit', onExit);
 
     const exits: Array<Promise<void>> = [];
     for (let local = 0; local < o.nproc; local++) {
@@ -184,7 +189,9 @@ export const LAUNCH: Command = {
         TH_DIST_BACKEND: o.backend,
         ...(o.timeout ? { TH_DIST_TIMEOUT: String(o.timeout) } : {}),
       };
-      const proc = spawn(process.execPath, [...process.execArgv, ...cmd], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      // Each rank in its own process group: Ctrl-C in a terminal signals the launcher's group only, and the launcher
+      // passes it on once (a rank that got it twice would quit at once instead of finishing its step).
+      const proc = spawn(process.execPath, [...process.execArgv, ...cmd], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       const c = { rank, proc, done: false, flush: [] as Array<() => void> };
       c.flush.push(prefixed(proc.stdout!, process.stdout, `[rank${rank}]: `), prefixed(proc.stderr!, process.stderr, `[rank${rank}]: `));
       children.push(c);
@@ -215,6 +222,7 @@ export const LAUNCH: Command = {
     if (killTimer) clearTimeout(killTimer);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('exit', onExit);
     if (failure) {
       const f = failure as { rank: number; code: number; how: string };
       process.stderr.write(`${BIN} launch: failed: rank ${f.rank} ${f.how} (the first rank to fail)\n`);
