@@ -2,9 +2,10 @@
 // Data-parallel scaling on the GPT-2-small-shaped model: a frozen-backbone probe step and a LoRA (r=8) step, global
 // batch 8 x 128 tokens, as 1 process x 2 threads (batch 8) and as 2 processes x 1 thread (batch 4 each, Gloo over
 // 127.0.0.1). One JSON line per configuration: tokens/s of the global batch, the gradient all-reduce's milliseconds
-// per step (and the bytes it moves), the step's milliseconds, and the peak RSS of each process.
+// per step (and the bytes it moves), the time a rank waits for the slowest one, the step's milliseconds, and the peak
+// RSS of each process.
 // With TH_BENCH_DEVICE=cuda and --backend nccl, the same on CUDA devices with NCCL (rank i on cuda:i; one GPU per rank).
-// usage: node bench/distributed.mjs [--steps N] [--backend gloo|nccl]
+// usage: node bench/distributed.mjs [--steps N] [--backend gloo|nccl] [--kinds probe,lora]
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -22,6 +23,7 @@ const arg = (name, dflt) => {
 };
 const steps = Number(arg('steps', 4));
 const backend = arg('backend', 'gloo');
+const kinds = arg('kinds', 'probe,lora').split(',');
 const GLOBAL_BATCH = 8;
 const SEQ = 128;
 
@@ -49,7 +51,7 @@ function child(kind, world, threads, rank, port) {
 if (!process.env.TH_BENCH_ROLE) {
   if (!existsSync(modelPath)) execFileSync('bash', [resolve(root, 'scripts/make_fixtures.sh'), '--bench'], { stdio: 'inherit' });
   const rows = [];
-  for (const kind of ['probe', 'lora']) {
+  for (const kind of kinds) {
     for (const [world, threads] of [
       [1, 2],
       [2, 1],
@@ -61,7 +63,7 @@ if (!process.env.TH_BENCH_ROLE) {
       rows.push(JSON.parse(line));
     }
   }
-  for (const kind of ['probe', 'lora']) {
+  for (const kind of kinds) {
     const [one, two] = rows.filter((r) => r.kind === kind);
     console.log(
       JSON.stringify({
@@ -92,12 +94,21 @@ if (!process.env.TH_BENCH_ROLE) {
   let s = 11 + rank;
   const ids = Array.from({ length: bs }, () => Array.from({ length: SEQ }, () => (s = (s * 1103515245 + 12345) % 2 ** 31) % 50000));
   const batch = { input_ids: ids, cls: ids.map((_, i) => i % 2) };
+  let waitMs = 0;
   const step = async () => {
     await m.trainStep(batch);
+    // Time spent waiting for the slowest rank's backward, kept out of the all-reduce's figure (which would
+    // otherwise include it: the all-reduce cannot finish before every rank has joined it).
+    if (dist) {
+      const t = performance.now();
+      await dist.barrier('the end of the backward');
+      waitMs += performance.now() - t;
+    }
     await m.optimizerStep(1e-4);
   };
   await step(); // warm-up (and the first all-reduce's connection set-up)
   const before = dist ? await dist.stats() : { reduceMs: 0, reduceCount: 0 };
+  waitMs = 0;
   const times = [];
   for (let i = 0; i < steps; i++) {
     // Every rank starts the step together, so a step's time is the slowest rank's, as in training.
@@ -125,6 +136,7 @@ if (!process.env.TH_BENCH_ROLE) {
         seq: SEQ,
         tokens_per_s: Math.round((GLOBAL_BATCH * SEQ) / (ms / 1000)),
         ms_per_step: Number(ms.toFixed(1)),
+        wait_for_slowest_rank_ms_per_step: Number((waitMs / steps).toFixed(2)),
         allreduce_ms_per_step: dist ? Number(((after.reduceMs - before.reduceMs) / Math.max(1, after.reduceCount - before.reduceCount)).toFixed(2)) : 0,
         trainable_parameters: m.trainableParameters(),
         allreduce_bytes_per_step: dist ? m.trainableParameters() * 4 : 0,
