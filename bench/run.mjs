@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // qlora-memory: LoRA float32 vs NF4 + double quant, GPT-2 small next to the PyTorch peer and a 1.1B model (minutes;
-// the first run writes the 1.1B model into bench/.models/).
-const defaults = ['hidden-states', 'training', 'lora', 'generate', 'download', 'qlora-memory'];
+// the first run writes the 1.1B model into bench/.models/). distributed: 1 process x 2 threads vs 2 x 1 (Gloo).
+const defaults = ['hidden-states', 'training', 'lora', 'distributed', 'generate', 'download', 'qlora-memory'];
 // malloc: 12 LoRA-step processes comparing allocator settings; by name only (npm run bench -- malloc).
 const all = [...defaults, 'malloc'];
 const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -3,9 +3,10 @@
 // saw (held-out chapters and Brown documents), balanced, split 80/20 at random. --task=spam: spam vs ham on the
 // SpamAssassin corpus, which the embedded model cannot do (README, Examples).
 //   node examples/text-classification.mjs [model] [--task=source|spam] [--examples N] [--epochs E] [--layer L]
+// Data parallel (docs/distributed.md): npx transformer-heads launch --nproc-per-node 2 examples/text-classification.mjs
 import { parseArgs } from 'node:util';
 
-import { DataCollatorWithPadding, Dataset, loadHeaded, loadTokenizer, readModelConfig, Trainer } from 'transformer-heads';
+import { currentProcessGroup, DataCollatorWithPadding, Dataset, loadHeaded, loadTokenizer, readModelConfig, Trainer } from 'transformer-heads';
 
 import { defaultModel, majorityBaseline, sourceSentences, spamAssassin } from './data.mjs';
 
@@ -44,6 +45,8 @@ const trainer = new Trainer(
 const t0 = performance.now();
 const result = await trainer.train();
 const metrics = await trainer.evaluate();
+// Under `launch` every rank trains; rank 0 reports and saves (the weights are the same on every rank).
+if ((currentProcessGroup()?.rank ?? 0) !== 0) process.exit(0);
 const baseline = majorityBaseline(test.rows.map((r) => r.label));
 console.log(
   JSON.stringify({

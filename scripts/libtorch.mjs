@@ -370,6 +370,11 @@ function cxxAbiFlag(abi) {
   return abi === null || abi === undefined ? [] : [`-D_GLIBCXX_USE_CXX11_ABI=${abi}`];
 }
 
+function glooFlags(include) {
+  const dirs = [...(Array.isArray(include) ? include : []), '/usr/include', '/usr/local/include'];
+  return dirs.some((d) => existsSync(join(d, 'gloo', 'algorithm.h'))) ? ['-DUSE_DISTRIBUTED', '-DUSE_C10D_GLOO'] : [];
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const what = process.argv[2] ?? 'info';
   try {
@@ -386,7 +391,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
         libs: [`-L${lt.libdir}`, '-ltorch', '-ltorch_cpu', '-lc10', ...(cuda ? ['-ltorch_cuda', '-lc10_cuda'] : [])],
         // No -rpath: th_loader preloads the libtorch found at run time (see native/loader/loader.c).
         ldflags: cuda ? ['-Wl,--no-as-needed,-ltorch_cuda,--as-needed'] : [],
-        cflags: cxxAbiFlag(lt.cxx11Abi),
+        // Data parallel (native/core/distributed.cpp): c10d's Gloo header needs gloo's own headers, which not every
+        // libtorch ships (Debian: libgloo-dev); without them the addon builds without Gloo and says so when asked.
+        cflags: [...cxxAbiFlag(lt.cxx11Abi), ...glooFlags(lt.include)],
       }[what];
       if (what === 'info') console.log(JSON.stringify(lt, null, 2));
       else if (!out) throw new Error(`unknown query '${what}' (include, libs, ldflags, cflags, info, locate, stamp)`);

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # libopenblas0-pthread matters: with Debian's reference BLAS, matrix products run ~40x slower (2.6 vs 106 GFLOP/s).
-PKGS=(libtorch-dev libopenblas0-pthread python3-torch nlohmann-json3-dev doctest-dev cmake g++ make python3)
+# libgloo-dev: headers that c10d's ProcessGroupGloo.hpp includes (data-parallel training, native/core/distributed.cpp).
+PKGS=(libtorch-dev libopenblas0-pthread python3-torch nlohmann-json3-dev doctest-dev cmake g++ make python3 libgloo-dev)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

@@ -2,13 +2,14 @@
 // Object.keys() of the package entry as it was before (ts/index.ts at commit a56fb62), sorted; the type names are
 // pinned by test/types/api.ts (compiled by test/types.test.ts). Added since: ERROR_CODES (the documented error codes),
 // the Hub functions (downloadModel, hubCacheDir, resolveModel), threadCounts, and diagnoseNative, loadNative and
-// nativeLocation (the asynchronous native loader and `doctor`).
+// nativeLocation (the asynchronous native loader and `doctor`), and data-parallel training (currentProcessGroup,
+// DistributedContext, distributedFromEnv, initProcessGroup, shardIndices).
 import { describe, expect, it } from 'vitest';
 
 import * as api from '../ts/index.js';
 
 const RUNTIME_EXPORTS = [
-  'BUILTIN_DATASETS', 'Backbone', 'ERROR_CODES', 'DEFAULT_MARGIN', 'DEFAULT_MODEL', 'DEFAULT_MODEL_DIR',
+  'BUILTIN_DATASETS', 'Backbone', 'ERROR_CODES', 'currentProcessGroup', 'DistributedContext', 'distributedFromEnv', 'initProcessGroup', 'shardIndices', 'DEFAULT_MARGIN', 'DEFAULT_MODEL', 'DEFAULT_MODEL_DIR',
   'DataCollatorWithPadding', 'Dataset', 'HeadedModel', 'PALETTE', 'Tokenizer', 'TorchScriptModule', 'Trainer',
   'TransformerHeadsError', 'accuracy', 'accuracyByLayerChart', 'activationCacheBlocker', 'adapterConfigJson',
   'argmaxRows', 'barChart', 'createHeadedQLoRA', 'decodeSafetensors', 'defaultModelPath', 'diagnoseNative', 'downloadModel', 'encodeSafetensors',

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'ERR_TH_DEVICE' // an unknown or unavailable device or dtype
   | 'ERR_TH_VALUE' // a number outside its allowed range (layer index, thread count), an empty dataset, a NaN / infinite label
   | 'ERR_TH_DIVERGED' // training produced a NaN or infinite loss or gradient norm (the Trainer stops)
+  | 'ERR_TH_DISTRIBUTED' // data-parallel training: a rank died or timed out, the rendezvous failed, or the ranks' configurations differ
   | 'ERR_TH_DISPOSED' // use of a model after dispose()
   | 'ERR_TH_TORCH' // libtorch itself failed (message kept, C++ backtrace dropped)
   | 'ERR_TH_MEMORY' // an allocation failed (out of memory)
@@ -30,6 +31,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'ERR_TH_DEVICE',
   'ERR_TH_VALUE',
   'ERR_TH_DIVERGED',
+  'ERR_TH_DISTRIBUTED',
   'ERR_TH_DISPOSED',
   'ERR_TH_TORCH',
   'ERR_TH_MEMORY',

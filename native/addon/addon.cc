@@ -21,6 +21,7 @@
 #include "generator.h"
 #include "headed.h"
 #include "allocator.h"
+#include "distributed.h"
 #include "torchscript.h"
 #include "workers.h"
 
@@ -161,6 +162,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("parseModelConfig", Napi::Function::New<ParseModelConfig>(env, "parseModelConfig"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
   exports.Set("exchangePaths", Napi::Function::New<ExchangePaths>(env, "exchangePaths"));
+  RegisterDistributed(env, exports);
   return exports;
 }
 

@@ -120,6 +120,13 @@ void HeadedWrap::release(Napi::Env env) {
   external_bytes_ = 0;
 }
 
+std::shared_ptr<th::HeadedModel> HeadedWrap::Model(const Napi::Value& v) {
+  Napi::Env env = v.Env();
+  const auto& ctor = env.GetInstanceData<AddonData>()->headed_ctor;
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw_error(env, "ERR_TH_ARG", "expected a NativeHeadedModel");
+  return Unwrap(v.As<Napi::Object>())->live(env);
+}
+
 std::shared_ptr<th::HeadedModel> HeadedWrap::live(Napi::Env env) const {
   if (!model_) throw_error(env, "ERR_TH_DISPOSED", "this model was disposed; load it again to use it");
   return model_;

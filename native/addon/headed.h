@@ -35,6 +35,8 @@ class HeadedWrap : public Napi::ObjectWrap<HeadedWrap> {
   explicit HeadedWrap(const Napi::CallbackInfo& info);
   ~HeadedWrap() override;
   static Napi::Value Create(Napi::Env env, std::shared_ptr<th::HeadedModel> m, HeadedFacts facts);
+  // The live core model behind a NativeHeadedModel (for distributed.cc); throws ERR_TH_ARG / ERR_TH_DISPOSED.
+  static std::shared_ptr<th::HeadedModel> Model(const Napi::Value& v);
 
  private:
   void release(Napi::Env env);

@@ -242,8 +242,9 @@ void HeadedModel::configure_optimizer(const OptimizerOptions& o) {
 
 double HeadedModel::optimizer_step(double lr) {
   std::lock_guard<std::mutex> lock(mutex_);
-  const bool poisoned = nonfinite_loss_since_step_;
+  bool poisoned = nonfinite_loss_since_step_;
   nonfinite_loss_since_step_ = false;
+  if (group_) poisoned = reduce_gradients(poisoned);  // every rank takes the same decision
   if (poisoned) {
     optimizer_.discard_gradients();
     return std::numeric_limits<double>::quiet_NaN();

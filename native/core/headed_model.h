@@ -22,6 +22,10 @@
 
 namespace th {
 
+namespace dist {
+class ProcessGroup;
+}
+
 struct HeadedOptions {
   std::optional<QuantOptions> quant;  // 4/8-bit backbone projections
   std::optional<LoraOptions> lora;    // LoRA adapters on the projections (the base weights then stay frozen)
@@ -104,10 +108,19 @@ class HeadedModel {
   int64_t trainable_parameters() const;
   int64_t total_parameters() const;
 
+  // Data-parallel training (data_parallel.cpp). attach_group overwrites the trainable tensors with rank 0's, then
+  // every optimizer_step first averages the gradients over the group's ranks (bucketed all-reduce; a non-finite loss
+  // on any rank makes every rank skip the step). nullptr detaches.
+  void attach_group(std::shared_ptr<dist::ProcessGroup> group);
+  // What every rank must agree on before training: digests of the backbone's weights and shapes, and of the trainable
+  // tensors' shapes, by field name.
+  std::vector<std::pair<std::string, std::string>> fingerprint();
+
  private:
   HeadedOutput run(const torch::Tensor& ids, const torch::Tensor& mask, const Labels& labels, bool want_preds,
                    bool training, const HiddenMap* hidden, const torch::Tensor& positions);
   std::vector<torch::Tensor> trainable_tensors() const;
+  bool reduce_gradients(bool poisoned);  // data_parallel.cpp; returns whether any rank is poisoned
   Head& find_head(const std::string& name);
 
   std::shared_ptr<Backbone> backbone_;
@@ -116,6 +129,7 @@ class HeadedModel {
   Optimizer optimizer_;
   bool nonfinite_loss_since_step_ = false;  // a train_step's total loss was NaN or inf since the last optimizer step
   AdaptiveLoss adaptive_;
+  std::shared_ptr<dist::ProcessGroup> group_;  // data parallel, when attached
   std::mutex mutex_;
 };
 

@@ -28,6 +28,8 @@ export interface Command {
   usage: string;
   help: string;
   options: NonNullable<ParseArgsConfig['options']>;
+  /** The command parses its own arguments (launch: everything after its target belongs to the target). */
+  rawArgs?: boolean;
   run(v: Values, positionals: string[], ui: Ui): Promise<number>;
 }
 

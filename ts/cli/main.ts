@@ -73,6 +73,13 @@ export async function main(argv: string[]): Promise<number> {
       if (cmd.startsWith('-')) usageError(`expected a command before options, got '${cmd}'`);
       usageError(`unknown command '${cmd}'; commands: ${Object.keys(COMMANDS).join(', ')}`);
     }
+    if (command.rawArgs) {
+      if (rest[0] === '--help' || rest[0] === '-h') {
+        process.stdout.write(commandHelp(cmd, command));
+        return 0;
+      }
+      return await command.run({}, rest, new Ui(false, false));
+    }
     let parsed;
     const options = { ...COMMON, ...command.options };
     try {
@@ -86,7 +93,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(commandHelp(cmd, command));
       return 0;
     }
-    const ui = new Ui(Boolean(v.json), Boolean(v.quiet));
+    // Data-parallel ranks other than 0 (launch, torchrun) keep quiet: rank 0 reports for all; errors still show.
+    const quietRank = Number(process.env.WORLD_SIZE ?? 1) > 1 && Number(process.env.RANK ?? 0) > 0;
+    const ui = new Ui(Boolean(v.json), Boolean(v.quiet) || quietRank);
     if (v.offline) process.env.HF_HUB_OFFLINE = '1'; // every Hub lookup of this process reads it
     const threads = intFlag(v, 'threads', 1);
     if (threads !== undefined) await setNumThreads(threads);

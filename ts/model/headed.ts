@@ -159,6 +159,14 @@ export class HeadedModel<H extends string = string, T extends string = string> e
     return this;
   }
 
+  /**
+   * @internal Runs a data-parallel call (ts/train/distributed.ts) on the native model, in order with the model's
+   * other calls.
+   */
+  _withNative<R>(fn: (native: NativeHeaded) => Promise<R>): Promise<R> {
+    return this._call(fn);
+  }
+
   /** Number of weights that train (heads, and the backbone unless frozen). */
   trainableParameters(): number {
     return this._live().info().trainableParameters;

@@ -173,6 +173,25 @@ export interface NativeBinding {
   /** config.json text validated by the loader's own checks (on the CPU compute thread); resolves with the normalized fields as JSON. */
   parseModelConfig(text: string): Promise<string>;
   runtimeInfo(): Promise<NativeRuntimeInfo>;
+  // Data parallel (native/addon/distributed.cc; ts/train/distributed.ts uses them): one process group per process.
+  distInit(options: {
+    rank: number;
+    worldSize: number;
+    localRank: number;
+    masterAddr: string;
+    masterPort: number;
+    backend: string;
+    timeoutMs: number;
+    bucketBytes?: number;
+  }): Promise<void>;
+  distCheck(fields: Array<[string, string]>): Promise<void>;
+  distFingerprint(model: NativeHeaded): Promise<Array<[string, string]>>;
+  distAttach(model: NativeHeaded, attach: boolean): Promise<void>;
+  distAllReduce(values: Float64Array): Promise<Float64Array>;
+  distBarrier(what: string): Promise<void>;
+  distStats(): Promise<{ reduceMs: number; reduceCount: number }>;
+  distDestroy(): Promise<void>;
+  distAvailable(backend: string): boolean;
 }
 
 const require = createRequire(import.meta.url);

@@ -1,4 +1,5 @@
 import { invalidArg } from '../errors.js';
+import type { DistributedOptions } from './distributed.js';
 
 /** Learning-rate schedules, as Hugging Face names them. */
 export type LrSchedulerType = 'linear' | 'cosine' | 'constant' | 'constant_with_warmup';
@@ -66,6 +67,12 @@ export interface TrainingArguments {
   skipNonFiniteSteps?: boolean;
   /** With skipNonFiniteSteps: how many skipped steps in a row end training with ERR_TH_DIVERGED. Defaults to 10. */
   maxConsecutiveSkippedSteps?: number;
+  /**
+   * Data-parallel training (docs/distributed.md). 'auto' (default): when the torchrun environment says so (WORLD_SIZE
+   * set, as `transformer-heads launch`, torchrun and Slurm/Kubernetes jobs set it). false: one process whatever the
+   * environment. true: the environment must be there. An object: explicit rank, world size and rendezvous.
+   */
+  distributed?: 'auto' | boolean | DistributedOptions;
 }
 
 /** The learning rate at optimizer step `step` (0-based), as transformers' schedulers compute it. */

@@ -5,6 +5,8 @@ export type { LrSchedulerType, TrainingArguments } from './arguments.js';
 export { DataCollatorWithPadding } from './collator.js';
 export type { CollatedBatch, Column } from './collator.js';
 export { Dataset, permutation, rng } from './data.js';
+export { currentProcessGroup, distributedFromEnv, DistributedContext, initProcessGroup, resolveDistributedOptions, shardIndices } from './distributed.js';
+export type { DistributedOptions, ResolvedDistributedOptions } from './distributed.js';
 export type { Example } from './data.js';
 export { BUILTIN_DATASETS, loadBuiltinDataset, loadLabelledFile, readTable } from './datasets.js';
 export type { BuiltinDataset, LabelledText } from './datasets.js';

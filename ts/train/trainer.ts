@@ -1,3 +1,7 @@
+// The Trainer: one training loop (schedules, accumulation, the activation cache, divergence handling, evaluation,
+// checkpoints) and its data-parallel side (sharding, per-step agreement, reductions), kept in one class because they
+// share the loop's state; the data-parallel functions are grouped in one section below. Hence the length.
+import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -10,6 +14,7 @@ import { learningRateAt, type TrainingArguments } from './arguments.js';
 import { checkpoints, latestCheckpoint } from './checkpoints.js';
 import { DataCollatorWithPadding, type CollatedBatch } from './collator.js';
 import { permutation, type Dataset, type Example } from './data.js';
+import { configDigest, currentProcessGroup, distributedFromEnv, initProcessGroup, shardIndices, type DistributedContext } from './distributed.js';
 import { selectForMetrics } from './loss-positions.js';
 import { accuracy, macroF1, meanSquaredError, r2Score } from './metrics.js';
 
@@ -124,6 +129,7 @@ export class Trainer<H extends string = string, M extends string = never> {
   readonly data: TrainerData<H, M>;
   readonly logHistory: LogEntry[] = [];
   #cache: Array<Map<number, Float32Array> | undefined> | null = null;
+  #dist: DistributedContext | null = null;
 
   constructor(model: HeadedModel<H, string>, args: TrainingArguments, data: TrainerData<H, M>) {
     if (!model || typeof model.trainStep !== 'function') invalidArg('model', 'a HeadedModel', model);
@@ -168,7 +174,10 @@ export class Trainer<H extends string = string, M extends string = never> {
       disableProgressBar: args.disableProgressBar ?? false,
       skipNonFiniteSteps: args.skipNonFiniteSteps ?? false,
       maxConsecutiveSkippedSteps: pos('maxConsecutiveSkippedSteps', args.maxConsecutiveSkippedSteps ?? 10),
+      distributed: args.distributed ?? 'auto',
     };
+    const d = this.args.distributed;
+    if (!(d === 'auto' || typeof d === 'boolean' || (typeof d === 'object' && d !== null))) invalidArg('args.distributed', "'auto', true, false or { rank, worldSize, ... }", d);
     if (typeof this.args.skipNonFiniteSteps !== 'boolean') invalidArg('args.skipNonFiniteSteps', 'true or false', this.args.skipNonFiniteSteps);
     if (!['linear', 'cosine', 'constant', 'constant_with_warmup'].includes(this.args.lrSchedulerType)) {
       invalidArg('args.lrSchedulerType', "'linear', 'cosine', 'constant' or 'constant_with_warmup'", this.args.lrSchedulerType);
@@ -190,7 +199,10 @@ export class Trainer<H extends string = string, M extends string = never> {
     if (this.model.onlyInference) throw new TransformerHeadsError('the model was loaded with onlyInference: true', 'ERR_TH_CONFIG');
     const bs = a.perDeviceTrainBatchSize;
     const accum = a.gradientAccumulationSteps;
-    const microPerEpoch = Math.ceil(n / bs);
+    const dist = await this.#distributed();
+    const world = dist?.worldSize ?? 1;
+    // Each rank reads its DistributedSampler shard: ceil(n / world) examples per epoch.
+    const microPerEpoch = Math.ceil(Math.ceil(n / world) / bs);
     const updatesPerEpoch = Math.max(1, Math.floor(microPerEpoch / accum));
     const totalSteps = a.maxSteps > 0 ? a.maxSteps : Math.ceil(a.numTrainEpochs * updatesPerEpoch);
     const numEpochs = a.maxSteps > 0 ? Math.ceil(a.maxSteps / updatesPerEpoch) : Math.ceil(a.numTrainEpochs);
@@ -217,6 +229,7 @@ export class Trainer<H extends string = string, M extends string = never> {
       skipMicro = st.microStep;
       this.logHistory.push(...st.logHistory);
     }
+    if (dist) await this.#attachDistributed(dist, trainDataset);
 
     const cacheBlocker = activationCacheBlocker(this.model);
     let useCache = false;
@@ -228,7 +241,7 @@ export class Trainer<H extends string = string, M extends string = never> {
     }
     this.#cache = useCache ? new Array(n) : null;
 
-    const bar = !a.disableProgressBar && process.stderr.isTTY ? progressBar() : null;
+    const bar = !a.disableProgressBar && process.stderr.isTTY && (dist?.isMain ?? true) ? progressBar() : null;
     const t0 = performance.now();
     let stopped = false;
     let windowLoss = 0;
@@ -240,10 +253,11 @@ export class Trainer<H extends string = string, M extends string = never> {
     const finished = () => globalStep >= totalSteps;
 
     outer: for (let epoch = startEpoch; epoch < numEpochs && !finished(); epoch++) {
-      const order = permutation(n, a.seed + epoch);
+      const order = dist ? shardIndices(permutation(n, a.seed + epoch), dist.rank, world) : permutation(n, a.seed + epoch);
       for (let micro = 0; micro < microPerEpoch; micro++) {
         if (epoch === startEpoch && micro < skipMicro) continue;
-        if (signal?.aborted) {
+        // With several ranks the stop is agreed at the step boundary below (one rank alone leaving would strand the others).
+        if (!dist && signal?.aborted) {
           stopped = true;
           break outer;
         }
@@ -256,6 +270,8 @@ export class Trainer<H extends string = string, M extends string = never> {
         guard.observe(out.lossByHead);
         const boundary = (micro + 1) % accum === 0 || micro === microPerEpoch - 1;
         if (!boundary) continue;
+        let stopAfterStep = false;
+        if (dist) [stepLoss, stopAfterStep] = await this.#agreeOnStep(dist, stepLoss, signal?.aborted ?? false);
         const lr = learningRateAt(a.lrSchedulerType, a.learningRate, globalStep, warmup, totalSteps);
         // The core applies nothing when this step's loss or gradient norm is not finite (it returns NaN or inf).
         const norm = await this.model.optimizerStep(lr);
@@ -280,6 +296,10 @@ export class Trainer<H extends string = string, M extends string = never> {
         }
         if (a.evalStrategy === 'steps' && globalStep % a.evalSteps! === 0 && this.data.evalDataset) await this.#evaluateAndLog(globalStep, epochFloat);
         if (a.saveStrategy === 'steps' && globalStep % a.saveSteps! === 0) await this.#saveCheckpoint(globalStep, epoch, micro + 1, microPerEpoch);
+        if (stopAfterStep) {
+          stopped = true;
+          break outer;
+        }
         // Leave the epoch, not the run: as in Hugging Face's Trainer, the epoch-end evaluation and save still happen.
         if (finished()) break;
       }
@@ -290,13 +310,15 @@ export class Trainer<H extends string = string, M extends string = never> {
     const runtime = (performance.now() - t0) / 1000;
     const metrics = {
       train_runtime: round(runtime),
-      train_samples_per_second: round((globalStep * bs * accum) / runtime),
+      train_samples_per_second: round((globalStep * bs * accum * world) / runtime),
       train_steps_per_second: round(globalStep / runtime),
       train_loss: globalStep - guard.skipped > 0 ? totalLoss / (globalStep - guard.skipped) : Number.NaN,
       ...(a.skipNonFiniteSteps ? { train_skipped_steps: guard.skipped } : {}),
     };
     await this.#log({ step: globalStep, epoch: this.logHistory.at(-1)?.epoch ?? 0, ...metrics });
-    await atomicWrite(join(a.outputDir, 'loss.svg'), lossChart(this.logHistory));
+    if (dist?.isMain ?? true) await atomicWrite(join(a.outputDir, 'loss.svg'), lossChart(this.logHistory));
+    // Every rank returns once rank 0's files are complete.
+    if (dist) await dist.barrier('the end of training');
     this.#cache = null;
     return { globalStep, trainingLoss: metrics.train_loss, skippedSteps: guard.skipped, stopped, activationCache: useCache, metrics, logHistory: [...this.logHistory] };
   }
@@ -315,8 +337,11 @@ export class Trainer<H extends string = string, M extends string = never> {
     let batches = 0;
     const collected: Record<string, { preds: number[]; labels: number[] }> = {};
     const pad = this.model.config.padTokenId ?? this.model.config.eosTokenId;
-    for (let i = 0; i < dataset.length; i += bs) {
-      const examples = dataset.rows.slice(i, i + bs) as Example[];
+    const dist = await this.#distributed();
+    // Several ranks: each evaluates every worldSize-th example (no padding: each example counts once).
+    const rows = (dist ? dataset.rows.filter((_, i) => i % dist.worldSize === dist.rank) : dataset.rows) as Example[];
+    for (let i = 0; i < rows.length; i += bs) {
+      const examples = rows.slice(i, i + bs);
       const batch = this.data.dataCollator.collate(examples);
       const out = await this.model.forward(batch as unknown as HeadedBatch, { returnPreds: true });
       total += out.loss;
@@ -333,6 +358,7 @@ export class Trainer<H extends string = string, M extends string = never> {
         selectForMetrics(h, preds, col, batch.input_ids!, pad, c);
       }
     }
+    if (dist) [total, batches] = await this.#reduceEvaluation(dist, total, batches, sums, counts, collected);
     const metrics: Record<string, number> = { eval_loss: total / batches };
     for (const h of Object.keys(sums)) metrics[`eval_loss_${h}`] = sums[h]! / counts[h]!;
     const forUser = { heads: {} } as EvalPredictions<H>;
@@ -361,6 +387,99 @@ export class Trainer<H extends string = string, M extends string = never> {
     return metrics as EvalMetrics<H, M>;
   }
 
+  // ---------------------------------------------------------------------------------------------- data parallel
+  // (ts/train/distributed.ts; docs/distributed.md). With one process none of these runs.
+
+  // The process group this Trainer runs in (joined on first use), or null for one process.
+  async #distributed(): Promise<DistributedContext | null> {
+    const d = this.args.distributed;
+    if (d === false) return (this.#dist = null);
+    let g = currentProcessGroup();
+    if (!g) {
+      const env = typeof d === 'object' ? d : distributedFromEnv();
+      if (!env) {
+        if (d === true) throw new TransformerHeadsError('distributed: true, but WORLD_SIZE and RANK are not set (use transformer-heads launch or torchrun)', 'ERR_TH_VALUE');
+        return (this.#dist = null);
+      }
+      if (env.worldSize === 1) return (this.#dist = null);
+      g = await initProcessGroup(env);
+    }
+    return (this.#dist = g.worldSize > 1 ? g : null);
+  }
+
+  // Startup: every rank must run the same model, heads, adapters, data and arguments (named in the error when not);
+  // then rank 0's trainable weights go to every rank and gradients are averaged from the next step on.
+  async #attachDistributed(dist: DistributedContext, ds: Dataset): Promise<void> {
+    const a = this.args;
+    const same: Array<keyof typeof a> = [
+      'learningRate', 'numTrainEpochs', 'maxSteps', 'perDeviceTrainBatchSize', 'gradientAccumulationSteps', 'warmupSteps', 'warmupRatio',
+      'lrSchedulerType', 'weightDecay', 'adamBeta1', 'adamBeta2', 'adamEpsilon', 'maxGradNorm', 'seed', 'loggingSteps', 'evalStrategy',
+      'evalSteps', 'saveStrategy', 'saveSteps', 'skipNonFiniteSteps',
+    ];
+    const data = createHash('sha256');
+    for (const r of ds) data.update(JSON.stringify(r.input_ids ?? null)).update('\n');
+    await dist.attach(this.model, [
+      ...same.map((k): [string, string] => [`training argument ${k}`, JSON.stringify(a[k] ?? null)]),
+      ['training dataset', `${ds.length} examples, ${data.digest('hex').slice(0, 16)}`],
+      ['data collator padding', JSON.stringify(this.data.dataCollator.padValues)],
+    ]);
+  }
+
+  // One tiny all-reduce per optimizer step: the step's loss averaged over the ranks (what is logged), and whether any
+  // rank was asked to stop, so that every rank stops after the same step.
+  async #agreeOnStep(dist: DistributedContext, loss: number, aborted: boolean): Promise<[number, boolean]> {
+    const [sum, stops] = await dist.allReduceSum([loss, aborted ? 1 : 0]);
+    return [sum! / dist.worldSize, stops! > 0];
+  }
+
+  // Sums of the losses and batch counts over the ranks, and every rank's predictions and labels (rank order).
+  async #reduceEvaluation(
+    dist: DistributedContext,
+    total: number,
+    batches: number,
+    sums: Record<string, number>,
+    counts: Record<string, number>,
+    collected: Record<string, { preds: number[]; labels: number[] }>,
+  ): Promise<[number, number]> {
+    const names = this.model.heads.map((h) => h.name);
+    const v = await dist.allReduceSum([total, batches, ...names.flatMap((h) => [sums[h] ?? 0, counts[h] ?? 0])]);
+    names.forEach((h, i) => {
+      delete sums[h];
+      delete counts[h];
+      if (v[3 + 2 * i]! > 0) {
+        sums[h] = v[2 + 2 * i]!;
+        counts[h] = v[3 + 2 * i]!;
+      }
+    });
+    for (const h of this.model.heads) {
+      if (h.lossFct === null) continue;
+      const c = collected[h.name] ?? { preds: [], labels: [] };
+      const preds = await dist.allGather(c.preds);
+      const labels = await dist.allGather(c.labels);
+      if (labels.length > 0) collected[h.name] = { preds, labels };
+    }
+    return [v[0]!, v[1]!];
+  }
+
+  // A checkpoint's position in its epoch, in this run's micro-batches: the examples consumed (micro-batches x batch
+  // size x ranks when saved) are the first ones of the epoch's permutation whatever the number of ranks, so a run
+  // resumes exactly where the global batch size divides them.
+  #resumeMicroStep(dir: string, micro: number, state: Record<string, unknown>): number {
+    const savedWorld = typeof state.world_size === 'number' ? state.world_size : 1;
+    const savedBs = typeof state.per_device_train_batch_size === 'number' ? state.per_device_train_batch_size : this.args.perDeviceTrainBatchSize;
+    const world = this.#dist?.worldSize ?? 1;
+    if (savedWorld === world && savedBs === this.args.perDeviceTrainBatchSize) return micro;
+    const examples = micro * savedBs * savedWorld;
+    const perMicro = this.args.perDeviceTrainBatchSize * world;
+    if (examples % perMicro !== 0) {
+      process.emitWarning(
+        `resuming '${dir}' (saved with ${savedWorld} process(es) x batch ${savedBs}) with ${world} x ${this.args.perDeviceTrainBatchSize}: ` +
+          `${examples} examples of the epoch were consumed, not a multiple of ${perMicro}; the epoch resumes after ${Math.floor(examples / perMicro) * perMicro}`,
+      );
+    }
+    return Math.floor(examples / perMicro);
+  }
+
   async #evaluateAndLog(step: number, epoch: number): Promise<void> {
     const m = await this.evaluate();
     await this.#log({ step, epoch: round(epoch), ...m });
@@ -369,7 +488,7 @@ export class Trainer<H extends string = string, M extends string = never> {
 
   async #log(entry: LogEntry): Promise<void> {
     this.logHistory.push(entry);
-    await appendText(join(this.args.outputDir, 'log_history.jsonl'), JSON.stringify(entry) + '\n');
+    if (this.#dist?.isMain ?? true) await appendText(join(this.args.outputDir, 'log_history.jsonl'), JSON.stringify(entry) + '\n');
     await this.data.callbacks?.onLog?.(entry);
   }
 
@@ -407,8 +526,20 @@ export class Trainer<H extends string = string, M extends string = never> {
   // crash at any point finds exactly the previous checkpoint or exactly this one.
   async #saveCheckpoint(step: number, epoch: number, microStep: number, microPerEpoch: number): Promise<void> {
     const dir = join(this.args.outputDir, `checkpoint-${step}`);
+    const dist = this.#dist;
+    if (dist && !dist.isMain) {
+      await dist.barrier(`saving ${dir} on rank 0`);
+      await this.data.callbacks?.onSave?.(dir);
+      return;
+    }
     const files = await this.model.saveFiles();
-    const state = { global_step: step, epoch: microStep >= microPerEpoch ? epoch + 1 : epoch, micro_step: microStep >= microPerEpoch ? 0 : microStep, log_history: this.logHistory };
+    const state = {
+      global_step: step,
+      epoch: microStep >= microPerEpoch ? epoch + 1 : epoch,
+      micro_step: microStep >= microPerEpoch ? 0 : microStep,
+      ...(dist ? { world_size: dist.worldSize, per_device_train_batch_size: this.args.perDeviceTrainBatchSize } : {}),
+      log_history: this.logHistory,
+    };
     await saveFolder(dir, () => true, async (tmp) => {
       for (const [name, data] of files) await writeFile(join(tmp, name), data);
       await this.model.saveTrainableState(join(tmp, 'trainable.pt'));
@@ -419,6 +550,7 @@ export class Trainer<H extends string = string, M extends string = never> {
       const all = await checkpoints(this.args.outputDir);
       for (const old of all.slice(0, Math.max(0, all.length - this.args.saveTotalLimit))) await removePath(join(this.args.outputDir, `checkpoint-${old}`));
     }
+    if (dist) await dist.barrier(`saving ${dir} on rank 0`);
     await this.data.callbacks?.onSave?.(dir);
   }
 
@@ -435,7 +567,7 @@ export class Trainer<H extends string = string, M extends string = never> {
     if (!Array.isArray(log) || !log.every((e) => typeof e === 'object' && e !== null && !Array.isArray(e))) {
       throw new TransformerHeadsError(`trainer_state.json in '${dir}': log_history must be a list of objects`, 'ERR_TH_FILE');
     }
-    const st = { globalStep: count('global_step'), epoch: count('epoch'), microStep: count('micro_step'), logHistory: log as LogEntry[] };
+    const st = { globalStep: count('global_step'), epoch: count('epoch'), microStep: this.#resumeMicroStep(dir, count('micro_step'), state), logHistory: log as LogEntry[] };
     await this.model.loadTrainableState(join(dir, 'trainable.pt'));
     await this.model.loadOptimizerState(join(dir, 'optimizer.pt'));
     return st;

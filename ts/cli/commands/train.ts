@@ -8,6 +8,7 @@ import { atomicWrite, ensureFolder, saveFolder } from '../../io/index.js';
 import { createHeadedQLoRA, loadHeaded, type Device, type ResolvedHeadConfig } from '../../model/index.js';
 import { htmlReport, lossChart } from '../../report/index.js';
 import { DataCollatorWithPadding, Dataset, finalEvaluation, Trainer, type Example, type LogEntry, type TrainingArguments } from '../../train/index.js';
+import { currentProcessGroup } from '../../train/distributed.js';
 import { BIN, deviceFlag, strFlag, usageError, type Command } from '../args.js';
 import { configError, readTrainConfig, resolveHeadsForModel, type TrainConfig } from '../config.js';
 import { buildLabelMaps, labelKind, padValues, prepareExamples, type Labelling } from '../labels.js';
@@ -104,7 +105,7 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
   try {
     await ensureFolder(outputDir);
     // A fresh log for a fresh run (the Trainer appends; a resumed run keeps its history in the checkpoint).
-    if (!cfg.training.resumeFromCheckpoint) await atomicWrite(join(outputDir, 'log_history.jsonl'), '');
+    if (!cfg.training.resumeFromCheckpoint && (Number(process.env.WORLD_SIZE ?? 1) <= 1 || process.env.RANK === '0')) await atomicWrite(join(outputDir, 'log_history.jsonl'), '');
     let trainer: Trainer;
     try {
       const loggingSteps = cfg.training.loggingSteps ?? defaultLoggingSteps(trainDs.length, cfg.training);
@@ -136,6 +137,8 @@ async function train(cfg: TrainConfig, outputDir: string, device: Device | undef
     }
     // loss.svg with the final evaluation (the Trainer logs it itself with an epoch or matching step strategy).
     const fullLog: LogEntry[] = evalMetrics && !logged ? [...res.logHistory, { step: res.globalStep, epoch: res.logHistory.at(-1)?.epoch ?? 0, ...evalMetrics }] : [...res.logHistory];
+    // Data parallel: rank 0 writes the outputs and reports; the others are done (the Trainer's last barrier has passed).
+    if (!(currentProcessGroup()?.isMain ?? true)) return res.stopped ? 130 : 0;
     const seconds = (performance.now() - t0) / 1000;
     const metrics = { steps: res.globalStep, stopped: res.stopped, activationCache: res.activationCache, seconds: Number(seconds.toFixed(2)), train: res.metrics, eval: evalMetrics };
     const run: RunInfo = {
