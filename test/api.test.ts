@@ -2,8 +2,9 @@
 // Object.keys() of the package entry as it was before (ts/index.ts at commit a56fb62), sorted; the type names are
 // pinned by test/types/api.ts (compiled by test/types.test.ts). Added since: ERROR_CODES (the documented error codes),
 // the Hub functions (downloadModel, hubCacheDir, resolveModel), threadCounts, and diagnoseNative, loadNative and
-// nativeLocation (the asynchronous native loader and `doctor`), and data-parallel training (currentProcessGroup,
-// DistributedContext, distributedFromEnv, initProcessGroup, shardIndices).
+// nativeLocation (the asynchronous native loader and `doctor`), data-parallel training (currentProcessGroup,
+// DistributedContext, distributedFromEnv, initProcessGroup, shardIndices), and findAllLinearNames and getSomePreds
+// (Python parity).
 import { describe, expect, it } from 'vitest';
 
 import * as api from '../ts/index.js';
@@ -13,7 +14,7 @@ const RUNTIME_EXPORTS = [
   'DataCollatorWithPadding', 'Dataset', 'HeadedModel', 'PALETTE', 'Tokenizer', 'TorchScriptModule', 'Trainer',
   'TransformerHeadsError', 'accuracy', 'accuracyByLayerChart', 'activationCacheBlocker', 'adapterConfigJson',
   'argmaxRows', 'barChart', 'createHeadedQLoRA', 'decodeSafetensors', 'defaultModelPath', 'diagnoseNative', 'downloadModel', 'encodeSafetensors',
-  'escapeXml', 'evaluateHeadWise', 'finalEvaluation', 'formatProbeTable', 'getTopNPreds', 'headConfigsJson',
+  'escapeXml', 'evaluateHeadWise', 'finalEvaluation', 'findAllLinearNames', 'formatProbeTable', 'getSomePreds', 'getTopNPreds', 'headConfigsJson',
   'htmlReport', 'htmlTable', 'hubCacheDir', 'layerName', 'learningRateAt', 'lineChart', 'linearScale', 'loadBackbone',
   'loadBuiltinDataset', 'loadEmbeddedModel', 'loadHeaded', 'loadLabelledFile', 'loadLoraWithHeads', 'loadNative',
   'loadTokenizer', 'loadTorchScript', 'lossChart', 'macroF1', 'meanSquaredError', 'nativeLocation', 'niceTicks', 'permutation',
