@@ -170,6 +170,8 @@ export class DistributedContext {
       ['LoRA settings', configDigest(model.lora)],
       ['quantization settings', configDigest(model.quantization)],
       ['freezeBaseModel', String(model.freezeBaseModel)],
+      // ranks with different position modes compute different hidden states on padded batches
+      ['positions', model.positions],
       ...extra,
     ]);
     await model._withNative((n) => b.distAttach(n, true));
