@@ -6,9 +6,9 @@ import { DOCTOR } from './doctor.js';
 import { EVAL } from './eval.js';
 import { EXPORT } from './export.js';
 import { GENERATE } from './generate.js';
-import { LAUNCH } from './launch.js';
+import { launchCommand } from './launch.js';
 import { PREDICT } from './predict.js';
 import { PROBE } from './probe.js';
 import { TRAIN } from './train.js';
 
-export const COMMANDS: Record<string, Command> = { train: TRAIN, eval: EVAL, predict: PREDICT, probe: PROBE, generate: GENERATE, download: DOWNLOAD, export: EXPORT, launch: LAUNCH, doctor: DOCTOR };
+export const COMMANDS: Record<string, Command> = { train: TRAIN, eval: EVAL, predict: PREDICT, probe: PROBE, generate: GENERATE, download: DOWNLOAD, export: EXPORT, launch: launchCommand(() => Object.keys(COMMANDS)), doctor: DOCTOR };

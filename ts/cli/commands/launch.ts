@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { constants } from 'node:os';
 
 import { BIN, PACKAGE_ROOT, usageError, type Command } from '../args.js';
-import { COMMANDS } from './index.js';
 
 const HELP = `Starts N processes on this machine that train together (data parallel on PyTorch's c10d: Gloo on CPU, NCCL
 on CUDA), as torchrun does for Python. TARGET is a Node script (.js, .mjs, .cjs) or a command of this CLI (train).
@@ -130,106 +129,113 @@ function prefixed(stream: NodeJS.ReadableStream, out: NodeJS.WritableStream, pre
 
 const signalNumber = (s: NodeJS.Signals) => (constants.signals as Record<string, number>)[s] ?? 1;
 
-export const LAUNCH: Command = {
-  summary: 'run a script or command on several processes (data-parallel training, like torchrun)',
-  usage: `${BIN} launch --nproc-per-node N [--nnodes M --node-rank R --master-addr HOST --master-port P] TARGET [ARGS...]`,
-  options: {},
-  rawArgs: true,
-  help: HELP,
-  async run(_v, argv) {
-    const { o, target, rest } = parseLaunchArgs(argv);
-    const isCommand = target in COMMANDS && target !== 'launch';
-    if (!isCommand && !/\.(m|c)?js$/.test(target)) usageError(`launch runs a .js/.mjs/.cjs script or one of the commands (${Object.keys(COMMANDS).join(', ')}); got '${target}'`);
-    const port = o.masterPort ?? (o.nnodes === 1 ? await freePort() : 29500);
-    const threads = o.threads ?? Math.max(1, Math.floor(availableParallelism() / o.nproc));
-    const world = o.nnodes * o.nproc;
-    const cmd = isCommand ? [join(PACKAGE_ROOT, 'dist', 'cli.js'), target, ...rest] : [target, ...rest];
-    const children: Array<{ rank: number; proc: ChildProcess; done: boolean; flush: Array<() => void> }> = [];
-    let failure: { rank: number; code: number; how: string } | null = null;
-    let stopping = false;
-    let killTimer: NodeJS.Timeout | null = null;
+/**
+ * The launch command. It runs the CLI's other commands by name, so it is given their names by the command table
+ * (commands/index.ts), which imports it: importing the table from here would be an import cycle.
+ */
+export function launchCommand(commandNames: () => string[]): Command {
+  return {
+    summary: 'run a script or command on several processes (data-parallel training, like torchrun)',
+    usage: `${BIN} launch --nproc-per-node N [--nnodes M --node-rank R --master-addr HOST --master-port P] TARGET [ARGS...]`,
+    options: {},
+    rawArgs: true,
+    help: HELP,
+    async run(_v, argv) {
+      const { o, target, rest } = parseLaunchArgs(argv);
+      const names = commandNames().filter((n) => n !== 'launch');
+      const isCommand = names.includes(target);
+      if (!isCommand && !/\.(m|c)?js$/.test(target)) usageError(`launch runs a .js/.mjs/.cjs script or one of the commands (${names.join(', ')}); got '${target}'`);
+      const port = o.masterPort ?? (o.nnodes === 1 ? await freePort() : 29500);
+      const threads = o.threads ?? Math.max(1, Math.floor(availableParallelism() / o.nproc));
+      const world = o.nnodes * o.nproc;
+      const cmd = isCommand ? [join(PACKAGE_ROOT, 'dist', 'cli.js'), target, ...rest] : [target, ...rest];
+      const children: Array<{ rank: number; proc: ChildProcess; done: boolean; flush: Array<() => void> }> = [];
+      let failure: { rank: number; code: number; how: string } | null = null;
+      let stopping = false;
+      let killTimer: NodeJS.Timeout | null = null;
 
-    const stopAll = (sig: NodeJS.Signals) => {
-      for (const c of children) if (!c.done) c.proc.kill(sig);
-      if (!killTimer) {
-        killTimer = setTimeout(() => {
-          for (const c of children) if (!c.done) c.proc.kill('SIGKILL');
-        }, 10_000);
-        killTimer.unref();
-      }
-    };
-    const onSignal = (sig: NodeJS.Signals) => {
-      // A second Ctrl-C does not wait for the ranks to finish their step.
-      if (stopping) stopAll('SIGKILL');
-      stopping = true;
-      process.stderr.write(`${BIN} launch: ${sig}: stopping every rank\n`);
-      for (const c of children) if (!c.done) c.proc.kill(sig);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    // Ranks are detached: whatever ends the launcher (an uncaught error, process.exit) ends them too.
-    const onExit = () => {
-      for (const c of children) if (!c.done) c.proc.kill('SIGKILL');
-    };
-    process.on('exit', onExit);
-
-    const exits: Array<Promise<void>> = [];
-    for (let local = 0; local < o.nproc; local++) {
-      const rank = o.nodeRank * o.nproc + local;
-      const env = {
-        ...process.env,
-        RANK: String(rank),
-        WORLD_SIZE: String(world),
-        LOCAL_RANK: String(local),
-        LOCAL_WORLD_SIZE: String(o.nproc),
-        GROUP_RANK: String(o.nodeRank),
-        MASTER_ADDR: o.masterAddr,
-        MASTER_PORT: String(port),
-        OMP_NUM_THREADS: String(threads),
-        TH_DIST_BACKEND: o.backend,
-        ...(o.timeout ? { TH_DIST_TIMEOUT: String(o.timeout) } : {}),
+      const stopAll = (sig: NodeJS.Signals) => {
+        for (const c of children) if (!c.done) c.proc.kill(sig);
+        if (!killTimer) {
+          killTimer = setTimeout(() => {
+            for (const c of children) if (!c.done) c.proc.kill('SIGKILL');
+          }, 10_000);
+          killTimer.unref();
+        }
       };
-      // Each rank in its own process group: Ctrl-C in a terminal signals the launcher's group only, and the launcher
-      // passes it on once (a rank that got it twice would quit at once instead of finishing its step).
-      const proc = spawn(process.execPath, [...process.execArgv, ...cmd], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-      const c = { rank, proc, done: false, flush: [] as Array<() => void> };
-      c.flush.push(prefixed(proc.stdout!, process.stdout, `[rank${rank}]: `), prefixed(proc.stderr!, process.stderr, `[rank${rank}]: `));
-      children.push(c);
-      exits.push(
-        new Promise<void>((resolve) => {
-          proc.on('error', (e) => {
-            process.stderr.write(`${BIN} launch: rank ${rank} could not start: ${e.message}\n`);
-            c.done = true;
-            if (!failure) failure = { rank, code: 1, how: 'could not start' };
-            stopAll('SIGTERM');
-            resolve();
-          });
-          proc.on('close', (code, signal) => {
-            c.done = true;
-            c.flush.forEach((f) => f());
-            const failed = code !== 0;
-            if (failed && !failure && !stopping) {
-              failure = { rank, code: signal ? 128 + signalNumber(signal) : (code ?? 1), how: signal ? `was killed by ${signal}` : `exited with code ${code}` };
-              process.stderr.write(`${BIN} launch: rank ${rank} (pid ${proc.pid}) ${failure.how}; stopping the other ranks\n`);
+      const onSignal = (sig: NodeJS.Signals) => {
+        // A second Ctrl-C does not wait for the ranks to finish their step.
+        if (stopping) stopAll('SIGKILL');
+        stopping = true;
+        process.stderr.write(`${BIN} launch: ${sig}: stopping every rank\n`);
+        for (const c of children) if (!c.done) c.proc.kill(sig);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      // Ranks are detached: whatever ends the launcher (an uncaught error, process.exit) ends them too.
+      const onExit = () => {
+        for (const c of children) if (!c.done) c.proc.kill('SIGKILL');
+      };
+      process.on('exit', onExit);
+
+      const exits: Array<Promise<void>> = [];
+      for (let local = 0; local < o.nproc; local++) {
+        const rank = o.nodeRank * o.nproc + local;
+        const env = {
+          ...process.env,
+          RANK: String(rank),
+          WORLD_SIZE: String(world),
+          LOCAL_RANK: String(local),
+          LOCAL_WORLD_SIZE: String(o.nproc),
+          GROUP_RANK: String(o.nodeRank),
+          MASTER_ADDR: o.masterAddr,
+          MASTER_PORT: String(port),
+          OMP_NUM_THREADS: String(threads),
+          TH_DIST_BACKEND: o.backend,
+          ...(o.timeout ? { TH_DIST_TIMEOUT: String(o.timeout) } : {}),
+        };
+        // Each rank in its own process group: Ctrl-C in a terminal signals the launcher's group only, and the launcher
+        // passes it on once (a rank that got it twice would quit at once instead of finishing its step).
+        const proc = spawn(process.execPath, [...process.execArgv, ...cmd], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+        const c = { rank, proc, done: false, flush: [] as Array<() => void> };
+        c.flush.push(prefixed(proc.stdout!, process.stdout, `[rank${rank}]: `), prefixed(proc.stderr!, process.stderr, `[rank${rank}]: `));
+        children.push(c);
+        exits.push(
+          new Promise<void>((resolve) => {
+            proc.on('error', (e) => {
+              process.stderr.write(`${BIN} launch: rank ${rank} could not start: ${e.message}\n`);
+              c.done = true;
+              if (!failure) failure = { rank, code: 1, how: 'could not start' };
               stopAll('SIGTERM');
-            }
-            resolve();
-          });
-        }),
-      );
-    }
-    await Promise.all(exits);
-    if (killTimer) clearTimeout(killTimer);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.off('exit', onExit);
-    if (failure) {
-      const f = failure as { rank: number; code: number; how: string };
-      process.stderr.write(`${BIN} launch: failed: rank ${f.rank} ${f.how} (the first rank to fail)\n`);
-      return f.code;
-    }
-    if (stopping) return 130;
-    const codes = children.map((c) => c.proc.exitCode ?? 1);
-    return codes.find((x) => x !== 0) ?? 0;
-  },
-};
+              resolve();
+            });
+            proc.on('close', (code, signal) => {
+              c.done = true;
+              c.flush.forEach((f) => f());
+              const failed = code !== 0;
+              if (failed && !failure && !stopping) {
+                failure = { rank, code: signal ? 128 + signalNumber(signal) : (code ?? 1), how: signal ? `was killed by ${signal}` : `exited with code ${code}` };
+                process.stderr.write(`${BIN} launch: rank ${rank} (pid ${proc.pid}) ${failure.how}; stopping the other ranks\n`);
+                stopAll('SIGTERM');
+              }
+              resolve();
+            });
+          }),
+        );
+      }
+      await Promise.all(exits);
+      if (killTimer) clearTimeout(killTimer);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      process.off('exit', onExit);
+      if (failure) {
+        const f = failure as { rank: number; code: number; how: string };
+        process.stderr.write(`${BIN} launch: failed: rank ${f.rank} ${f.how} (the first rank to fail)\n`);
+        return f.code;
+      }
+      if (stopping) return 130;
+      const codes = children.map((c) => c.proc.exitCode ?? 1);
+      return codes.find((x) => x !== 0) ?? 0;
+    },
+  };
+}
