@@ -27,6 +27,7 @@
         "native/core/backbone.cpp",
         "native/core/checkpoint.cpp",
         "native/core/config.cpp",
+        "native/core/cpu_allocator.cpp",
         "native/core/data_parallel.cpp",
         "native/core/device.cpp",
         "native/core/distributed.cpp",

@@ -29,7 +29,9 @@ export function processFields(info) {
   return {
     peak_rss_mib: peakRssMib(),
     os_threads: osThreads(),
-    malloc: info?.malloc ? `${info.malloc.source}${info.malloc.mmapThreshold ? ` mmap>=${info.malloc.mmapThreshold}` : ''}${info.malloc.arenaMax ? ` arenas<=${info.malloc.arenaMax}` : ''}` : undefined,
+    malloc: info?.malloc
+      ? `${info.malloc.source}${info.malloc.mmapThreshold ? ` mmap>=${info.malloc.mmapThreshold}` : ''}${info.malloc.arenaMax ? ` arenas<=${info.malloc.arenaMax}` : ''}${info.malloc.cpuCache ? ` cpu-cache<=${info.malloc.cpuCache.limitBytes / 2 ** 20}MiB` : ''}`
+      : undefined,
   };
 }
 

@@ -4,7 +4,7 @@
 // the Hub functions (downloadModel, hubCacheDir, resolveModel), threadCounts, and diagnoseNative, loadNative and
 // nativeLocation (the asynchronous native loader and `doctor`), data-parallel training (currentProcessGroup,
 // DistributedContext, distributedFromEnv, initProcessGroup, shardIndices), and findAllLinearNames and getSomePreds
-// (Python parity).
+// (Python parity), releaseCachedMemory (the caching CPU allocator).
 import { describe, expect, it } from 'vitest';
 
 import * as api from '../ts/index.js';
@@ -19,7 +19,7 @@ const RUNTIME_EXPORTS = [
   'loadBuiltinDataset', 'loadEmbeddedModel', 'loadHeaded', 'loadLabelledFile', 'loadLoraWithHeads', 'loadNative',
   'loadTokenizer', 'loadTorchScript', 'lossChart', 'macroF1', 'meanSquaredError', 'nativeLocation', 'niceTicks', 'permutation',
   'probeLayers', 'r2Score', 'readEmbeddedModelInfo', 'readHeadConfigs', 'readModelConfig', 'readSafetensors',
-  'readTable', 'resolveHeadConfig', 'resolveHeadConfigs', 'resolveModel', 'runtimeInfo', 'setNumThreads', 'threadCounts', 'writeProbeOutputs',
+  'readTable', 'releaseCachedMemory', 'resolveHeadConfig', 'resolveHeadConfigs', 'resolveModel', 'runtimeInfo', 'setNumThreads', 'threadCounts', 'writeProbeOutputs',
 ];
 
 describe('public API', () => {

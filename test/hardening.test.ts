@@ -3,9 +3,10 @@
 // PEFT shape mismatches are coded; folder saves are all-or-nothing, keep the user's files and clean the leftovers of
 // killed saves (the kill -9 test itself is test/save-kill.test.ts, the fuzz suite test/fuzz.test.ts).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 
 import { describe, expect, it } from 'vitest';
 
@@ -114,6 +115,69 @@ describe('JSON files', () => {
       expect(e.code).toBe('ERR_TH_CONFIG');
       expect(e.message).toMatch(re);
     }
+  });
+});
+
+describe('archives are not read whole', () => {
+  // A model archive is its weights: the config and tokenizer are read from the zip's central directory and their own
+  // entries only. The archive below is 2.5 GiB (sparse, a few KB on disk) with its entries at the front and the
+  // central directory at the end; fs.readFile refuses files over 2 GiB, so reading it whole cannot pass.
+  it('readModelConfig and loadTokenizer on a 2.5 GiB archive', async () => {
+    const entries = [
+      { name: 'archive/extra/config.json', data: readFileSync(fixture('hf-tiny-gpt2/config.json')) },
+      { name: 'archive/extra/tokenizer.json', data: readFileSync(fixture('hf-tiny-gpt2/tokenizer.json')) },
+    ];
+    const path = join(tmp(), 'spread.pt');
+    const fd = openSync(path, 'w');
+    try {
+      let at = 0;
+      const central: Buffer[] = [];
+      for (const { name, data } of entries) {
+        const n = Buffer.from(name);
+        const local = Buffer.alloc(30);
+        local.writeUInt32LE(0x04034b50, 0);
+        local.writeUInt16LE(20, 4);
+        local.writeUInt32LE(crc32(data), 14);
+        local.writeUInt32LE(data.length, 18);
+        local.writeUInt32LE(data.length, 22);
+        local.writeUInt16LE(n.length, 26);
+        const c = Buffer.alloc(46);
+        c.writeUInt32LE(0x02014b50, 0);
+        c.writeUInt16LE(20, 4);
+        c.writeUInt16LE(20, 6);
+        c.writeUInt32LE(crc32(data), 16);
+        c.writeUInt32LE(data.length, 20);
+        c.writeUInt32LE(data.length, 24);
+        c.writeUInt16LE(n.length, 28);
+        c.writeUInt32LE(at, 42);
+        central.push(c, n);
+        for (const b of [local, n, data]) at += writeSync(fd, b, 0, b.length, at);
+      }
+      const cd = Buffer.concat(central);
+      const cdOffset = 2.5 * 2 ** 30;
+      const eocd = Buffer.alloc(22);
+      eocd.writeUInt32LE(0x06054b50, 0);
+      eocd.writeUInt16LE(entries.length, 8);
+      eocd.writeUInt16LE(entries.length, 10);
+      eocd.writeUInt32LE(cd.length, 12);
+      eocd.writeUInt32LE(cdOffset, 16);
+      writeSync(fd, Buffer.concat([cd, eocd]), 0, cd.length + 22, cdOffset);
+    } finally {
+      closeSync(fd);
+    }
+    expect(statSync(path).size).toBeGreaterThan(2 ** 31);
+    expect((await readModelConfig(path)).modelType).toBe('gpt2');
+    const tok = await loadTokenizer(path);
+    expect(tok.decode(tok.encode('reading a zip').ids).trim()).toBe('reading a zip');
+    // The directory pointing past the end of the file is a coded refusal.
+    const fd2 = openSync(path, 'r+');
+    const tail = Buffer.alloc(4);
+    tail.writeUInt32LE(2 ** 32 - 100, 0);
+    writeSync(fd2, tail, 0, 4, statSync(path).size - 22 + 16);
+    closeSync(fd2);
+    const e = await failure(readModelConfig(path));
+    expect(e.code).toBe('ERR_TH_FILE');
+    expect(e.message).toMatch(/central directory runs past the end/);
   });
 });
 

@@ -56,18 +56,51 @@ describe.runIf(existsSync('/proc/self/status'))('threads of a training process',
 });
 
 describe('malloc settings', () => {
+  type Settings = { mmapThreshold: number | null; trimThreshold: number | null; arenaMax: number | null; source: string; cpuCache: { limitBytes: number; minBytes: number } | null };
   const settings = (env: Record<string, string | undefined>) =>
     JSON.parse(
       execFileSync(process.execPath, ['--input-type=module', '-e', "const th = await import('transformer-heads'); console.log(JSON.stringify((await th.runtimeInfo()).malloc));"], {
         cwd: root,
         encoding: 'utf8',
-        env: { ...process.env, MALLOC_MMAP_THRESHOLD_: undefined, MALLOC_TRIM_THRESHOLD_: undefined, MALLOC_ARENA_MAX: undefined, GLIBC_TUNABLES: undefined, TRANSFORMER_HEADS_MALLOC: undefined, ...env },
+        env: { ...process.env, MALLOC_MMAP_THRESHOLD_: undefined, MALLOC_TRIM_THRESHOLD_: undefined, MALLOC_ARENA_MAX: undefined, GLIBC_TUNABLES: undefined, TRANSFORMER_HEADS_MALLOC: undefined, TRANSFORMER_HEADS_CPU_CACHE_MB: undefined, ...env },
       }),
-    ) as { mmapThreshold: number | null; trimThreshold: number | null; arenaMax: number | null; source: string };
+    ) as Settings;
+  const glibc = (s: Settings) => ({ mmapThreshold: s.mmapThreshold, trimThreshold: s.trimThreshold, arenaMax: s.arenaMax, source: s.source });
 
   it.runIf(process.platform === 'linux')('are applied at load, each one skipped when the environment sets it, all with TRANSFORMER_HEADS_MALLOC=default', () => {
-    expect(settings({})).toEqual({ mmapThreshold: 4 << 20, trimThreshold: 2 << 20, arenaMax: 2, source: 'addon' });
-    expect(settings({ MALLOC_MMAP_THRESHOLD_: '1048576', GLIBC_TUNABLES: 'glibc.malloc.arena_max=1' })).toEqual({ mmapThreshold: null, trimThreshold: 2 << 20, arenaMax: null, source: 'addon' });
-    expect(settings({ TRANSFORMER_HEADS_MALLOC: 'default' })).toEqual({ mmapThreshold: null, trimThreshold: null, arenaMax: null, source: 'off' });
+    const def = settings({});
+    expect(glibc(def)).toEqual({ mmapThreshold: 4 << 20, trimThreshold: 2 << 20, arenaMax: 2, source: 'addon' });
+    expect(def.cpuCache).toMatchObject({ minBytes: 1 << 20, limitBytes: 256 << 20 });
+    expect(glibc(settings({ MALLOC_MMAP_THRESHOLD_: '1048576', GLIBC_TUNABLES: 'glibc.malloc.arena_max=1' }))).toEqual({ mmapThreshold: null, trimThreshold: 2 << 20, arenaMax: null, source: 'addon' });
+    const off = settings({ TRANSFORMER_HEADS_MALLOC: 'default' });
+    expect(glibc(off)).toEqual({ mmapThreshold: null, trimThreshold: null, arenaMax: null, source: 'off' });
+    expect(off.cpuCache).toBeNull();
+    expect(settings({ TRANSFORMER_HEADS_CPU_CACHE_MB: '0' }).cpuCache).toBeNull();
+    expect(settings({ TRANSFORMER_HEADS_CPU_CACHE_MB: '64' }).cpuCache).toMatchObject({ limitBytes: 64 << 20 });
+  }, 120_000);
+
+  it('the caching CPU allocator serves a training step and gives back what it keeps', async () => {
+    const th = await import('../ts/index.js');
+    const cache = async () => (await th.runtimeInfo()).malloc.cpuCache!;
+    const m = await th.loadHeaded(fixture('tiny-gpt2.pt'), { heads: [{ name: 'cls', inSize: 64, numOutputs: 2, predForSequence: true }] });
+    await th.releaseCachedMemory();
+    const before = await cache();
+    expect(before.cachedBytes).toBe(0);
+    // 32 x 64 tokens: the MLP activations ([32, 64, 256] float32) and attention probabilities ([32, 4, 64, 64]) are
+    // 2 MiB each, over the 1 MiB from which the caching allocator serves libtorch.
+    const ids = Array.from({ length: 32 }, (_, i) => Array.from({ length: 64 }, (_, j) => (i * 7 + j) % 100));
+    await m.configureOptimizer({ lr: 1e-3 });
+    for (let i = 0; i < 2; i++) {
+      await m.trainStep({ input_ids: ids, cls: ids.map((_, k) => k % 2) });
+      await m.optimizerStep(1e-3);
+    }
+    const after = await cache();
+    expect(after.misses).toBeGreaterThan(before.misses);
+    expect(after.hits).toBeGreaterThan(before.hits); // the second step reused the first step's buffers
+    expect(after.cachedBytes).toBeGreaterThan(0);
+    expect(after.cachedBytes).toBeLessThanOrEqual(after.limitBytes);
+    expect(await th.releaseCachedMemory()).toBe(after.cachedBytes);
+    expect((await cache()).cachedBytes).toBe(0);
+    m.dispose();
   }, 120_000);
 });

@@ -3,7 +3,7 @@
 export { ERROR_CODES, TransformerHeadsError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 
-export { diagnoseNative, loadNative, nativeLocation, runtimeInfo, setNumThreads, threadCounts } from './native/index.js';
+export { diagnoseNative, loadNative, nativeLocation, releaseCachedMemory, runtimeInfo, setNumThreads, threadCounts } from './native/index.js';
 export type { Batch, BinaryInfo, DiagnosedBinary, NativeDiagnosis, IntTensor, LibtorchInfo, LibtorchLibrary, NativeLocation, PositionMode, RuntimeInfo, Tensor, ThreadCounts, TokenInput } from './native/index.js';
 
 export { decodeSafetensors, downloadModel, encodeSafetensors, hubCacheDir, loadTokenizer, readModelConfig, readSafetensors, resolveModel, Tokenizer } from './io/index.js';

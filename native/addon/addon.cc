@@ -21,6 +21,7 @@
 #include "generator.h"
 #include "headed.h"
 #include "allocator.h"
+#include "core/cpu_allocator.h"
 #include "distributed.h"
 #include "torchscript.h"
 #include "workers.h"
@@ -146,6 +147,13 @@ Napi::Value ExchangePaths(const Napi::CallbackInfo& info) {
   throw_error(env, "ERR_TH_FILE", "cannot swap '" + a + "' and '" + b + "': " + std::strerror(err));
 }
 
+// releaseCpuCache() -> number: unmaps the freed buffers the caching CPU allocator keeps for reuse and returns their
+// bytes (0 when it is off). Synchronous: munmap calls under the allocator's lock, no tensor work; buffers in use are
+// untouched, so it is safe while a model computes on the compute thread.
+Napi::Value ReleaseCpuCache(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(th::release_cpu_cache()));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   configure_malloc();  // once per process, before the first tensor
   auto* data = new AddonData();
@@ -162,6 +170,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("parseModelConfig", Napi::Function::New<ParseModelConfig>(env, "parseModelConfig"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
   exports.Set("exchangePaths", Napi::Function::New<ExchangePaths>(env, "exchangePaths"));
+  exports.Set("releaseCpuCache", Napi::Function::New<ReleaseCpuCache>(env, "releaseCpuCache"));
   RegisterDistributed(env, exports);
   return exports;
 }

@@ -14,6 +14,7 @@
 #include "allocator.h"
 
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -21,6 +22,8 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+
+#include "core/cpu_allocator.h"
 
 namespace th::addon {
 namespace {
@@ -38,6 +41,7 @@ constexpr int kArenaMax = 2;  // the main thread's and the compute thread's
 
 struct Applied {
   int mmap_threshold = 0, trim_threshold = 0, arena_max = 0;  // 0: not set by the addon
+  std::size_t cache_limit = 0;                                // 0: no caching allocator
   const char* source = "unsupported";
 };
 
@@ -84,6 +88,20 @@ void configure_malloc() {
     }
     if (any_user && a.mmap_threshold == 0 && a.trim_threshold == 0 && a.arena_max == 0) a.source = "environment";
 #endif
+    // TRANSFORMER_HEADS_CPU_CACHE_MB: the most freed memory kept for reuse, in MiB; 0 leaves libtorch's own allocator.
+    // libtorch's buffers of 1 MiB or more go to the caching allocator (core/cpu_allocator.h; the defaults and their
+    // measurements are there and in docs/THREADS.md).
+    std::size_t limit_mib = th::kDefaultCpuCacheLimitBytes >> 20;
+    if (const char* v = std::getenv("TRANSFORMER_HEADS_CPU_CACHE_MB"); v != nullptr && *v != '\0') {
+      char* end = nullptr;
+      errno = 0;
+      const unsigned long long n = std::strtoull(v, &end, 10);
+      if (errno == 0 && end != nullptr && *end == '\0' && n <= (std::size_t{1} << 24)) limit_mib = static_cast<std::size_t>(n);
+    }
+    if (limit_mib > 0 && a.source != std::string("off")) {
+      th::install_cpu_caching_allocator(th::kDefaultCpuCacheMinBytes, limit_mib << 20);
+      a.cache_limit = limit_mib << 20;
+    }
   });
 }
 
@@ -95,6 +113,21 @@ Napi::Object malloc_settings_to_js(Napi::Env env) {
   o.Set("trimThreshold", num(a.trim_threshold));
   o.Set("arenaMax", num(a.arena_max));
   o.Set("source", a.source);
+  // The caching allocator: null when off (TRANSFORMER_HEADS_MALLOC=default or TRANSFORMER_HEADS_CPU_CACHE_MB=0).
+  const th::CpuCacheStats c = th::cpu_cache_stats();
+  if (c.installed) {
+    Napi::Object k = Napi::Object::New(env);
+    k.Set("minBytes", Napi::Number::New(env, static_cast<double>(c.min_bytes)));
+    k.Set("limitBytes", Napi::Number::New(env, static_cast<double>(c.cache_limit)));
+    k.Set("mappedBytes", Napi::Number::New(env, static_cast<double>(c.mapped)));
+    k.Set("cachedBytes", Napi::Number::New(env, static_cast<double>(c.cached)));
+    k.Set("peakMappedBytes", Napi::Number::New(env, static_cast<double>(c.peak_mapped)));
+    k.Set("hits", Napi::Number::New(env, static_cast<double>(c.hits)));
+    k.Set("misses", Napi::Number::New(env, static_cast<double>(c.misses)));
+    o.Set("cpuCache", k);
+  } else {
+    o.Set("cpuCache", env.Null());
+  }
   return o;
 }
 

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "cpu_allocator.h"
 #include "device.h"
 #include "errors.h"
 #include "format.h"
@@ -183,6 +184,10 @@ void Backbone::set_requires_grad(bool on) {
 void Backbone::finish_loading() {
   tensors_.clear();
   deferred_.clear();  // unmaps the files
+  // Loading frees buffers no step asks for again (the archive's copies of transposed weights, the float weights of
+  // quantized projections): the caching allocator would keep up to its limit of them (NF4 GPT-2 small: 672 MiB
+  // after loading instead of 428).
+  release_cpu_cache();
   if (load_quant_) quantized_ = true;
   measure();
 }
@@ -290,6 +295,7 @@ void Backbone::quantize(const QuantOptions& o) {
   for (Linear* l : linears()) quantize_linear(*l, o);
   quantized_ = true;
   measure();
+  release_cpu_cache();  // the float weights just freed (as at the end of loading)
 }
 
 // Backbone::add_lora is in lora.cpp, with the PEFT module-matching rules it applies.

@@ -3,7 +3,7 @@
 // writes of files and whole folders, and Hub repositories by name (hub/: the shared Hugging Face cache and downloads
 // into it).
 // The re-exports tagged internal stay out of the published .d.ts (tsconfig stripInternal), as their declarations do.
-export { readModelConfig, zipEntries } from './archive.js';
+export { readModelConfig, zipEntriesFromFile } from './archive.js';
 export { appendText, atomicWrite, ensureFolder, removePath, saveFolder, type FileData } from './atomic.js';
 /** @internal */
 export { hfFolderOwns, writeHfFolder } from './hf-folder.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
 import { invalidArg, TransformerHeadsError } from '../errors.js';
-import { zipEntries } from './archive.js';
+import { zipEntriesFromFile } from './archive.js';
 import { kindOf, parseJson, shown } from './json.js';
 
 type Json = Record<string, unknown>;
@@ -155,13 +155,13 @@ async function tokenizerFiles(source: string): Promise<TokenizerTexts> {
     if (tokenizer === null) throw new TransformerHeadsError(`'${source}' has no tokenizer.json`, 'ERR_TH_FILE');
     return { tokenizer, config: await read('tokenizer_config.json'), model: await read('config.json'), where: `'${source}'` };
   }
-  let buf: Buffer;
+  let files: Map<string, Buffer>;
   try {
-    buf = await readFile(source);
+    files = await zipEntriesFromFile(source, ['/extra/tokenizer.json', '/extra/tokenizer_config.json', '/extra/config.json'], `'${source}'`);
   } catch (e) {
+    if (e instanceof TransformerHeadsError) throw e;
     throw new TransformerHeadsError(`cannot read '${source}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'ERR_TH_FILE', { cause: e });
   }
-  const files = zipEntries(buf, ['/extra/tokenizer.json', '/extra/tokenizer_config.json', '/extra/config.json'], `'${source}'`);
   const get = (suffix: string) => {
     for (const [k, v] of files) if (k.endsWith(suffix)) return v;
     return null;

@@ -140,7 +140,19 @@ export interface NativeRuntimeInfo {
   /** The process's OS threads (Linux /proc/self/status), -1 where unknown. */
   osThreads: number;
   /** glibc malloc settings the addon applied (null: left to glibc or to the environment). */
-  malloc: { mmapThreshold: number | null; trimThreshold: number | null; arenaMax: number | null; source: 'addon' | 'environment' | 'off' | 'unsupported' };
+  malloc: {
+    mmapThreshold: number | null;
+    trimThreshold: number | null;
+    arenaMax: number | null;
+    source: 'addon' | 'environment' | 'off' | 'unsupported';
+    /**
+     * The caching allocator of libtorch's CPU buffers of `minBytes` or more (docs/THREADS.md); null when off
+     * (TRANSFORMER_HEADS_MALLOC=default or TRANSFORMER_HEADS_CPU_CACHE_MB=0). `cachedBytes` are freed buffers kept for
+     * reuse, at most `limitBytes`; `mappedBytes` those plus the ones in use; hits/misses count large requests served
+     * from the cache / from fresh memory.
+     */
+    cpuCache: { minBytes: number; limitBytes: number; mappedBytes: number; cachedBytes: number; peakMappedBytes: number; hits: number; misses: number } | null;
+  };
 }
 
 /** @internal */
@@ -170,6 +182,7 @@ export interface NativeBinding {
    * Synchronous on the main thread: one metadata syscall, no tensor.
    */
   exchangePaths(a: string, b: string): boolean;
+  releaseCpuCache(): number;
   /** config.json text validated by the loader's own checks (on the CPU compute thread); resolves with the normalized fields as JSON. */
   parseModelConfig(text: string): Promise<string>;
   runtimeInfo(): Promise<NativeRuntimeInfo>;

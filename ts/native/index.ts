@@ -12,7 +12,7 @@ export { diagnoseNative } from './diagnose.js';
 export type { DiagnosedBinary, NativeDiagnosis } from './diagnose.js';
 export { insideAsar, outsideAsar, refuseAsar } from './asar.js';
 export { NativeHandle } from './handle.js';
-export { runtimeInfo, setNumThreads, threadCounts } from './runtime.js';
+export { releaseCachedMemory, runtimeInfo, setNumThreads, threadCounts } from './runtime.js';
 export type { RuntimeInfo, ThreadCounts } from './runtime.js';
 /** @internal */
 export { fromRaw, packTokens } from './tensor.js';

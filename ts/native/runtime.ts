@@ -23,6 +23,16 @@ export async function runtimeInfo(): Promise<RuntimeInfo> {
   return (await ensureNative()).runtimeInfo();
 }
 
+/**
+ * Returns to the system the freed CPU buffers the library keeps for reuse (up to 256 MiB by default,
+ * TRANSFORMER_HEADS_CPU_CACHE_MB), as torch.cuda.empty_cache() does for the GPU; resolves to the bytes released.
+ * Buffers in use are untouched; the next training step maps fresh memory where it would have reused. Useful when a
+ * long-lived process (an Electron app) is done training for a while.
+ */
+export async function releaseCachedMemory(): Promise<number> {
+  return (await ensureNative()).releaseCpuCache();
+}
+
 /** The thread figures of this process, for `doctor` and benchmarks. */
 export interface ThreadCounts {
   /** libtorch's intra-op threads per compute thread (setNumThreads / OMP_NUM_THREADS / every core). */
