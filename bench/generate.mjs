@@ -9,15 +9,20 @@
 // Full recompute at batch 8 takes tens of minutes on 2 cores; by default it is measured on a sample of steps
 // (every 32nd sequence length, each step timed alone with the cache off) and integrated over all 256 steps; the
 // line says so ("estimated": true). --full-recompute measures every step instead.
-// Options: --new N (256), --prompt N (32), --batches 1,8, --threads N, --device cpu|cuda, --full-recompute
+// Side by side: the tuned PyTorch eager peer (../shared/peers/peer_generate.py: nanoGPT with a preallocated KV cache,
+// GPT-2's tanh GELU, OMP_WAIT_POLICY=PASSIVE, the same threads) runs the same generation right after each of our
+// KV-cache rows, for --rounds rounds (alternating), and a summary line gives the ratio of the medians.
+// Options: --new N (256), --prompt N (32), --batches 1,8, --threads N, --device cpu|cuda, --full-recompute,
+// --rounds N (2), --no-peer, --no-recompute
 // Each (variant, batch) runs in a process of its own (bench/proc.mjs), so that each line's peak RSS is its own.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { processFields, rowOrSpawn } from './proc.mjs';
+import { peersDir, processFields, rowOrSpawn, runPeer } from './proc.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -28,6 +33,9 @@ const { values: opt } = parseArgs({
     threads: { type: 'string' },
     device: { type: 'string', default: process.env.TH_BENCH_DEVICE ?? 'cpu' },
     'full-recompute': { type: 'boolean', default: false },
+    'no-recompute': { type: 'boolean', default: false },
+    'no-peer': { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '2' },
     row: { type: 'string' },
   },
 });
@@ -38,22 +46,60 @@ const modelPath = resolve(root, 'fixtures/gpt2-small-random.pt');
 if (!existsSync(modelPath)) execFileSync('bash', [resolve(root, 'scripts/make_fixtures.sh'), '--bench'], { stdio: 'inherit' });
 
 const batches = opt.batches.split(',').map(Number);
-const { row, lines } = rowOrSpawn(
-  import.meta.url,
-  batches.flatMap((B) => [`kv-cache:${B}`, `full-recompute:${B}`]),
-  process.argv.slice(2),
-);
+const threads = opt.threads ? Number(opt.threads) : availableParallelism();
+const passOn = ['--new', opt.new, '--prompt', opt.prompt, '--device', opt.device, ...(opt.threads ? ['--threads', opt.threads] : []), ...(opt['full-recompute'] ? ['--full-recompute'] : [])];
+const { row } = rowOrSpawn(import.meta.url, [], process.argv.slice(2));
 if (!row) {
+  const ours = (name) => rowOrSpawn(import.meta.url, [name], passOn).lines;
+  const peers = !opt['no-peer'] && opt.device === 'cpu' ? peersDir() : null;
+  if (!opt['no-peer'] && !peers) console.error('generate: no peer harness (set TH_PEERS to the folder holding peer_generate.py); peer rows skipped');
+  const got = [];
+  for (let r = 0; r < Number(opt.rounds); r++) {
+    for (const B of batches) {
+      got.push(...ours(`kv-cache:${B}`));
+      if (!peers) continue;
+      const p = runPeer(peers, 'peer_generate.py', ['--batches', String(B), '--prompt', opt.prompt, '--new', opt.new, '--threads', String(threads), '--gelu', 'tanh']);
+      if (!p) continue;
+      const line = {
+        bench: 'generate',
+        variant: 'peer kv-cache (PyTorch eager, nanoGPT, preallocated cache, OMP_WAIT_POLICY=PASSIVE)',
+        batch: B,
+        prompt_tokens: p.prompt_tokens,
+        new_tokens: p.new_tokens,
+        threads: p.threads,
+        torch: p.torch_version,
+        tokens_per_s: p.tokens_per_s,
+        time_to_first_token_ms: p.time_to_first_token_ms,
+        ms_per_step_after_first: p.ms_per_step_after_first,
+        total_s: p.total_s,
+        peak_rss_mib: Math.round(p.peak_rss_mb),
+      };
+      console.log(JSON.stringify(line));
+      got.push(line);
+    }
+  }
+  if (!opt['no-recompute']) for (const B of batches) got.push(...ours(`full-recompute:${B}`));
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length ? (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2) : null;
+  };
   for (const B of batches) {
-    const cached = lines.find((l) => l.variant === 'kv-cache' && l.batch === B);
-    const recompute = lines.find((l) => l.variant === 'full-recompute' && l.batch === B);
+    const cached = got.filter((l) => l.variant === 'kv-cache' && l.batch === B);
+    const peer = got.filter((l) => l.variant.startsWith('peer') && l.batch === B);
+    const recompute = got.find((l) => l.variant === 'full-recompute' && l.batch === B);
+    const tps = median(cached.map((l) => l.tokens_per_s));
+    const peerTps = median(peer.map((l) => l.tokens_per_s));
     console.log(
       JSON.stringify({
         bench: 'generate',
-        variant: 'speedup',
+        variant: 'summary',
         batch: B,
-        kv_cache_over_recompute: Number((recompute.total_s / cached.total_s).toFixed(2)),
-        estimated: Boolean(recompute.estimated),
+        tokens_per_s: cached.map((l) => l.tokens_per_s),
+        peer_tokens_per_s: peer.map((l) => l.tokens_per_s),
+        peak_rss_mib: cached.map((l) => l.peak_rss_mib),
+        peer_peak_rss_mib: peer.map((l) => l.peak_rss_mib),
+        kv_cache_vs_peer: peerTps ? Number((tps / peerTps).toFixed(3)) : null,
+        ...(recompute ? { kv_cache_over_recompute: Number((recompute.total_s / median(cached.map((l) => l.total_s))).toFixed(2)), estimated: Boolean(recompute.estimated) } : {}),
       }),
     );
   }

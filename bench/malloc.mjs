@@ -3,11 +3,14 @@
 // (GPT-2-small-shaped, batch 8 x 128), each run in its own process, the settings alternating run after run so that a
 // drift of the machine's load spreads over all of them. One JSON line per run, then one per setting (median, spread).
 // usage: node bench/malloc.mjs [rounds (3)] [settings, comma-separated (all)]
-//   addon:        the addon's settings (docs/THREADS.md): mmap threshold 4 MiB, trim 2 MiB, 2 arenas
-//   glibc:        glibc's defaults (TRANSFORMER_HEADS_MALLOC=default)
+//   addon:        the addon's settings (docs/THREADS.md): libtorch's buffers of 1 MiB+ from the caching allocator
+//                 (up to 256 MiB of freed ones kept), glibc's mmap threshold 4 MiB, trim 2 MiB, 2 arenas
+//   nocache:      the same without the caching allocator (TRANSFORMER_HEADS_CPU_CACHE_MB=0)
+//   cache1g:      the caching allocator keeping up to 1 GiB
+//   glibc:        glibc's defaults, no caching allocator (TRANSFORMER_HEADS_MALLOC=default)
 //   arena1:       glibc's defaults with MALLOC_ARENA_MAX=1 (the second measurement)
-//   mmap1m:       the addon's settings with a 1 MiB mmap threshold (MALLOC_MMAP_THRESHOLD_ overrides the addon's):
-//                 the lowest peak, and slower steps where it was measured
+//   mmap1m:       no caching allocator, a 1 MiB mmap threshold (MALLOC_MMAP_THRESHOLD_ overrides the addon's):
+//                 as low a peak as the cache, and slower steps (every buffer's pages fault in at every use)
 import { spawnSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,13 +19,15 @@ const here = dirname(fileURLToPath(import.meta.url));
 const rounds = Number(process.argv[2] ?? 3);
 const allSettings = {
   addon: {},
+  nocache: { TRANSFORMER_HEADS_CPU_CACHE_MB: '0' },
+  cache1g: { TRANSFORMER_HEADS_CPU_CACHE_MB: '1024' },
   glibc: { TRANSFORMER_HEADS_MALLOC: 'default' },
   arena1: { TRANSFORMER_HEADS_MALLOC: 'default', MALLOC_ARENA_MAX: '1' },
-  mmap1m: { MALLOC_MMAP_THRESHOLD_: String(1 << 20) },
+  mmap1m: { TRANSFORMER_HEADS_CPU_CACHE_MB: '0', MALLOC_MMAP_THRESHOLD_: String(1 << 20) },
 };
 const only = process.argv[3]?.split(',');
 const settings = Object.fromEntries(Object.entries(allSettings).filter(([k]) => !only || only.includes(k)));
-const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MALLOC_') && k !== 'TRANSFORMER_HEADS_MALLOC'));
+const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MALLOC_') && k !== 'TRANSFORMER_HEADS_MALLOC' && k !== 'TRANSFORMER_HEADS_CPU_CACHE_MB'));
 const results = Object.fromEntries(Object.keys(settings).map((k) => [k, []]));
 for (let r = 0; r < rounds; r++) {
   for (const [name, env] of Object.entries(settings)) {

@@ -1,8 +1,11 @@
 // What every benchmark row reports about its process, and how a benchmark runs each row in a process of its own
 // (a peak RSS is a process's high-water mark: rows sharing a process would report the largest of them).
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 function status(field) {
   try {
@@ -50,4 +53,30 @@ export function rowOrSpawn(scriptUrl, rows, extraArgs = []) {
     for (const l of r.stdout.trim().split('\n')) if (l.startsWith('{')) lines.push(JSON.parse(l));
   }
   return { row: null, lines };
+}
+
+/** The peer harness (../shared/peers, or TH_PEERS), or null. */
+export function peersDir() {
+  for (const p of [process.env.TH_PEERS, resolve(root, '../shared/peers'), resolve(root, '../../shared/peers')]) {
+    if (p && existsSync(resolve(p, 'peer_gpt2.py'))) return p;
+  }
+  return null;
+}
+
+/**
+ * Runs a peer script (Debian's python3 with python3-torch) the way the peers' README tunes it: passive OpenMP waiting,
+ * as this library's compute thread runs. Returns its last JSON line, or null (with the reason on stderr).
+ */
+export function runPeer(dir, script, args) {
+  const r = spawnSync('/usr/bin/python3', [resolve(dir, script), ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...process.env, NANOGPT_MODEL: resolve(dir, 'nanogpt_model.py'), OMP_WAIT_POLICY: 'PASSIVE' },
+  });
+  const line = r.stdout?.trim().split('\n').at(-1);
+  if (r.status !== 0 || !line?.startsWith('{')) {
+    console.error(`the peer ${script} ${args.join(' ')} failed (exit ${r.status})`);
+    return null;
+  }
+  return JSON.parse(line);
 }

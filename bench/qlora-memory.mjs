@@ -19,7 +19,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { processFields } from './proc.mjs';
+import { peersDir, processFields, runPeer } from './proc.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const MODELS = {
@@ -151,13 +151,6 @@ async function ourRow(model, base) {
   m.dispose();
 }
 
-function peersDir() {
-  for (const p of [process.env.TH_PEERS, resolve(root, '../shared/peers'), resolve(root, '../../shared/peers')]) {
-    if (p && existsSync(resolve(p, 'peer_gpt2.py'))) return p;
-  }
-  return null;
-}
-
 function spawnRow(model, base) {
   const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--row', model, base], {
     encoding: 'utf8',
@@ -173,17 +166,8 @@ function spawnRow(model, base) {
 
 function peerRow(dir) {
   // The tuned peer (passive OpenMP waiting, as this library runs); its peak is the whole process's (ru_maxrss).
-  const r = spawnSync('/usr/bin/python3', [resolve(dir, 'peer_gpt2.py'), 'lora', '--threads', '2'], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'ignore'],
-    env: { ...process.env, NANOGPT_MODEL: resolve(dir, 'nanogpt_model.py'), OMP_WAIT_POLICY: 'PASSIVE' },
-  });
-  const line = r.stdout?.trim().split('\n').at(-1);
-  if (r.status !== 0 || !line?.startsWith('{')) {
-    console.error(`qlora-memory: the peer failed (exit ${r.status})`);
-    return null;
-  }
-  const p = JSON.parse(line);
+  const p = runPeer(dir, 'peer_gpt2.py', ['lora', '--threads', '2']);
+  if (!p) return null;
   const out = {
     bench: 'qlora-memory',
     row: 'peer gpt2-small fp32 LoRA r=8 (PyTorch eager, nanoGPT)',

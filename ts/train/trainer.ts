@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { invalidArg, TransformerHeadsError } from '../errors.js';
 import { appendText, atomicWrite, ensureFolder, readJsonFile, removePath, saveFolder, shown } from '../io/index.js';
 import type { HeadedBatch, HeadedModel, ResolvedHeadConfig } from '../model/index.js';
-import type { Tensor } from '../native/index.js';
+import { releaseCachedMemory, type Tensor } from '../native/index.js';
 import { lossChart } from '../report/index.js';
 import { learningRateAt, type TrainingArguments } from './arguments.js';
 import { checkpoints, latestCheckpoint } from './checkpoints.js';
@@ -320,6 +320,8 @@ export class Trainer<H extends string = string, M extends string = never> {
     // Every rank returns once rank 0's files are complete.
     if (dist) await dist.barrier('the end of training');
     this.#cache = null;
+    // The step-sized buffers the caching CPU allocator kept for the next step (up to 256 MiB) go back to the system.
+    await releaseCachedMemory();
     return { globalStep, trainingLoss: metrics.train_loss, skippedSteps: guard.skipped, stopped, activationCache: useCache, metrics, logHistory: [...this.logHistory] };
   }
 
