@@ -240,55 +240,48 @@ void ProcessGroup::check_same(const std::vector<std::pair<std::string, std::stri
   }
 }
 
-void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, const std::string& what) {
-  if (world_size() == 1 || tensors.empty()) return;
+void ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, Collective op, const std::string& what) {
   torch::NoGradGuard no_grad;
   auto buckets = buckets_of(tensors, options_.bucket_bytes);
   std::vector<torch::Tensor> flats;
   std::vector<c10::intrusive_ptr<c10d::Work>> work;
-  try {
-    for (const auto& b : buckets) {
-      flats.push_back(flatten(b).to(impl_->device));
-      std::vector<torch::Tensor> one{flats.back()};
-      c10d::BroadcastOptions bo;
-      bo.rootRank = 0;
-      bo.timeout = std::chrono::milliseconds(options_.timeout_ms);
-      work.push_back(impl_->pg->broadcast(one, bo));
-    }
-    impl_->wait(work, std::chrono::milliseconds(options_.timeout_ms));
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    fail("the broadcast of " + what + " from rank 0", first_line(e));
-  }
-  for (size_t i = 0; i < buckets.size(); ++i) unflatten(flats[i].to(buckets[i][0].device()), buckets[i]);
-}
-
-double ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors, const std::string& what) {
-  if (world_size() == 1 || tensors.empty()) return 0;
-  const auto t0 = Clock::now();
-  torch::NoGradGuard no_grad;
-  auto buckets = buckets_of(tensors, options_.bucket_bytes);
-  std::vector<torch::Tensor> flats;
-  std::vector<c10::intrusive_ptr<c10d::Work>> work;
+  const auto timeout = std::chrono::milliseconds(options_.timeout_ms);
   try {
     // Every bucket is posted before any is waited for: Gloo runs them on its worker threads while the next bucket
     // is flattened.
     for (const auto& b : buckets) {
       flats.push_back(flatten(b).to(impl_->device));
       std::vector<torch::Tensor> one{flats.back()};
-      c10d::AllreduceOptions ao;
-      ao.reduceOp = c10d::ReduceOp::SUM;
-      ao.timeout = std::chrono::milliseconds(options_.timeout_ms);
-      work.push_back(impl_->pg->allreduce(one, ao));
+      if (op == Collective::Broadcast) {
+        c10d::BroadcastOptions bo;
+        bo.rootRank = 0;
+        bo.timeout = timeout;
+        work.push_back(impl_->pg->broadcast(one, bo));
+      } else {
+        c10d::AllreduceOptions ao;
+        ao.reduceOp = c10d::ReduceOp::SUM;
+        ao.timeout = timeout;
+        work.push_back(impl_->pg->allreduce(one, ao));
+      }
     }
-    impl_->wait(work, std::chrono::milliseconds(options_.timeout_ms));
+    impl_->wait(work, timeout);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    fail("the all-reduce of " + what, first_line(e));
+    fail(what, first_line(e));
   }
   for (size_t i = 0; i < buckets.size(); ++i) unflatten(flats[i].to(buckets[i][0].device()), buckets[i]);
+}
+
+void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, const std::string& what) {
+  if (world_size() == 1 || tensors.empty()) return;
+  bucketed(tensors, Collective::Broadcast, "the broadcast of " + what + " from rank 0");
+}
+
+double ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors, const std::string& what) {
+  if (world_size() == 1 || tensors.empty()) return 0;
+  const auto t0 = Clock::now();
+  bucketed(tensors, Collective::AllReduceSum, "the all-reduce of " + what);
   const double ms = ms_since(t0);
   reduce_ms_ += ms;
   reduce_count_++;

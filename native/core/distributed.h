@@ -79,6 +79,9 @@ class ProcessGroup {
   struct Impl;
   explicit ProcessGroup(Options options);
   [[noreturn]] void fail(const std::string& what, const std::string& cause) const;
+  enum class Collective { Broadcast, AllReduceSum };
+  // Flattens the tensors into buckets, posts `op` on every bucket before waiting for any, and writes the results back.
+  void bucketed(const std::vector<torch::Tensor>& tensors, Collective op, const std::string& what);
 
   Options options_;
   std::unique_ptr<Impl> impl_;

@@ -139,7 +139,9 @@ TEST_CASE("LoRA gradients through 4-bit projections equal those through the same
   REQUIRE(grads[0].size() == grads[1].size());
   for (size_t i = 0; i < grads[0].size(); ++i) {
     INFO("lora parameter " << i);
-    CHECK_REL(rel_diff(grads[0][i], grads[1][i]), 1e-5);  // TODO measure
+    // Measured 0 with 1 and 2 threads: one 256-row tile covers these 32-row weights, so both paths run the same
+    // product on the same values. 1e-6 leaves room for a BLAS that sums the tile's strided output in another order.
+    CHECK_REL(rel_diff(grads[0][i], grads[1][i]), 1e-6);
   }
 }
 
