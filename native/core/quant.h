@@ -41,8 +41,10 @@ torch::Tensor dequantize_4bit(const Quant4& q, torch::ScalarType dtype);
 // bytes into one buffer reused across tiles, so a projection's transient memory is tile_rows x in values instead of
 // its whole weight (plus the int64 and float copies the whole-weight path makes). Each tile is bit-identical to the
 // same rows of dequantize_4bit; only the summation order of the grad-input differs (accumulated tile by tile).
-// kQuantTileRows is provisional until measured on a quiet machine (test_quant.cpp "bench: 4-bit tile rows",
-// docs/benchmarks.md): 256 rows keep the buffer at most 2 MiB on a 2048-wide model and the GEMMs 256 columns wide.
+// kQuantTileRows: measured on the quiet 2-core machine (test_quant.cpp "bench: 4-bit tile rows", docs/benchmarks.md):
+// from 256 rows up the tiles are within 10% of the whole-weight product, below 128 the per-tile overhead shows. 512
+// rows were 5-8% faster in that microbenchmark but not in the NF4 LoRA step (2,578-2,846 ms vs 2,520-2,650 at 256),
+// so 256 stays: the smaller buffer (0.75-2 MiB).
 constexpr int64_t kQuantTileRows = 256;
 // Rows [r0, r1) of the dequantized weight into `out` ([r1 - r0, in], contiguous, float32 / bfloat16 / float16);
 // `absmax` is block_absmax(q) (fp32, CPU), passed in so that a call over many tiles computes it once.
