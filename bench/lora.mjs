@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { processFields } from './proc.mjs';
+import { medianStepMs, processFields } from './proc.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const modelPath = resolve(root, 'fixtures/gpt2-small-random.pt');
@@ -51,19 +51,7 @@ if (!which) {
     device,
     ...(variants[which] ? { quantization: variants[which] } : {}),
   });
-  await m.configureOptimizer({ lr: 1e-4 });
-  const step = async () => {
-    await m.trainStep(batch);
-    await m.optimizerStep(1e-4);
-  };
-  await step();
-  const times = [];
-  for (let i = 0; i < 3; i++) {
-    const t0 = performance.now();
-    await step();
-    times.push(performance.now() - t0);
-  }
-  const ms = times.sort((a, b) => a - b)[1];
+  const ms = await medianStepMs(m, batch, 3, 1e-4);
   const fp = m.memoryFootprint();
   console.log(
     JSON.stringify({

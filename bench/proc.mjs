@@ -80,3 +80,23 @@ export function runPeer(dir, script, args) {
   }
   return JSON.parse(line);
 }
+
+/**
+ * Median wall time (ms) of `n` training steps (trainStep + optimizerStep on `batch`) after one warm-up step, the
+ * optimizer configured with `lr` first.
+ */
+export async function medianStepMs(model, batch, n, lr) {
+  await model.configureOptimizer({ lr });
+  const step = async () => {
+    await model.trainStep(batch);
+    await model.optimizerStep(lr);
+  };
+  await step();
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await step();
+    times.push(performance.now() - t0);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(n / 2)];
+}

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { processFields, rowOrSpawn } from './proc.mjs';
+import { medianStepMs, processFields, rowOrSpawn } from './proc.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const modelPath = resolve(root, 'fixtures/gpt2-small-random.pt');
@@ -53,21 +53,7 @@ function line(variant, ms, extra = {}) {
   return r;
 }
 
-async function timeSteps(model, n) {
-  await model.configureOptimizer({ lr: 1e-3 });
-  const step = async () => {
-    await model.trainStep(batch);
-    await model.optimizerStep(1e-3);
-  };
-  await step(); // warm-up
-  const times = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await step();
-    times.push(performance.now() - t0);
-  }
-  return times.sort((a, b) => a - b)[Math.floor(n / 2)];
-}
+const timeSteps = (model, n) => medianStepMs(model, batch, n, 1e-3);
 
 if (row === 'early-exit') {
   const m = await th.loadHeaded(modelPath, { heads: [probe], device });

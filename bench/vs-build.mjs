@@ -21,7 +21,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { peakRssMib } from './proc.mjs';
+import { medianStepMs, peakRssMib } from './proc.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ROWS = ['probe', 'probe-full', 'lora-fp32', 'lora-nf4-dq', 'full-finetune', 'generate-8'];
@@ -45,21 +45,7 @@ if (opt.row) {
   const batch = { input_ids: ids, probe: ids.map((_, i) => i % 2), cls: ids.map((_, i) => i % 2) };
   const probe = { name: 'probe', inSize: 768, numOutputs: 2, layerHook: 6, predForSequence: true };
   const cls = { name: 'cls', inSize: 768, numOutputs: 2, predForSequence: true };
-  const steps = async (m, n = 3) => {
-    await m.configureOptimizer({ lr: 1e-4 });
-    const step = async () => {
-      await m.trainStep(batch);
-      await m.optimizerStep(1e-4);
-    };
-    await step();
-    const times = [];
-    for (let i = 0; i < n; i++) {
-      const t0 = performance.now();
-      await step();
-      times.push(performance.now() - t0);
-    }
-    return { ms: times.sort((a, b) => a - b)[Math.floor(n / 2)], tokens: B * T };
-  };
+  const steps = async (m, n = 3) => ({ ms: await medianStepMs(m, batch, n, 1e-4), tokens: B * T });
   let r;
   if (opt.row === 'probe') r = await steps(await th.loadHeaded(modelPath, { heads: [probe] }), 5);
   else if (opt.row === 'probe-full') {

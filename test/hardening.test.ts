@@ -6,7 +6,6 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
 
 import { describe, expect, it } from 'vitest';
 
@@ -128,40 +127,17 @@ describe('archives are not read whole', () => {
       { name: 'archive/extra/tokenizer.json', data: readFileSync(fixture('hf-tiny-gpt2/tokenizer.json')) },
     ];
     const path = join(tmp(), 'spread.pt');
+    // The fuzz suite's zip writer, then the central directory and its end record moved to 2.5 GiB (a hole between).
+    const { writeZip } = (await import(join(root, 'scripts/fuzz/cases.mjs'))) as { writeZip: (e: [string, Buffer][]) => Buffer };
+    const zip = writeZip(entries.map(({ name, data }): [string, Buffer] => [name, data]));
+    const cdOffset = zip.readUInt32LE(zip.length - 22 + 16);
+    const directory = Buffer.from(zip.subarray(cdOffset));
+    const moved = 2.5 * 2 ** 30;
+    directory.writeUInt32LE(moved, directory.length - 22 + 16);
     const fd = openSync(path, 'w');
     try {
-      let at = 0;
-      const central: Buffer[] = [];
-      for (const { name, data } of entries) {
-        const n = Buffer.from(name);
-        const local = Buffer.alloc(30);
-        local.writeUInt32LE(0x04034b50, 0);
-        local.writeUInt16LE(20, 4);
-        local.writeUInt32LE(crc32(data), 14);
-        local.writeUInt32LE(data.length, 18);
-        local.writeUInt32LE(data.length, 22);
-        local.writeUInt16LE(n.length, 26);
-        const c = Buffer.alloc(46);
-        c.writeUInt32LE(0x02014b50, 0);
-        c.writeUInt16LE(20, 4);
-        c.writeUInt16LE(20, 6);
-        c.writeUInt32LE(crc32(data), 16);
-        c.writeUInt32LE(data.length, 20);
-        c.writeUInt32LE(data.length, 24);
-        c.writeUInt16LE(n.length, 28);
-        c.writeUInt32LE(at, 42);
-        central.push(c, n);
-        for (const b of [local, n, data]) at += writeSync(fd, b, 0, b.length, at);
-      }
-      const cd = Buffer.concat(central);
-      const cdOffset = 2.5 * 2 ** 30;
-      const eocd = Buffer.alloc(22);
-      eocd.writeUInt32LE(0x06054b50, 0);
-      eocd.writeUInt16LE(entries.length, 8);
-      eocd.writeUInt16LE(entries.length, 10);
-      eocd.writeUInt32LE(cd.length, 12);
-      eocd.writeUInt32LE(cdOffset, 16);
-      writeSync(fd, Buffer.concat([cd, eocd]), 0, cd.length + 22, cdOffset);
+      writeSync(fd, zip, 0, cdOffset, 0);
+      writeSync(fd, directory, 0, directory.length, moved);
     } finally {
       closeSync(fd);
     }
