@@ -591,6 +591,7 @@ std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptio
     throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(options.quant->bits));
   }
   const PositionMode positions = parse_position_mode(options.positions);
+  ScopedCpuCacheBypass one_off_buffers;
   // Deferred reading only when quantizing: then each projection is quantized before the next is read.
   Checkpoint ck = load_checkpoint(path, dtype, /*defer=*/options.quant.has_value());
   std::shared_ptr<Backbone> bb = ck.config.arch == Arch::GPT2 ? make_gpt2(std::move(ck), device, dtype, options.quant)

@@ -4,6 +4,7 @@
 #include <c10/core/impl/alloc_cpu.h>
 #include <c10/util/Exception.h>
 
+#include <atomic>
 #include <cstring>
 #include <list>
 #include <map>
@@ -16,6 +17,16 @@
 #endif
 
 namespace th {
+
+namespace {
+std::atomic<int> g_bypass{0};
+}
+
+ScopedCpuCacheBypass::ScopedCpuCacheBypass() {
+  g_bypass.fetch_add(1);
+  release_cpu_cache();
+}
+ScopedCpuCacheBypass::~ScopedCpuCacheBypass() { g_bypass.fetch_sub(1); }
 
 std::size_t cpu_cache_size_class(std::size_t n) {
   if (n <= 4096) return 4096;
@@ -125,7 +136,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     if (it == live_.end()) return false;
     const std::size_t size = it->second;
     live_.erase(it);
-    if (size > limit_) {
+    if (size > limit_ || g_bypass.load(std::memory_order_relaxed) > 0) {
       munmap(p, size);
       mapped_ -= size;
       return true;

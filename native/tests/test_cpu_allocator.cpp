@@ -128,3 +128,16 @@ TEST_CASE("cpu allocator: the raw interface and many threads") {
   CHECK(s.cached <= s.cache_limit);
   th::release_cpu_cache();
 }
+
+TEST_CASE("cpu allocator: nothing is kept while a bypass is held (loading)") {
+  th::release_cpu_cache();
+  {
+    th::ScopedCpuCacheBypass outer;
+    th::ScopedCpuCacheBypass inner;  // nestable
+    { torch::Tensor a = torch::ones({768, 1024}); }
+    CHECK(th::cpu_cache_stats().cached == 0);
+  }
+  { torch::Tensor a = torch::ones({768, 1024}); }
+  CHECK(th::cpu_cache_stats().cached >= 3 * MiB);  // kept again once the bypass is gone
+  th::release_cpu_cache();
+}
