@@ -41,7 +41,6 @@ constexpr int kArenaMax = 2;  // the main thread's and the compute thread's
 
 struct Applied {
   int mmap_threshold = 0, trim_threshold = 0, arena_max = 0;  // 0: not set by the addon
-  std::size_t cache_limit = 0;                                // 0: no caching allocator
   const char* source = "unsupported";
 };
 
@@ -63,12 +62,13 @@ void configure_malloc() {
   static std::once_flag once;
   std::call_once(once, [] {
     Applied& a = applied();
-#if defined(__GLIBC__)
+    // TRANSFORMER_HEADS_MALLOC=default: neither the glibc settings nor the caching allocator, on every platform.
     const char* opt = std::getenv("TRANSFORMER_HEADS_MALLOC");
     if (opt != nullptr && std::string(opt) == "default") {
       a.source = "off";
       return;
     }
+#if defined(__GLIBC__)
     a.source = "addon";
     bool any_user = false;
     if (!user_set("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold")) {
@@ -98,10 +98,7 @@ void configure_malloc() {
       const unsigned long long n = std::strtoull(v, &end, 10);
       if (errno == 0 && end != nullptr && *end == '\0' && n <= (std::size_t{1} << 24)) limit_mib = static_cast<std::size_t>(n);
     }
-    if (limit_mib > 0 && a.source != std::string("off")) {
-      th::install_cpu_caching_allocator(th::kDefaultCpuCacheMinBytes, limit_mib << 20);
-      a.cache_limit = limit_mib << 20;
-    }
+    if (limit_mib > 0) th::install_cpu_caching_allocator(th::kDefaultCpuCacheMinBytes, limit_mib << 20);
   });
 }
 

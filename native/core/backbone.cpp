@@ -184,10 +184,6 @@ void Backbone::set_requires_grad(bool on) {
 void Backbone::finish_loading() {
   tensors_.clear();
   deferred_.clear();  // unmaps the files
-  // Loading frees buffers no step asks for again (the archive's copies of transposed weights, the float weights of
-  // quantized projections): the caching allocator would keep up to its limit of them (NF4 GPT-2 small: 672 MiB
-  // after loading instead of 428).
-  release_cpu_cache();
   if (load_quant_) quantized_ = true;
   measure();
 }
@@ -292,10 +288,10 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
 void Backbone::quantize(const QuantOptions& o) {
   if (o.bits != 4 && o.bits != 8) throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(o.bits));
   if (quantized_) throw ConfigError("the model is already quantized");
+  ScopedCpuCacheBypass one_off_buffers;  // the float weights and quantization temporaries, as when loading
   for (Linear* l : linears()) quantize_linear(*l, o);
   quantized_ = true;
   measure();
-  release_cpu_cache();  // the float weights just freed (as at the end of loading)
 }
 
 // Backbone::add_lora is in lora.cpp, with the PEFT module-matching rules it applies.
@@ -591,6 +587,8 @@ std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptio
     throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(options.quant->bits));
   }
   const PositionMode positions = parse_position_mode(options.positions);
+  // Every backbone is built here: what loading frees (file reads, the archive's copies of transposed weights, the
+  // float weights of quantized projections) is not kept by the caching allocator.
   ScopedCpuCacheBypass one_off_buffers;
   // Deferred reading only when quantizing: then each projection is quantized before the next is read.
   Checkpoint ck = load_checkpoint(path, dtype, /*defer=*/options.quant.has_value());

@@ -85,37 +85,33 @@ class CachingCpuAllocator final : public c10::Allocator {
   c10::DataPtr allocate_impl(std::size_t n) {
     if (n < min_bytes_) return fallback_->allocate(n);
     const std::size_t size = cpu_cache_size_class(n);
+    std::unique_lock<std::mutex> lock(mu_);
     void* p = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = by_size_.find(size);
-      if (it != by_size_.end()) {
-        // The most recently freed buffer of the class: its pages are the likeliest still in the CPU caches.
-        KeptList::iterator k = it->second.back();
-        it->second.pop_back();
-        if (it->second.empty()) by_size_.erase(it);
-        p = k->ptr;
-        kept_.erase(k);
-        cached_ -= size;
-        ++hits_;
-      }
-    }
-    if (p == nullptr) {
+    auto it = by_size_.find(size);
+    if (it != by_size_.end()) {
+      // The most recently freed buffer of the class: its pages are the likeliest still in the CPU caches.
+      KeptList::iterator k = it->second.back();
+      it->second.pop_back();
+      if (it->second.empty()) by_size_.erase(it);
+      p = k->ptr;
+      kept_.erase(k);
+      cached_ -= size;
+      ++hits_;
+    } else {
+      lock.unlock();  // mmap outside the lock
       p = map_fresh(size);
       if (p == nullptr) {
         release_all();  // the kept buffers may be what stands in the way
         p = map_fresh(size);
       }
       TORCH_CHECK(p != nullptr, "CPU allocator: not enough memory: you tried to allocate ", n, " bytes.");
-      std::lock_guard<std::mutex> lock(mu_);
+      lock.lock();
       mapped_ += size;
       if (mapped_ > peak_mapped_) peak_mapped_ = mapped_;
       ++misses_;
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      live_.emplace(p, size);
-    }
+    live_.emplace(p, size);
+    lock.unlock();
     return c10::DataPtr(p, p, &CachingCpuAllocator::raw_delete, c10::Device(c10::DeviceType::CPU));
   }
 

@@ -43,7 +43,7 @@ std::size_t release_cpu_cache();
 
 // While one exists, freed buffers are unmapped instead of kept (nestable; process-wide, as the intra-op workers free
 // too). Loading holds one: its buffers are one-off (file reads, float weights quantized and dropped), and keeping
-// them raised the 1.1B NF4 model's loading peak from 1,466 to 1,668 MiB.
+// them raised the 1.1B NF4 model's loading peak from 1,466 to 1,668 MiB. Backbone::quantize holds one too.
 class ScopedCpuCacheBypass {
  public:
   ScopedCpuCacheBypass();

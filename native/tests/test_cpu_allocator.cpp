@@ -73,7 +73,7 @@ TEST_CASE("cpu allocator: what it keeps stays within its limit; the oldest goes 
   }
   const std::size_t mapped_with_all = th::cpu_cache_stats().mapped;
   CHECK(mapped_with_all >= s0.mapped + total);
-  void* oldest = held.front().data_ptr();
+  const int64_t oldest_numel = held.front().numel();
   void* newest = held.back().data_ptr();
   const int64_t newest_numel = held.back().numel();
   for (auto& t : held) t = torch::Tensor();  // freed in order, first to last
@@ -82,10 +82,14 @@ TEST_CASE("cpu allocator: what it keeps stays within its limit; the oldest goes 
   CHECK(s1.cached <= limit);
   CHECK(s1.cached > 0);
   CHECK(s1.mapped <= s0.mapped + limit);  // the rest was unmapped
-  // The newest freed buffer is still there, the oldest was unmapped (a fresh request of its size maps anew).
+  // The newest freed buffer is still there; the oldest (4 MiB, the only one of its class) was unmapped, so a
+  // request of its size maps fresh memory.
   torch::Tensor again = torch::empty({newest_numel});
   CHECK(again.data_ptr() == newest);
-  (void)oldest;
+  const std::uint64_t misses = th::cpu_cache_stats().misses;
+  torch::Tensor first_size = torch::empty({oldest_numel});
+  CHECK(th::cpu_cache_stats().misses == misses + 1);
+  first_size = torch::Tensor();
   again = torch::Tensor();
   // A buffer larger than the whole limit is never kept.
   const std::size_t before = th::cpu_cache_stats().cached;

@@ -18,36 +18,26 @@ type ReadAt = (offset: number, length: number) => Promise<Buffer>;
  * while the model was loaded next to it; issue 15). Files over 2 GiB could not be read whole at all.
  */
 export async function zipEntriesFromFile(path: string, suffixes: string[], where: string): Promise<Map<string, Buffer>> {
-  const fh = await open(path, 'r');
-  try {
-    const size = (await fh.stat()).size;
-    return await zipEntriesAt(
-      size,
-      async (offset, length) => {
-        const b = Buffer.alloc(Math.max(0, Math.min(length, size - offset)));
-        if (b.length === 0) return b;
-        const { bytesRead } = await fh.read(b, 0, b.length, offset);
-        return b.subarray(0, bytesRead);
-      },
-      suffixes,
-      where,
-    );
-  } finally {
-    await fh.close();
-  }
-}
-
-async function zipEntriesAt(size: number, readAt: ReadAt, suffixes: string[], where: string): Promise<Map<string, Buffer>> {
   const bad = (m: string): never => {
     throw new TransformerHeadsError(`${where} is not a readable zip/TorchScript archive: ${m}`, 'ERR_TH_FILE');
   };
+  const fh = await open(path, 'r');
   try {
+    const size = (await fh.stat()).size;
+    const readAt: ReadAt = async (offset, length) => {
+      const b = Buffer.alloc(Math.max(0, Math.min(length, size - offset)));
+      if (b.length === 0) return b;
+      const { bytesRead } = await fh.read(b, 0, b.length, offset);
+      return b.subarray(0, bytesRead);
+    };
     return await readZip(size, readAt, suffixes, bad);
   } catch (e) {
     // Offsets read from the file point anywhere: a read past the end (RangeError) or a corrupt deflate stream is a
     // malformed archive, not a bug.
     if (e instanceof TransformerHeadsError) throw e;
     return bad(e instanceof Error ? e.message : String(e));
+  } finally {
+    await fh.close();
   }
 }
 
