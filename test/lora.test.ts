@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { createHeadedQLoRA, loadHeaded, loadLoraWithHeads, TransformerHeadsError, type HeadedBatch } from '../ts/index.js';
-import { expectRel, F32_EPS, fixture, LOSS_RTOL, readReference, relDiff, relErr, root } from './helpers.js';
+import { expectRel, F32_EPS, fixture, FORWARD_RTOL, LOSS_RTOL, readReference, relDiff, relErr, root } from './helpers.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'th-lora-'));
 const cls = { name: 'cls', inSize: 64, numOutputs: 2, predForSequence: true };
@@ -189,6 +189,56 @@ describe('4-bit backbones', () => {
     expect(fp.quantizedBitsPerParameter!).toBeLessThan(4.2);
     expect(fp.quantized).toBeLessThan(f32.memoryFootprint().dense / 6);
     for (const m of [f32, q4, q8]) m.dispose();
+  });
+
+  it('quantizeEmbeddings: the tied table in 4-bit (exact footprint), QLoRA with the LM head trains and generates', async () => {
+    const heads = [
+      { name: 'cls', inSize: 256, numOutputs: 2, predForSequence: true },
+      // a 4-bit LM head cannot train itself; its LoRA adapter does
+      { name: 'lm_head', inSize: 256, numOutputs: 50257, isCausalLm: true, trainable: false },
+    ];
+    const quantization = { bits: 4 as const, doubleQuant: true };
+    const lora = { r: 4, targetModules: ['c_attn', 'mlp.c_proj', 'lm_head'] };
+    const plain = await createHeadedQLoRA(fixture('random-gpt2-bpe.pt'), { heads, quantization, lora, seed: 1 });
+    const m = await createHeadedQLoRA(fixture('random-gpt2-bpe.pt'), { heads, quantization: { ...quantization, quantizeEmbeddings: true }, lora, seed: 1 });
+    expect(m.quantization?.quantizeEmbeddings).toBe(true);
+    expect(plain.quantization?.quantizeEmbeddings).toBe(false);
+    // wte [50257, 256]: float32 out; packed nibbles, one 8-bit code per block of 64 and a float per 256 blocks in,
+    // plus the double quantization's offset (8 bytes), as Quant4::bytes() counts it for bitsandbytes' layout.
+    const V = 50257;
+    const H = 256;
+    const blocks = (V * H) / 64;
+    const a = plain.memoryFootprint();
+    const b = m.memoryFootprint();
+    expect(a.dense - b.dense).toBe(V * H * 4);
+    expect(b.quantized - a.quantized).toBe((V * H) / 2 + blocks + 4 * Math.ceil(blocks / 256) + 8);
+    expect(b.quantizedBitsPerParameter!).toBeLessThan(4.2);
+
+    const ids = [[464, 3807, 373, 262, 1110, 11], [40, 588, 257, 1263, 286, 13]];
+    const tokens = { input_ids: ids, cls: [1, 0], lm_head: ids };
+    const first = (await m.forward(tokens)).loss;
+    await m.configureOptimizer({ lr: 1e-2 });
+    for (let i = 0; i < 4; i++) {
+      await m.trainStep(tokens);
+      await m.optimizerStep(1e-2);
+    }
+    const last = (await m.forward(tokens)).loss;
+    expect(last).toBeLessThan(first);
+    // The tied LM head reads the 4-bit table through the KV cache as without it.
+    const g1 = await m.generate([[464, 3807, 373], [40, 588]], { maxNewTokens: 5, eosTokenId: null, outputLogits: true });
+    const g2 = await m.generate([[464, 3807, 373], [40, 588]], { maxNewTokens: 5, eosTokenId: null, outputLogits: true, useCache: false });
+    expect(Array.from(g1.sequences.data)).toEqual(Array.from(g2.sequences.data));
+    expectRel(relDiff(g1.logits!, g2.logits!), FORWARD_RTOL, 'logits'); // generate.test.ts' cache-vs-recompute bound
+    for (const x of [plain, m]) x.dispose();
+    const trainedHead = [heads[0]!, { ...heads[1]!, trainable: true }];
+    await expect(createHeadedQLoRA(fixture('random-gpt2-bpe.pt'), { heads: trainedHead, quantization: { bits: 4, quantizeEmbeddings: true }, lora: { r: 4 } })).rejects.toMatchObject({
+      code: 'ERR_TH_CONFIG',
+      message: expect.stringContaining("set trainable: false on that head"),
+    });
+    await expect(loadHeaded(fixture('tiny-gpt2.pt'), { heads: [cls], quantization: { bits: 8, quantizeEmbeddings: true } })).rejects.toMatchObject({
+      code: 'ERR_TH_CONFIG',
+      message: expect.stringContaining('quantizeEmbeddings needs bits: 4'),
+    });
   });
 });
 

@@ -67,6 +67,7 @@ HeadedFacts facts_of(th::HeadedModel& m) {
   f.needs_grad = m.backbone_needs_grad();
   f.is_quantized = bb.is_quantized();
   for (th::Linear* l : bb.linears()) if (l->quantized()) f.quantized_parameters += l->in * l->out;
+  if (bb.token_embeddings().quantized()) f.quantized_parameters += bb.token_embeddings().in * bb.token_embeddings().out;
   f.hooked = m.hooked_layers();
   return f;
 }
@@ -380,6 +381,7 @@ Napi::Value LoadHeaded(const Napi::CallbackInfo& info) {
     qo.type = qt == "nf4" ? th::QuantType::NF4 : th::QuantType::FP4;
     qo.blocksize = static_cast<int64_t>(num(q, "blocksize", 64));
     qo.double_quant = q.Get("doubleQuant").ToBoolean().Value();
+    qo.embeddings = q.Get("quantizeEmbeddings").ToBoolean().Value();
     qo.llm_int8_threshold = num(q, "llmInt8Threshold", th::kLlmInt8Threshold);
     const std::string cd = q.Get("computeDtype").IsString() ? q.Get("computeDtype").As<Napi::String>().Utf8Value() : "float32";
     qo.compute_dtype = sync_call(env, [&] { return th::parse_dtype(cd); });

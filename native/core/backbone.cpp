@@ -185,11 +185,51 @@ void Backbone::finish_loading() {
   tensors_.clear();
   deferred_.clear();  // unmaps the files
   if (load_quant_) quantized_ = true;
+  sync_lm_head();
   measure();
 }
 
 void Backbone::quantize_on_load(Linear& l) {
   if (load_quant_) quantize_linear(l, *load_quant_);
+}
+
+namespace {
+void check_embedding_quant(const QuantOptions& o) {
+  if (o.embeddings && o.bits != 4) {
+    throw ConfigError("quantizeEmbeddings needs 4-bit quantization (bitsandbytes has no 8-bit embedding), got bits " +
+                      std::to_string(o.bits));
+  }
+}
+}  // namespace
+
+void Backbone::take_token_embeddings(const std::string& name) {
+  tokens_.name = name.substr(0, name.rfind(".weight"));
+  tokens_.out = config_.vocab_size;
+  tokens_.in = config_.hidden_size;
+  tokens_.weight = take(name, {tokens_.out, tokens_.in});
+  if (load_quant_) check_embedding_quant(*load_quant_);
+  if (load_quant_ && load_quant_->embeddings) quantize_linear(tokens_, *load_quant_);
+}
+
+void Backbone::take_lm_head(bool tied) {
+  tied_ = tied;
+  if (!tied) lm_head_ = take("lm_head.weight", {config_.vocab_size, config_.hidden_size});
+}
+
+torch::Tensor Backbone::embed_tokens(const torch::Tensor& ids) const {
+  return tokens_.q4 ? embedding_4bit(*tokens_.q4, ids, dtype_) : torch::embedding(tokens_.weight, ids);
+}
+
+torch::Tensor Backbone::lm_head(const torch::Tensor& x) const { return tied_ ? tokens_(x) : torch::linear(x, lm_head_); }
+
+void Backbone::sync_lm_head() {
+  Linear& lm = lm_head_projection_;
+  lm.name = "lm_head";
+  lm.weight = tied_ ? tokens_.weight : lm_head_;
+  lm.q4 = tied_ ? tokens_.q4 : nullptr;
+  lm.compute_dtype = tied_ ? tokens_.compute_dtype : dtype_;
+  lm.out = config_.vocab_size;
+  lm.in = config_.hidden_size;
 }
 
 void Backbone::quantize_linear(Linear& l, const QuantOptions& o) {
@@ -219,6 +259,7 @@ Backbone::Footprint Backbone::footprint() {
     const void* key = p.second.storage().unsafeGetStorageImpl();
     if (seen.insert(key).second) f.dense += static_cast<int64_t>(p.second.storage().nbytes());
   }
+  if (tokens_.q4) f.quantized += tokens_.q4->bytes();
   for (Linear* l : linears()) {
     if (l->q4) f.quantized += l->q4->bytes();
     if (l->q8) f.quantized += l->q8->bytes();
@@ -227,18 +268,6 @@ Backbone::Footprint Backbone::footprint() {
   const Linear* lm = lm_head_projection();
   if (lm->lora_a.defined()) f.lora += (lm->lora_a.numel() + lm->lora_b.numel()) * lm->lora_a.element_size();
   return f;
-}
-
-Linear* Backbone::lm_head_projection() {
-  // Set up on first use (lm_head_weight() is the derived class's, ready once it is constructed); the weight is the
-  // model's own tensor, so finetuning or loading it in place is seen here too.
-  if (!lm_head_projection_.weight.defined()) {
-    lm_head_projection_.name = "lm_head";
-    lm_head_projection_.weight = lm_head_weight();
-    lm_head_projection_.out = lm_head_projection_.weight.size(0);
-    lm_head_projection_.in = lm_head_projection_.weight.size(1);
-  }
-  return &lm_head_projection_;
 }
 
 void Backbone::measure() {
@@ -288,9 +317,12 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
 void Backbone::quantize(const QuantOptions& o) {
   if (o.bits != 4 && o.bits != 8) throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(o.bits));
   if (quantized_) throw ConfigError("the model is already quantized");
+  check_embedding_quant(o);
   ScopedCpuCacheBypass one_off_buffers;  // the float weights and quantization temporaries, as when loading
   for (Linear* l : linears()) quantize_linear(*l, o);
+  if (o.embeddings) quantize_linear(tokens_, o);
   quantized_ = true;
+  sync_lm_head();
   measure();
 }
 
@@ -329,7 +361,9 @@ void Backbone::merge_lora() {
     lm->lora_a = torch::Tensor();
     lm->lora_b = torch::Tensor();
   }
-  for (Linear* l : linears()) {
+  std::vector<Linear*> all = linears();
+  all.push_back(&tokens_);  // a quantized table becomes dense like the projections
+  for (Linear* l : all) {
     if (!l->lora_a.defined() && !l->quantized()) continue;
     torch::Tensor w = l->dense(torch::kFloat32);
     if (l->lora_a.defined()) w = w + torch::matmul(l->lora_b, l->lora_a) * l->scaling;
@@ -345,6 +379,7 @@ void Backbone::merge_lora() {
     else params_.emplace_back(key, l->weight);
   }
   quantized_ = false;
+  sync_lm_head();
   measure();
 }
 

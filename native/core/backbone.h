@@ -110,6 +110,10 @@ struct QuantOptions {
   bool double_quant = false;
   torch::ScalarType compute_dtype = torch::kFloat32;
   double llm_int8_threshold = kLlmInt8Threshold;  // 8-bit only (bitsandbytes' llm_int8_threshold)
+  // 4-bit only: the token-embedding table too (and the LM head when it is tied to it), as bitsandbytes'
+  // Embedding4bit. Off by default, as in PEFT's QLoRA (which leaves embeddings and lm_head in float): on a small model
+  // the table is a large share of the weights (GPT-2 small: 147 of 475 MiB).
+  bool embeddings = false;
 };
 
 struct LoadOptions {
@@ -185,8 +189,12 @@ class Backbone {
   // without a cache) derives positions from the mask whatever the mode, as Hugging Face's generate().
   std::vector<torch::Tensor> run(const torch::Tensor& ids, const torch::Tensor& mask, int64_t stop, const std::vector<bool>& wanted,
                                  KVCache* cache = nullptr, const torch::Tensor& positions = {}, bool generation = false);
-  // The output projection (tied to the embeddings when the config says so); bias-free, [V, H].
-  virtual torch::Tensor lm_head_weight() const = 0;
+  // The output projection (tied to the embeddings when the config says so); bias-free, [V, H]. Undefined when it is
+  // the token-embedding table and that is quantized (QuantOptions::embeddings): lm_head_projection() has it then.
+  torch::Tensor lm_head_weight() const { return tied_ ? tokens_.weight : lm_head_; }
+  bool lm_head_tied() const { return tied_; }
+  // The token-embedding table (name "wte" / "embed_tokens", [V, H]): q4 set when QuantOptions::embeddings.
+  const Linear& token_embeddings() const { return tokens_; }
   // Weights by Hugging Face name (without the base-model prefix); shared tensors appear once. GPT-2 Conv1D weights
   // are listed in the [out, in] layout they are used in.
   const std::vector<std::pair<std::string, torch::Tensor>>& named_parameters() const { return params_; }
@@ -200,12 +208,14 @@ class Backbone {
   // The block projections, by Hugging Face module path (without the base prefix).
   virtual std::vector<Linear*> linears() = 0;
   // The output projection as a Linear named "lm_head" (weight = lm_head_weight(), no bias), so that LoRA can adapt
-  // it when targetModules names it, as PEFT does for the Python library's lm_head. Not among linears(): it is never
-  // quantized (bitsandbytes skips lm_head) nor adapted by default. The head named 'lm_head' runs through it.
-  Linear* lm_head_projection();
+  // it when targetModules names it, as PEFT does for the Python library's lm_head. Not among linears(): it is not
+  // adapted by default, and quantized only as the tied token-embedding table (bitsandbytes skips lm_head). The head
+  // named 'lm_head' runs through it.
+  Linear* lm_head_projection() { return &lm_head_projection_; }
   // "transformer." (GPT-2) or "model." (Llama family): the base-model prefix of Hugging Face names.
   std::string base_prefix() const { return config_.arch == Arch::GPT2 ? "transformer." : "model."; }
-  // Replaces every block projection's weight by its 4- or 8-bit form (biases, norms, embeddings stay dense).
+  // Replaces every block projection's weight by its 4- or 8-bit form (biases, norms and position embeddings stay
+  // dense; the token embeddings too unless options.embeddings).
   void quantize(const QuantOptions& options);
   bool is_quantized() const { return quantized_; }
   // Adds LoRA adapters (A Kaiming-uniform, B zero) to the matching projections, each with its own rank and scaling
@@ -215,7 +225,7 @@ class Backbone {
   // LoRA tensors by their PEFT names without the "base_model.model." prefix: "<hf path>.lora_A.weight" (the output
   // projection's: "lm_head.lora_A.weight", as lm_head sits outside the base model).
   std::vector<std::pair<std::string, torch::Tensor>> lora_parameters();
-  // Folds the adapters into dense weights (quantized projections become dense) and removes them. An lm_head adapter
+  // Folds the adapters into dense weights (quantized projections and embeddings become dense) and removes them. An lm_head adapter
   // is folded into the output projection in place; when that is tied to the embeddings it is refused (ConfigError),
   // as folding it would change the input embeddings too.
   void merge_lora();
@@ -240,6 +250,12 @@ class Backbone {
   // Called by the architectures on each block projection right after taking its weight: with LoadOptions::quant,
   // quantizes it at once (the float weight is freed before the next one is read).
   void quantize_on_load(Linear& l);
+  // The token-embedding table [V, H] by checkpoint name (quantized at once with QuantOptions::embeddings), and the
+  // output projection: the same table when `tied`, else the checkpoint's lm_head.weight.
+  void take_token_embeddings(const std::string& name);
+  void take_lm_head(bool tied);
+  torch::Tensor embed_tokens(const torch::Tensor& ids) const;
+  torch::Tensor lm_head(const torch::Tensor& x) const;
   void finish_loading();  // drops unused checkpoint tensors and measures the weights
   void measure();
 
@@ -247,7 +263,6 @@ class Backbone {
   virtual void prepare(AttentionContext& ctx, const torch::Tensor& positions) = 0;
   virtual torch::Tensor block(int64_t index, const torch::Tensor& x, const AttentionContext& ctx) = 0;
   virtual torch::Tensor final_norm(const torch::Tensor& x) = 0;
-  virtual torch::Tensor lm_head(const torch::Tensor& x) = 0;
 
   ModelConfig config_;
   torch::Device device_;
@@ -257,6 +272,8 @@ class Backbone {
   void check_inputs(const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& positions) const;
 
   void quantize_linear(Linear& l, const QuantOptions& o);
+  // Points lm_head_projection_ at the current output weight (after loading, quantizing, merging); its adapter stays.
+  void sync_lm_head();
 
   std::map<std::string, torch::Tensor> tensors_;
   std::map<std::string, Checkpoint::Deferred> deferred_;
@@ -265,6 +282,11 @@ class Backbone {
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::set<std::string> transposed_;  // names stored transposed from the checkpoint (GPT-2 Conv1D)
   std::string config_json_, tokenizer_json_, tokenizer_config_json_;
+  // The token-embedding table as a bias-free [V, H] projection: the tied LM head is this Linear, so a quantized
+  // table serves both the lookup (embedding_4bit) and the logits (linear_4bit).
+  Linear tokens_;
+  torch::Tensor lm_head_;  // untied only
+  bool tied_ = false;
   Linear lm_head_projection_;
   int64_t parameter_bytes_ = 0;
   bool quantized_ = false;

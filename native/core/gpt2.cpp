@@ -19,8 +19,8 @@ class Gpt2 final : public Backbone {
  public:
   Gpt2(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype, std::optional<QuantOptions> quant)
       : Backbone(std::move(ck), device, dtype, quant) {
-    const int64_t H = config_.hidden_size, I = config_.intermediate_size, V = config_.vocab_size;
-    wte_ = take("wte.weight", {V, H});
+    const int64_t H = config_.hidden_size, I = config_.intermediate_size;
+    take_token_embeddings("wte.weight");
     wpe_ = take("wpe.weight", {config_.max_position_embeddings, H});
     for (int64_t i = 0; i < config_.num_layers; ++i) {
       const std::string p = "h." + std::to_string(i) + ".";
@@ -38,14 +38,14 @@ class Gpt2 final : public Backbone {
     lnf_w_ = take("ln_f.weight", {H});
     lnf_b_ = take("ln_f.bias", {H});
     // Saved GPT2LMHeadModel files may carry lm_head.weight; HF ties it to wte regardless unless told otherwise.
-    lm_head_ = (!config_.tie_word_embeddings && has("lm_head.weight")) ? take("lm_head.weight", {V, H}) : wte_;
+    take_lm_head(/*tied=*/config_.tie_word_embeddings || !has("lm_head.weight"));
     scale_ = config_.scale_attn_weights ? 1.0 / std::sqrt(static_cast<double>(config_.head_dim)) : 1.0;
     finish_loading();
   }
 
  protected:
   torch::Tensor embed(const torch::Tensor& ids, const torch::Tensor& pos) override {
-    return torch::embedding(wte_, ids) + torch::embedding(wpe_, pos);
+    return embed_tokens(ids) + torch::embedding(wpe_, pos);
   }
 
   void prepare(AttentionContext&, const torch::Tensor&) override {}
@@ -70,10 +70,8 @@ class Gpt2 final : public Backbone {
     return torch::layer_norm(x, {config_.hidden_size}, lnf_w_, lnf_b_, config_.norm_eps);
   }
 
-  torch::Tensor lm_head(const torch::Tensor& x) override { return torch::linear(x, lm_head_); }
 
  public:
-  torch::Tensor lm_head_weight() const override { return lm_head_; }
   std::vector<Linear*> linears() override {
     std::vector<Linear*> out;
     for (auto& b : blocks_) out.insert(out.end(), {&b.c_attn, &b.attn_proj, &b.c_fc, &b.mlp_proj});
@@ -102,7 +100,7 @@ class Gpt2 final : public Backbone {
     return torch::gelu(x, "tanh");  // gelu_new / gelu_pytorch_tanh / gelu_fast: the tanh approximation
   }
 
-  torch::Tensor wte_, wpe_, lnf_w_, lnf_b_, lm_head_;
+  torch::Tensor wpe_, lnf_w_, lnf_b_;
   std::vector<Gpt2Block> blocks_;
   double scale_ = 1.0;
 };

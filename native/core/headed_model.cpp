@@ -97,7 +97,14 @@ HeadedModel::HeadedModel(std::shared_ptr<Backbone> backbone, std::vector<HeadCon
   for (auto& h : heads_) {
     const bool on = train && h.config().trainable && (!options_.lora || options_.fully_trained_heads);
     if (h.is_lm_head()) {
-      if (on) h.named_parameters()[0].second.requires_grad_(true);
+      if (!on) continue;
+      auto p = h.named_parameters();
+      if (p.empty()) {
+        throw ConfigError("the head 'lm_head' would train the model's LM head, which quantizeEmbeddings stores in 4-bit with the "
+                          "token embeddings it is tied to; set trainable: false on that head (or fullyTrainedHeads: false), "
+                          "or adapt it with LoRA ('lm_head' in targetModules)");
+      }
+      p[0].second.requires_grad_(true);
     } else {
       for (auto& [k, t] : h.named_parameters()) t.requires_grad_(on);
     }

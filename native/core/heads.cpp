@@ -153,15 +153,18 @@ Head::Head(const HeadConfig& cfg, int64_t out_features, torch::Device device, to
   }
 }
 
-Head::Head(const HeadConfig& cfg, const Linear* lm_head) : cfg_(cfg), is_lm_head_(true), lm_head_(lm_head) {
-  weights_.push_back(lm_head->weight);
-  biases_.push_back(torch::Tensor());
-}
+// The projection's weight is read through the pointer at each use, not kept: merging or quantizing the backbone
+// replaces it (a 4-bit tied table has no dense weight at all).
+Head::Head(const HeadConfig& cfg, const Linear* lm_head) : cfg_(cfg), is_lm_head_(true), lm_head_(lm_head) {}
 
 torch::Tensor Head::forward(const torch::Tensor& input) const {
   // Python casts the hooked state to the head's dtype and the logits to float32.
+  if (is_lm_head_) {
+    // a bare Linear in Python (PEFT-wrapped when adapted); a 4-bit one casts to its compute dtype itself
+    const torch::Tensor& w = lm_head_->weight;
+    return (*lm_head_)(w.defined() ? input.to(w.scalar_type()) : input).to(torch::kFloat32);
+  }
   torch::Tensor x = input.to(weights_[0].scalar_type());
-  if (is_lm_head_) return (*lm_head_)(x).to(torch::kFloat32);  // a bare Linear in Python (PEFT-wrapped when adapted)
   if (cfg_.block_gradients) x = x.detach();
   for (size_t i = 0; i < weights_.size(); ++i) {
     x = torch::linear(x, weights_[i], biases_[i]);
@@ -174,6 +177,10 @@ torch::Tensor Head::forward(const torch::Tensor& input) const {
 
 std::vector<std::pair<std::string, torch::Tensor>> Head::named_parameters() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
+  if (is_lm_head_) {
+    if (lm_head_->weight.defined()) out.emplace_back("lins.0.weight", lm_head_->weight);
+    return out;
+  }
   for (size_t i = 0; i < weights_.size(); ++i) {
     out.emplace_back("lins." + std::to_string(i) + ".weight", weights_[i]);
     if (biases_[i].defined()) out.emplace_back("lins." + std::to_string(i) + ".bias", biases_[i]);

@@ -24,9 +24,9 @@ class Llama final : public Backbone {
   Llama(Checkpoint&& ck, torch::Device device, torch::ScalarType dtype, std::optional<QuantOptions> quant)
       : Backbone(std::move(ck), device, dtype, quant) {
     const ModelConfig& c = config_;
-    const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+    const int64_t H = c.hidden_size, I = c.intermediate_size;
     const int64_t qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
-    embed_ = take("embed_tokens.weight", {V, H});
+    take_token_embeddings("embed_tokens.weight");
     for (int64_t i = 0; i < c.num_layers; ++i) {
       const std::string p = "layers." + std::to_string(i) + ".";
       LlamaBlock b;
@@ -42,20 +42,17 @@ class Llama final : public Backbone {
       blocks_.push_back(std::move(b));
     }
     norm_ = take("norm.weight", {H});
-    if (c.tie_word_embeddings) {
-      lm_head_ = embed_;
-    } else if (has("lm_head.weight")) {
-      lm_head_ = take("lm_head.weight", {V, H});
-    } else {
+    if (!c.tie_word_embeddings && !has("lm_head.weight")) {
       throw ConfigError("checkpoint has no 'lm_head.weight' and config.json says tie_word_embeddings is false");
     }
+    take_lm_head(c.tie_word_embeddings);
     inv_freq_ = inv_freq(c.rope_theta);
     scale_ = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
     finish_loading();
   }
 
  protected:
-  torch::Tensor embed(const torch::Tensor& ids, const torch::Tensor&) override { return torch::embedding(embed_, ids); }
+  torch::Tensor embed(const torch::Tensor& ids, const torch::Tensor&) override { return embed_tokens(ids); }
 
   void prepare(AttentionContext& ctx, const torch::Tensor& pos) override {
     torch::Tensor inv = inv_freq_;
@@ -112,10 +109,8 @@ class Llama final : public Backbone {
 
   torch::Tensor final_norm(const torch::Tensor& x) override { return rms_norm(x, norm_); }
 
-  torch::Tensor lm_head(const torch::Tensor& x) override { return torch::linear(x, lm_head_); }
 
  public:
-  torch::Tensor lm_head_weight() const override { return lm_head_; }
   std::vector<Linear*> linears() override {
     std::vector<Linear*> out;
     for (auto& b : blocks_) out.insert(out.end(), {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down});
@@ -164,7 +159,7 @@ class Llama final : public Backbone {
     return inv;
   }
 
-  torch::Tensor embed_, norm_, lm_head_, inv_freq_;
+  torch::Tensor norm_, inv_freq_;
   std::vector<LlamaBlock> blocks_;
   double scale_ = 1.0;
 };

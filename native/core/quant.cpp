@@ -285,6 +285,33 @@ torch::Tensor linear_4bit_grad_input(const torch::Tensor& g, const Quant4& q, in
   return acc.to(g.scalar_type()).view(sizes);
 }
 
+torch::Tensor embedding_4bit(const Quant4& q, const torch::Tensor& ids, torch::ScalarType dtype) {
+  const int64_t V = q.shape[0], H = q.shape[1];
+  torch::NoGradGuard no_grad;
+  auto out_sizes = ids.sizes().vec();
+  out_sizes.push_back(H);
+  // Blocks that straddle rows (H not a multiple of the blocksize; no real model has that): the whole table.
+  if (H % q.blocksize != 0) return torch::embedding(dequantize_4bit(q, dtype), ids);
+  auto flat = ids.reshape({-1});
+  const int64_t n = flat.numel(), per_row = H / q.blocksize;  // blocks per row; blocksize is even, so rows start on a byte
+  auto bytes = q.packed.narrow(0, 0, V * H / 2).view({V, H / 2}).index_select(0, flat);
+  auto table = on_device(code_table(q.type), q.packed.device());
+  auto pairs = torch::stack({table.repeat_interleave(16), table.repeat({16})}, 1);
+  auto values = pairs.index_select(0, bytes.reshape({-1}).to(torch::kLong)).view({n, per_row, q.blocksize});
+  auto blocks = (flat.unsqueeze(1) * per_row + torch::arange(per_row, flat.options())).reshape({-1});
+  torch::Tensor absmax;
+  if (q.nested) {
+    // block_absmax's arithmetic on the selected blocks only: code[qabsmax] * absmax2[block / 256] + offset
+    auto code = on_device(dynamic_map(), q.qabsmax.device());
+    absmax = code.index_select(0, q.qabsmax.index_select(0, blocks).to(torch::kLong)) *
+                 q.absmax2.index_select(0, blocks.div(256, "floor")) +
+             q.offset;
+  } else {
+    absmax = q.absmax.index_select(0, blocks);
+  }
+  return values.mul_(absmax.view({n, per_row, 1})).view(out_sizes).to(dtype);
+}
+
 Quant8 quantize_8bit(const torch::Tensor& w) {
   torch::NoGradGuard no_grad;
   Quant8 q;

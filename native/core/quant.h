@@ -54,6 +54,10 @@ void dequantize_4bit_rows(const Quant4& q, const torch::Tensor& absmax, int64_t 
 torch::Tensor linear_4bit(const torch::Tensor& x, const Quant4& q, const torch::Tensor& bias, int64_t tile_rows = kQuantTileRows);
 // dL/dx = g W for g [..., out]: accumulated over the same row tiles.
 torch::Tensor linear_4bit_grad_input(const torch::Tensor& g, const Quant4& q, int64_t tile_rows = kQuantTileRows);
+// Rows `ids` (int64, any shape, on the table's device) of a quantized [V, H] table, dequantized to `dtype`:
+// [..., H], bit-identical to dequantize_4bit(q).index_select(0, ids). Only the selected rows' codes and block scales
+// are read (as bitsandbytes' Embedding4bit), so a lookup costs the rows, not the table.
+torch::Tensor embedding_4bit(const Quant4& q, const torch::Tensor& ids, torch::ScalarType dtype);
 
 // 8-bit blockwise quantization with the dynamic map (used for the double-quantized absmax): nearest code, ties low.
 std::pair<torch::Tensor, torch::Tensor> quantize_blockwise_8bit(const torch::Tensor& x, int64_t blocksize);

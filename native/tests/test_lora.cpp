@@ -321,3 +321,81 @@ TEST_CASE("'lm_head' as a target adapts only the output projection, named as PEF
   lo.r = 2;
   for (const auto& n : bb->add_lora(lo)) CHECK(n != "lm_head");
 }
+
+// QuantOptions::embeddings: the table looked up and (tied) projected in 4-bit must act exactly as the same
+// dequantized table held dense. Reference: the float model whose table is overwritten with
+// dequantize_4bit(quantize_4bit(table)) (the quantizer itself is checked code for code against bitsandbytes in
+// test_quant.cpp), its projections quantized the usual way.
+TEST_CASE("4-bit token embeddings act as the dequantized table held dense") {
+  for (const std::string name : {"hf-tiny-gpt2", "hf-tiny-llama", "hf-tiny-qwen2", "tiny-gpt2.pt"}) {
+    CAPTURE(name);
+    th::QuantOptions q;
+    q.double_quant = true;
+    q.embeddings = true;
+    th::LoadOptions lo;
+    lo.quant = q;
+    auto quant = th::load_backbone(fixture(name), lo);
+    auto after = th::load_backbone(fixture(name), {});
+    auto ref = th::load_backbone(fixture(name), {});
+    after->quantize(q);
+    const th::Linear& tok = quant->token_embeddings();
+    REQUIRE(tok.q4);
+    CHECK(!tok.weight.defined());
+    CHECK(torch::equal(tok.q4->packed, after->token_embeddings().q4->packed));
+    CHECK(torch::equal(tok.q4->qabsmax, after->token_embeddings().q4->qabsmax));
+    const std::string key = tok.name + ".weight";
+    for (const auto& [k, t] : quant->named_parameters()) CHECK(k != key);  // not a dense weight any more
+
+    torch::Tensor table;
+    for (const auto& [k, t] : ref->named_parameters()) {
+      if (k == key) table = t;
+    }
+    REQUIRE(table.defined());
+    const int64_t table_bytes = table.numel() * table.element_size();
+    {
+      torch::NoGradGuard no_grad;
+      table.copy_(th::dequantize_4bit(th::quantize_4bit(table, th::QuantType::NF4, 64, true), torch::kFloat32));
+    }
+    th::QuantOptions projections = q;
+    projections.embeddings = false;
+    ref->quantize(projections);
+    CHECK(quant->parameter_bytes() == ref->parameter_bytes() - table_bytes + tok.q4->bytes());
+    CHECK(quant->lm_head_tied() == ref->lm_head_tied());
+    CHECK(quant->lm_head_projection()->quantized() == quant->lm_head_tied());
+
+    th::ForwardRequest req;
+    req.input_ids = torch::randint(0, quant->config().vocab_size, {2, 7}, torch::kLong);
+    req.layers = {0, -1};
+    req.logits = true;
+    auto got = quant->forward(req), want = ref->forward(req);
+    // The lookup is bit-identical to the dense table's rows, so every block sees the same input.
+    CHECK(torch::equal(got.hidden_states[0].second, want.hidden_states[0].second));
+    CHECK(torch::equal(got.hidden_states[1].second, want.hidden_states[1].second));
+    if (quant->lm_head_tied()) {
+      // linear_4bit sums each logit's H products tile by tile in another order than one dense matmul
+      CHECK_REL(th_test::rel_diff(got.logits, want.logits), quant->config().hidden_size * th_test::kF32Eps);
+    } else {
+      CHECK(torch::equal(got.logits, want.logits));
+    }
+
+    // Merging makes the table dense again (the dequantized values) and the model savable.
+    quant->merge_lora();
+    CHECK(!quant->is_quantized());
+    REQUIRE(quant->token_embeddings().weight.defined());
+    CHECK(!quant->token_embeddings().q4);
+    CHECK(torch::equal(quant->token_embeddings().weight, table));
+    if (quant->lm_head_tied()) CHECK(quant->lm_head_weight().is_same(quant->token_embeddings().weight));
+    bool listed = false;
+    for (const auto& [k, t] : quant->named_parameters()) listed = listed || (k == key && t.is_same(quant->token_embeddings().weight));
+    CHECK(listed);
+    CHECK_NOTHROW(quant->hf_state_dict());
+  }
+  th::QuantOptions eight;
+  eight.bits = 8;
+  eight.embeddings = true;
+  auto bb = th::load_backbone(fixture("tiny-gpt2.pt"), {});
+  CHECK_THROWS_AS(bb->quantize(eight), th::ConfigError);
+  th::LoadOptions lo;
+  lo.quant = eight;
+  CHECK_THROWS_AS(th::load_backbone(fixture("hf-tiny-gpt2"), lo), th::ConfigError);
+}

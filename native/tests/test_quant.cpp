@@ -179,3 +179,28 @@ TEST_CASE("bench: 4-bit tile rows" * doctest::skip()) {
     }
   }
 }
+
+TEST_CASE("4-bit embedding lookup equals the dequantized table's rows") {
+  torch::manual_seed(5);
+  struct Shape {
+    int64_t rows, cols, blocksize;
+  };
+  // 96 x 48 with blocks of 32 straddles rows: the whole-table path
+  for (const Shape s : {Shape{300, 128, 64}, Shape{1000, 64, 64}, Shape{77, 256, 128}, Shape{96, 48, 32}}) {
+    for (bool dq : {false, true}) {
+      for (auto type : {th::QuantType::NF4, th::QuantType::FP4}) {
+        CAPTURE(s.rows);
+        CAPTURE(dq);
+        auto q = th::quantize_4bit(torch::randn({s.rows, s.cols}), type, s.blocksize, dq);
+        auto ids = torch::randint(0, s.rows, {3, 5}, torch::kLong);
+        ids[0][0] = s.rows - 1;  // the last row (and, with double quantization, the last absmax group)
+        auto got = th::embedding_4bit(q, ids, torch::kFloat32);
+        auto want = th::dequantize_4bit(q, torch::kFloat32).index_select(0, ids.reshape({-1})).view({3, 5, s.cols});
+        CHECK(torch::equal(got, want));
+        CHECK(torch::equal(th::embedding_4bit(q, ids, torch::kBFloat16), want.to(torch::kBFloat16)));
+      }
+    }
+  }
+  auto q = th::quantize_4bit(torch::randn({10, 64}), th::QuantType::NF4, 64, false);
+  CHECK_THROWS(th::embedding_4bit(q, torch::tensor({10}, torch::kLong), torch::kFloat32));
+}

@@ -136,7 +136,7 @@ const HEAD = [
   'name', 'inSize', 'numOutputs', 'layerHook', 'hiddenSize', 'numLayers', 'outputActivation', 'target', 'isCausalLm',
   'predForSequence', 'isRegression', 'outputBias', 'lossFct', 'trainable', 'lossWeight', 'ignorePads', 'blockGradients',
 ] as const;
-const QUANT = ['bits', 'quantType', 'blocksize', 'doubleQuant', 'computeDtype', 'llmInt8Threshold'] as const;
+const QUANT = ['bits', 'quantType', 'blocksize', 'doubleQuant', 'computeDtype', 'llmInt8Threshold', 'quantizeEmbeddings'] as const;
 const LORA = ['r', 'alpha', 'dropout', 'bias', 'targetModules', 'useRslora', 'rankPattern', 'alphaPattern', 'layersToTransform', 'layersPattern'] as const;
 const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
 const DEVICE_RE = /^(cpu|cuda|cuda:\d{1,3})$/;
@@ -262,6 +262,7 @@ function parseQuantization(raw: unknown): QuantizationConfig | null {
     out.blocksize = b;
   }
   if (q.doubleQuant !== undefined) out.doubleQuant = bool(f('doubleQuant'), q.doubleQuant);
+  if (q.quantizeEmbeddings !== undefined) out.quantizeEmbeddings = bool(f('quantizeEmbeddings'), q.quantizeEmbeddings);
   if (q.computeDtype !== undefined) out.computeDtype = oneOf(f('computeDtype'), q.computeDtype, DTYPES);
   if (q.llmInt8Threshold !== undefined) {
     const t = q.llmInt8Threshold;
