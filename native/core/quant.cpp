@@ -82,10 +82,17 @@ std::pair<torch::Tensor, torch::Tensor> quantize_blockwise_8bit(const torch::Ten
   auto padded = torch::cat({flat, torch::zeros({nb * blocksize - n}, flat.options())}).view({nb, blocksize});
   auto absmax = padded.abs().amax(1);
   auto scaled = (padded / absmax.clamp_min(1e-38).unsqueeze(1)).clamp(-1, 1);
-  auto code = on_device(dynamic_map(), x.device());
-  // nearest code, ties to the lower index (argmin returns the first minimum)
-  auto idx = (scaled.unsqueeze(-1) - code.view({1, 1, -1})).abs().argmin(-1);
-  return {idx.reshape({-1}).narrow(0, 0, n).to(torch::kUInt8), absmax};
+  auto code = on_device(dynamic_map(), x.device()).view({1, 1, -1});
+  // Nearest code, ties to the lower index (argmin returns the first minimum). The distances to all 256 codes take
+  // 1 KiB per value, so they are computed 64 blocks at a time (a 50257 x 768 table's 603K absmax values at once
+  // took 1.2 GB).
+  auto idx = torch::empty({nb, blocksize}, x.options().dtype(torch::kUInt8));
+  const int64_t step = std::max<int64_t>(1, 16384 / blocksize);
+  for (int64_t r = 0; r < nb; r += step) {
+    const int64_t m = std::min(step, nb - r);
+    idx.narrow(0, r, m).copy_((scaled.narrow(0, r, m).unsqueeze(-1) - code).abs().argmin(-1));
+  }
+  return {idx.reshape({-1}).narrow(0, 0, n), absmax};
 }
 
 Quant4 quantize_4bit(const torch::Tensor& w, QuantType type, int64_t blocksize, bool double_quant) {
@@ -98,30 +105,40 @@ Quant4 quantize_4bit(const torch::Tensor& w, QuantType type, int64_t blocksize, 
   q.blocksize = blocksize;
   q.shape = w.sizes().vec();
   torch::NoGradGuard no_grad;
-  // Quantizing while loading runs this once per projection with the model's other weights in memory: its
-  // temporaries are kept to a float copy and a 4-byte code per weight (no padded copy when the blocks divide the
-  // weight, the scaling clamped in place, int32 codes), not the 6 weight-sized buffers it took before (a 5632 x 2048
-  // projection: 132 MiB instead of 264).
-  auto flat = w.detach().to(torch::kFloat32).reshape({-1});
+  // Quantizing while loading runs this once per projection (and once for a quantized embedding table) with the
+  // model's other weights in memory. Every step is per block, so it runs over chunks of about a million values: the
+  // temporaries (a float copy, the scaled values, 4-byte codes) are a few MiB whatever the weight's size, and the
+  // result is the same bit for bit as one pass over the whole weight (GPT-2's 50257 x 768 table in one pass took
+  // 1.3 GB of temporaries).
+  auto flat = w.detach().reshape({-1});
   const int64_t n = flat.numel(), nb = (n + blocksize - 1) / blocksize;
-  auto padded = nb * blocksize == n ? flat.view({nb, blocksize})
-                                    : torch::cat({flat, torch::zeros({nb * blocksize - n}, flat.options())}).view({nb, blocksize});
-  auto absmax = padded.abs().amax(1);
-  // bitsandbytes' default backend: x * (1 / absmax), clamped to [-1, 1]
-  auto scaled = (padded * (1.0 / absmax.clamp_min(1e-38)).unsqueeze(1)).clamp_(-1, 1).reshape({-1});
-  torch::Tensor codes;
-  if (type == QuantType::NF4) {
-    // bucketize(right=false) counts pivots strictly below x: x equal to a pivot takes the lower code, as bnb's `>`.
-    codes = torch::bucketize(scaled, cpu_f32(kNF4Mid, 15).to(w.device()), /*out_int32=*/true);
-  } else {
-    auto mag = torch::bucketize(scaled.abs(), cpu_f32(kFP4Mid, 7).to(w.device()));
-    auto map = torch::tensor(std::vector<int64_t>(kFP4SortedCode, kFP4SortedCode + 8), torch::kLong).to(w.device());
-    codes = map.index_select(0, mag.reshape({-1})) + scaled.lt(0).to(torch::kLong) * 8;
+  q.packed = torch::empty({(n + 1) / 2}, w.options().dtype(torch::kUInt8));
+  auto absmax = torch::empty({nb}, w.options().dtype(torch::kFloat32));
+  const auto mids = (type == QuantType::NF4 ? cpu_f32(kNF4Mid, 15) : cpu_f32(kFP4Mid, 7)).to(w.device());
+  const auto fp4_map = torch::tensor(std::vector<int64_t>(kFP4SortedCode, kFP4SortedCode + 8), torch::kLong).to(w.device());
+  const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t{1} << 20) / blocksize);
+  for (int64_t b0 = 0; b0 < nb; b0 += chunk_blocks) {
+    const int64_t b1 = std::min(nb, b0 + chunk_blocks), e0 = b0 * blocksize, len = std::min(n, b1 * blocksize) - e0;
+    auto part = flat.narrow(0, e0, len).to(torch::kFloat32);
+    const int64_t rows = b1 - b0;  // only the last chunk can need padding
+    auto padded = rows * blocksize == len ? part.view({rows, blocksize})
+                                          : torch::cat({part, torch::zeros({rows * blocksize - len}, part.options())}).view({rows, blocksize});
+    auto am = padded.abs().amax(1);
+    absmax.narrow(0, b0, rows).copy_(am);
+    // bitsandbytes' default backend: x * (1 / absmax), clamped to [-1, 1]
+    auto scaled = (padded * (1.0 / am.clamp_min(1e-38)).unsqueeze(1)).clamp_(-1, 1).reshape({-1}).narrow(0, 0, len);
+    torch::Tensor codes;
+    if (type == QuantType::NF4) {
+      // bucketize(right=false) counts pivots strictly below x: x equal to a pivot takes the lower code, as bnb's `>`.
+      codes = torch::bucketize(scaled, mids, /*out_int32=*/true);
+    } else {
+      codes = fp4_map.index_select(0, torch::bucketize(scaled.abs(), mids).reshape({-1})) + scaled.lt(0).to(torch::kLong) * 8;
+    }
+    codes = codes.to(torch::kUInt8);
+    if (len % 2) codes = torch::cat({codes, torch::zeros({1}, codes.options())});  // e0 is even: blocksize >= 32
+    auto pairs = codes.view({-1, 2});
+    q.packed.narrow(0, e0 / 2, pairs.size(0)).copy_(pairs.select(1, 0).bitwise_left_shift(4).bitwise_or(pairs.select(1, 1)));
   }
-  codes = codes.narrow(0, 0, n).to(torch::kUInt8);
-  if (n % 2) codes = torch::cat({codes, torch::zeros({1}, codes.options())});
-  auto pairs = codes.view({-1, 2});
-  q.packed = (pairs.select(1, 0).bitwise_left_shift(4)).bitwise_or(pairs.select(1, 1)).contiguous();
   if (double_quant) {
     q.nested = true;
     q.offset = absmax.mean().item<double>();

@@ -204,3 +204,32 @@ TEST_CASE("4-bit embedding lookup equals the dequantized table's rows") {
   auto q = th::quantize_4bit(torch::randn({10, 64}), th::QuantType::NF4, 64, false);
   CHECK_THROWS(th::embedding_4bit(q, torch::tensor({10}, torch::kLong), torch::kFloat32));
 }
+
+// quantize_4bit works through chunks of about a million values (and the double quantization's nearest-code search 64
+// blocks at a time) to bound its temporaries. Reference: the same weight quantized in row slices small enough to be
+// one chunk each, the path the code-for-code tests above check against bitsandbytes' algorithm.
+TEST_CASE("quantizing in chunks equals quantizing slice by slice") {
+  torch::manual_seed(11);
+  auto w = torch::randn({2100, 1000}) * 0.02;  // 2.1M values: three chunks; 32,812.5 blocks of 64: a ragged last block
+  for (auto type : {th::QuantType::NF4, th::QuantType::FP4}) {
+    auto whole = th::quantize_4bit(w, type, 64, false);
+    std::vector<torch::Tensor> packed, absmax;
+    for (int64_t r = 0; r < 2100; r += 400) {  // 400 rows = 6,250 whole blocks; the last slice ends on the ragged one
+      auto part = th::quantize_4bit(w.narrow(0, r, std::min<int64_t>(400, 2100 - r)), type, 64, false);
+      packed.push_back(part.packed);
+      absmax.push_back(part.absmax);
+    }
+    CHECK(torch::equal(whole.packed, torch::cat(packed)));
+    CHECK(torch::equal(whole.absmax, torch::cat(absmax)));
+  }
+  auto x = torch::randn({300 * 256 + 77});  // 301 blocks of 256, the last one ragged
+  auto [codes, scales] = th::quantize_blockwise_8bit(x, 256);
+  std::vector<torch::Tensor> c, s;
+  for (int64_t e = 0; e < x.numel(); e += 60 * 256) {
+    auto [pc, ps] = th::quantize_blockwise_8bit(x.narrow(0, e, std::min<int64_t>(60 * 256, x.numel() - e)), 256);
+    c.push_back(pc);
+    s.push_back(ps);
+  }
+  CHECK(torch::equal(codes, torch::cat(c)));
+  CHECK(torch::equal(scales, torch::cat(s)));
+}
