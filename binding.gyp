@@ -44,6 +44,7 @@
         "native/core/optimizer.cpp",
         "native/core/quant.cpp",
         "native/core/safetensors.cpp",
+        "native/core/small_gemm.cpp",
         "native/core/torchscript_check.cpp"
       ],
       "include_dirs": [

@@ -11,7 +11,9 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 # libopenblas0-pthread matters: with Debian's reference BLAS, matrix products run ~40x slower (2.6 vs 106 GFLOP/s).
 # libgloo-dev: headers that c10d's ProcessGroupGloo.hpp includes (data-parallel training, native/core/distributed.cpp).
-PKGS=(libtorch-dev libopenblas0-pthread python3-torch nlohmann-json3-dev doctest-dev cmake g++ make python3 libgloo-dev)
+# libblis4-pthread: loaded at run time for generation's decoding products (native/core/small_gemm.h; 1.27x per step at
+# batch 8); optional (without it OpenBLAS runs them), and it leaves the system BLAS alternative on OpenBLAS.
+PKGS=(libtorch-dev libopenblas0-pthread libblis4-pthread python3-torch nlohmann-json3-dev doctest-dev cmake g++ make python3 libgloo-dev)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

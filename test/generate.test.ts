@@ -1,9 +1,11 @@
 // Generation through the public API: the KV cache against full recomputation, the first step against the TorchScript
 // archive's own forward, per-step head outputs against a forward of the finished sequences, sampling, streaming
 // (text deltas, abort, event loop), stop strings and the error paths.
+import { existsSync } from 'node:fs';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { createHeadedQLoRA, loadHeaded, loadTokenizer, loadTorchScript, type HeadedModel, type Tensor } from '../ts/index.js';
+import { createHeadedQLoRA, loadHeaded, loadTokenizer, loadTorchScript, runtimeInfo, type HeadedModel, type Tensor } from '../ts/index.js';
 import { expectRel, fixture, FORWARD_RTOL as RTOL, relDiff } from './helpers.js';
 
 function lmHeads(hidden: number, vocab: number) {
@@ -163,6 +165,21 @@ describe('generate', () => {
     running = false;
     expect(out.steps).toBe(16);
     expect(turns).toBeGreaterThan(16);
+  });
+
+  it('runs decoding-sized products on BLIS when it is installed (the cache-vs-recompute tests check its numbers)', async () => {
+    const before = (await runtimeInfo()).smallGemm;
+    const installed = ['/usr/lib/x86_64-linux-gnu/libblis.so.4', '/usr/lib/aarch64-linux-gnu/libblis.so.4'].some((p) => existsSync(p));
+    if (!installed || process.env.TRANSFORMER_HEADS_BLIS === '0') {
+      expect(before.library).toBeNull();
+      expect(before.reason).toMatch(/not found|disabled/);
+      return;
+    }
+    expect(before.library).toMatch(/libblis/);
+    expect(before.maxRows).toBe(8);
+    await gpt2.generate([[5, 9, 17], [40, 2, 8]], { maxNewTokens: 3, eosTokenId: null });
+    // 2 decoding steps x (4 blocks x 4 projections + the LM head); the prompt (6 rows) too
+    expect((await runtimeInfo()).smallGemm.calls - before.calls).toBe(3 * 17);
   });
 
   it('works on a 4-bit QLoRA model (cache equals recompute)', async () => {

@@ -22,6 +22,7 @@
 #include "headed.h"
 #include "allocator.h"
 #include "core/cpu_allocator.h"
+#include "core/small_gemm.h"
 #include "distributed.h"
 #include "torchscript.h"
 #include "workers.h"
@@ -105,6 +106,13 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
         o.Set("computeThreads", Napi::Number::New(env, th::compute_threads()));
         o.Set("osThreads", Napi::Number::New(env, os_threads()));
         o.Set("malloc", malloc_settings_to_js(env));
+        const th::SmallGemmInfo g = th::small_gemm_info();
+        Napi::Object sg = Napi::Object::New(env);
+        sg.Set("library", g.library.empty() ? env.Null() : Napi::String::New(env, g.library));
+        sg.Set("maxRows", Napi::Number::New(env, static_cast<double>(th::kSmallGemmRows)));
+        if (!g.reason.empty()) sg.Set("reason", g.reason);
+        sg.Set("calls", Napi::Number::New(env, static_cast<double>(g.calls)));
+        o.Set("smallGemm", sg);
         return o;
       });
 }

@@ -11,6 +11,7 @@
 #include "device.h"
 #include "errors.h"
 #include "format.h"
+#include "small_gemm.h"
 #include "json_strict.h"
 #include "safetensors.h"
 
@@ -220,7 +221,11 @@ torch::Tensor Backbone::embed_tokens(const torch::Tensor& ids) const {
   return tokens_.q4 ? embedding_4bit(*tokens_.q4, ids, dtype_) : torch::embedding(tokens_.weight, ids);
 }
 
-torch::Tensor Backbone::lm_head(const torch::Tensor& x) const { return tied_ ? tokens_(x) : torch::linear(x, lm_head_); }
+torch::Tensor Backbone::lm_head(const torch::Tensor& x) const {
+  if (tied_) return tokens_(x);
+  torch::Tensor y = small_linear(x, lm_head_, {});
+  return y.defined() ? y : torch::linear(x, lm_head_);
+}
 
 void Backbone::sync_lm_head() {
   Linear& lm = lm_head_projection_;
@@ -304,7 +309,8 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
     }
     y = y.to(x.scalar_type());
   } else {
-    y = torch::linear(x, weight, bias);
+    y = small_linear(x, weight, bias);  // decoding-sized products through BLIS (small_gemm.h)
+    if (!y.defined()) y = torch::linear(x, weight, bias);
   }
   if (lora_a.defined()) {
     torch::Tensor h = x.to(lora_a.scalar_type());

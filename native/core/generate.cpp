@@ -8,6 +8,7 @@
 
 #include "errors.h"
 #include "format.h"
+#include "small_gemm.h"
 
 namespace th {
 
@@ -127,7 +128,11 @@ Generator::Generator(std::shared_ptr<HeadedModel> model, const torch::Tensor& in
 GenerateStep Generator::step() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (done_) throw ValueError("generation has finished; start a new one");
-  auto outs = model_->decode(next_input_, dev_mask_, options_.use_cache ? &cache_ : nullptr);
+  std::vector<std::pair<std::string, torch::Tensor>> outs;
+  {
+    SmallGemmScope decoding;  // few-row products on BLIS (small_gemm.h)
+    outs = model_->decode(next_input_, dev_mask_, options_.use_cache ? &cache_ : nullptr);
+  }
 
   GenerateStep st;
   st.index = steps_;

@@ -153,6 +153,12 @@ export interface NativeRuntimeInfo {
      */
     cpuCache: { minBytes: number; limitBytes: number; mappedBytes: number; cachedBytes: number; peakMappedBytes: number; hits: number; misses: number } | null;
   };
+  /**
+   * Float32 CPU products of at most `maxRows` rows (generation's decoding steps) run on BLIS's unpacked kernels when
+   * `library` is loaded (Debian: libblis4-pthread; native/core/small_gemm.h); null with the `reason` otherwise
+   * (TRANSFORMER_HEADS_BLIS=0 turns it off). `calls`: products it has run in this process.
+   */
+  smallGemm: { library: string | null; maxRows: number; reason?: string; calls: number };
 }
 
 /** @internal */
