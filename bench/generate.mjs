@@ -13,8 +13,8 @@
 // GPT-2's tanh GELU, OMP_WAIT_POLICY=PASSIVE, the same threads) runs the same generation right after each of our
 // KV-cache rows, for --rounds rounds (alternating), and a summary line gives the ratio of the medians.
 // Options: --new N (256), --prompt N (32), --batches 1,8, --threads N, --device cpu|cuda, --full-recompute,
-// --rounds N (2), --no-peer, --no-recompute, --dtype float32|bfloat16 (the peer always runs in float32: a bfloat16
-// row's ratio to it is a different precision, labelled so in the summary)
+// --rounds N (2), --no-peer, --no-recompute, --dtype float32|bfloat16, --quant nf4|nf4-dq (a 4-bit base; the peer
+// always runs in float32: such a row's ratio to it is a different precision, labelled so in the summary)
 // Each (variant, batch) runs in a process of its own (bench/proc.mjs), so that each line's peak RSS is its own.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -34,6 +34,7 @@ const { values: opt } = parseArgs({
     threads: { type: 'string' },
     device: { type: 'string', default: process.env.TH_BENCH_DEVICE ?? 'cpu' },
     dtype: { type: 'string', default: 'float32' },
+    quant: { type: 'string' },
     'full-recompute': { type: 'boolean', default: false },
     'no-recompute': { type: 'boolean', default: false },
     'no-peer': { type: 'boolean', default: false },
@@ -49,7 +50,7 @@ if (!existsSync(modelPath)) execFileSync('bash', [resolve(root, 'scripts/make_fi
 
 const batches = opt.batches.split(',').map(Number);
 const threads = opt.threads ? Number(opt.threads) : availableParallelism();
-const passOn = ['--new', opt.new, '--prompt', opt.prompt, '--device', opt.device, '--dtype', opt.dtype, ...(opt.threads ? ['--threads', opt.threads] : []), ...(opt['full-recompute'] ? ['--full-recompute'] : [])];
+const passOn = ['--new', opt.new, '--prompt', opt.prompt, '--device', opt.device, '--dtype', opt.dtype, ...(opt.quant ? ['--quant', opt.quant] : []), ...(opt.threads ? ['--threads', opt.threads] : []), ...(opt['full-recompute'] ? ['--full-recompute'] : [])];
 const { row } = rowOrSpawn(import.meta.url, [], process.argv.slice(2));
 if (!row) {
   const ours = (name) => rowOrSpawn(import.meta.url, [name], passOn).lines;
@@ -97,7 +98,8 @@ if (!row) {
         variant: 'summary',
         batch: B,
         dtype: opt.dtype,
-        ...(opt.dtype !== 'float32' ? { peer_dtype: 'float32' } : {}),
+        ...(opt.quant ? { quant: opt.quant } : {}),
+        ...(opt.dtype !== 'float32' || opt.quant ? { peer_dtype: 'float32' } : {}),
         tokens_per_s: cached.map((l) => l.tokens_per_s),
         peer_tokens_per_s: peer.map((l) => l.tokens_per_s),
         peak_rss_mib: cached.map((l) => l.peak_rss_mib),
@@ -117,6 +119,7 @@ const info = await th.runtimeInfo();
 const model = await th.loadHeaded(modelPath, {
   device: opt.device,
   dtype: opt.dtype,
+  ...(opt.quant ? { quantization: { bits: 4, quantType: 'nf4', doubleQuant: opt.quant === 'nf4-dq' } } : {}),
   onlyInference: true,
   heads: [{ name: 'lm_head', inSize: 768, numOutputs: 50257, isCausalLm: true }],
 });
@@ -134,6 +137,7 @@ function emit(line) {
       new_tokens: N,
       device: opt.device,
       dtype: opt.dtype,
+      ...(opt.quant ? { quant: opt.quant } : {}),
       threads: info.numThreads,
       torch: info.torchVersion,
       ...line,

@@ -112,6 +112,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
         sg.Set("maxRows", Napi::Number::New(env, static_cast<double>(th::kSmallGemmRows)));
         if (!g.reason.empty()) sg.Set("reason", g.reason);
         sg.Set("calls", Napi::Number::New(env, static_cast<double>(g.calls)));
+        sg.Set("fused4bit", Napi::Boolean::New(env, g.fused_4bit));
         o.Set("smallGemm", sg);
         return o;
       });

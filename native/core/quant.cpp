@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "errors.h"
+#include "small_gemm.h"
 
 namespace th {
 namespace {
@@ -254,8 +255,12 @@ torch::Tensor linear_4bit(const torch::Tensor& x, const Quant4& q, const torch::
   auto sizes = x.sizes().vec();
   auto x2 = x.reshape({-1, in}).contiguous();
   sizes.back() = out;
-  auto y = torch::empty({x2.size(0), out}, x.options());
+  if (auto fused = linear_4bit_small(x2, q); fused.defined()) {  // a generation step's few rows (small_gemm.h)
+    if (bias.defined()) fused.add_(bias);
+    return fused.view(sizes);
+  }
   auto absmax = block_absmax(q).contiguous();
+  auto y = torch::empty({x2.size(0), out}, x.options());
   const int64_t tr = clamp_tile(tile_rows, out);
   auto buf = torch::empty({tr, in}, x.options());
   for (int64_t r0 = 0; r0 < out; r0 += tr) {

@@ -40,10 +40,22 @@ class SmallGemmScope {
 // undefined otherwise (the caller then runs torch::linear).
 torch::Tensor small_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias);
 
+struct Quant4;
+
+// y = x W^T for x [M, in] contiguous float32 (M <= kSmallGemmRows) against a 4-bit weight, inside a SmallGemmScope,
+// with the dequantization fused into the product: each output row's packed codes are read once and turned into
+// weights 16 at a time in registers (AVX-512: the 16-entry code table scaled by the block's absmax, one permute), so
+// a decoding step reads the 4-bit bytes instead of writing and re-reading a float32 tile. The weights are the same
+// floats dequantize_4bit gives (block scales computed per block as block_absmax does); only the summation order
+// differs. Returns an undefined tensor when it does not apply (no AVX-512F, a row not made of whole blocks, more
+// rows, autograd), and the caller runs the tiled path.
+torch::Tensor linear_4bit_small(const torch::Tensor& x, const Quant4& q);
+
 struct SmallGemmInfo {
   std::string library;  // the BLIS library loaded, or empty (with `reason`)
   std::string reason;   // why it is not used
   uint64_t calls = 0;   // products it has run
+  bool fused_4bit = false;  // linear_4bit_small's kernel can run here (AVX-512F, not turned off)
 };
 SmallGemmInfo small_gemm_info();
 

@@ -3,7 +3,9 @@
 #include "doctest_torch.h"
 
 #include <fstream>
+#include <vector>
 
+#include "quant.h"
 #include "small_gemm.h"
 #include "test_helpers.h"
 
@@ -58,4 +60,49 @@ TEST_CASE("small_linear equals torch::linear, and declines what it does not run"
     torch::NoGradGuard no_grad;
     CHECK(th::small_linear(torch::randn({2, 16}).requires_grad_(), w, {}).defined());
   }
+}
+
+// 4-bit decoding (linear_4bit inside a generation step): the fused kernel against dequantize-then-matmul.
+TEST_CASE("fused 4-bit decoding products equal dequantize-then-matmul") {
+  torch::manual_seed(23);
+  th::SmallGemmScope decoding;
+  struct Shape {
+    int64_t rows, out, in, blocksize;
+  };
+  // 3 x 100 with blocks of 64 is not whole blocks per row: the tiled path, checked all the same
+  for (const Shape s : {Shape{1, 96, 64, 64}, Shape{8, 300, 768, 64}, Shape{5, 77, 256, 128}, Shape{3, 40, 100, 64}, Shape{2, 513, 3072, 32}}) {
+    for (bool dq : {false, true}) {
+      for (auto type : {th::QuantType::NF4, th::QuantType::FP4}) {
+        CAPTURE(s.rows);
+        CAPTURE(s.in);
+        CAPTURE(dq);
+        auto q = th::quantize_4bit(torch::randn({s.out, s.in}) * 0.05, type, s.blocksize, dq);
+        auto dense = th::dequantize_4bit(q, torch::kFloat32);
+        auto x = torch::randn({s.rows, 1, s.in});
+        auto bias = torch::randn({s.out});
+        const bool fused = th::linear_4bit_small(x.reshape({s.rows, s.in}), q).defined();
+        if (s.in % s.blocksize != 0) CHECK(!fused);
+#if defined(__x86_64__)
+        // with AVX-512F (unless turned off) the kernel must be the one tested here
+        else if (__builtin_cpu_supports("avx512f") && std::getenv("TRANSFORMER_HEADS_Q4_FUSED") == nullptr) CHECK(fused);
+#endif
+        if (fused) {
+          // one-hot rows pick single weights: they must be dequantize_4bit's floats bit for bit (block scales included)
+          auto pick = torch::zeros({s.rows, s.in});
+          std::vector<int64_t> cols;
+          for (int64_t m = 0; m < s.rows; ++m) {
+            cols.push_back((m * 37 + 5) % s.in);
+            pick[m][cols.back()] = 1.0f;
+          }
+          auto got = th::linear_4bit_small(pick, q);
+          CHECK(torch::equal(got, dense.index_select(1, torch::tensor(cols, torch::kLong)).t()));
+        }
+        // one dot product of `in` terms in another order (the weights are dequantize_4bit's floats)
+        CHECK_REL(th_test::rel_diff(th::linear_4bit(x, q, bias), torch::linear(x, dense, bias)), s.in * th_test::kF32Eps);
+        CHECK_REL(th_test::rel_diff(th::linear_4bit(x, q, {}), torch::linear(x, dense)), s.in * th_test::kF32Eps);
+      }
+    }
+  }
+  auto q = th::quantize_4bit(torch::randn({16, 64}), th::QuantType::NF4, 64, false);
+  CHECK(!th::linear_4bit_small(torch::randn({th::kSmallGemmRows + 1, 64}), q).defined());
 }

@@ -156,9 +156,11 @@ export interface NativeRuntimeInfo {
   /**
    * Float32 CPU products of at most `maxRows` rows (generation's decoding steps) run on BLIS's unpacked kernels when
    * `library` is loaded (Debian: libblis4-pthread; native/core/small_gemm.h); null with the `reason` otherwise
-   * (TRANSFORMER_HEADS_BLIS=0 turns it off). `calls`: products it has run in this process.
+   * (TRANSFORMER_HEADS_BLIS=0 turns it off). `calls`: products it has run in this process. `fused4bit`: 4-bit
+   * projections of a decoding step multiply straight from their packed codes (AVX-512F CPUs;
+   * TRANSFORMER_HEADS_Q4_FUSED=0 turns it off), instead of dequantizing tiles first.
    */
-  smallGemm: { library: string | null; maxRows: number; reason?: string; calls: number };
+  smallGemm: { library: string | null; maxRows: number; reason?: string; calls: number; fused4bit: boolean };
 }
 
 /** @internal */
