@@ -194,21 +194,24 @@ void Backbone::quantize_on_load(Linear& l) {
   if (load_quant_) quantize_linear(l, *load_quant_);
 }
 
-namespace {
-void check_embedding_quant(const QuantOptions& o) {
+void check_quant_options(const QuantOptions& o) {
+  if (o.bits != 4 && o.bits != 8) throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(o.bits));
   if (o.embeddings && o.bits != 4) {
     throw ConfigError("quantizeEmbeddings needs 4-bit quantization (bitsandbytes has no 8-bit embedding), got bits " +
                       std::to_string(o.bits));
   }
 }
-}  // namespace
+
+torch::Tensor dense_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
+  torch::Tensor y = small_linear(x, w, bias);  // a generation step's few rows through BLIS (small_gemm.h)
+  return y.defined() ? y : torch::linear(x, w, bias);
+}
 
 void Backbone::take_token_embeddings(const std::string& name) {
   tokens_.name = name.substr(0, name.rfind(".weight"));
   tokens_.out = config_.vocab_size;
   tokens_.in = config_.hidden_size;
   tokens_.weight = take(name, {tokens_.out, tokens_.in});
-  if (load_quant_) check_embedding_quant(*load_quant_);
   if (load_quant_ && load_quant_->embeddings) quantize_linear(tokens_, *load_quant_);
 }
 
@@ -221,11 +224,7 @@ torch::Tensor Backbone::embed_tokens(const torch::Tensor& ids) const {
   return tokens_.q4 ? embedding_4bit(*tokens_.q4, ids, dtype_) : torch::embedding(tokens_.weight, ids);
 }
 
-torch::Tensor Backbone::lm_head(const torch::Tensor& x) const {
-  if (tied_) return tokens_(x);
-  torch::Tensor y = small_linear(x, lm_head_, {});
-  return y.defined() ? y : torch::linear(x, lm_head_);
-}
+torch::Tensor Backbone::lm_head(const torch::Tensor& x) const { return tied_ ? tokens_(x) : dense_linear(x, lm_head_, {}); }
 
 void Backbone::sync_lm_head() {
   Linear& lm = lm_head_projection_;
@@ -309,8 +308,7 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
     }
     y = y.to(x.scalar_type());
   } else {
-    y = small_linear(x, weight, bias);  // decoding-sized products through BLIS (small_gemm.h)
-    if (!y.defined()) y = torch::linear(x, weight, bias);
+    y = dense_linear(x, weight, bias);
   }
   if (lora_a.defined()) {
     torch::Tensor h = x.to(lora_a.scalar_type());
@@ -321,9 +319,8 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
 }
 
 void Backbone::quantize(const QuantOptions& o) {
-  if (o.bits != 4 && o.bits != 8) throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(o.bits));
+  check_quant_options(o);
   if (quantized_) throw ConfigError("the model is already quantized");
-  check_embedding_quant(o);
   ScopedCpuCacheBypass one_off_buffers;  // the float weights and quantization temporaries, as when loading
   for (Linear* l : linears()) quantize_linear(*l, o);
   if (o.embeddings) quantize_linear(tokens_, o);
@@ -624,9 +621,7 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 std::shared_ptr<Backbone> load_backbone(const std::string& path, const LoadOptions& options) {
   const torch::Device device = parse_device(options.device);
   const torch::ScalarType dtype = parse_dtype(options.dtype);
-  if (options.quant && options.quant->bits != 4 && options.quant->bits != 8) {
-    throw ConfigError("quantization bits must be 4 or 8, got " + std::to_string(options.quant->bits));
-  }
+  if (options.quant) check_quant_options(*options.quant);
   const PositionMode positions = parse_position_mode(options.positions);
   // Every backbone is built here: what loading frees (file reads, the archive's copies of transposed weights, the
   // float weights of quantized projections) is not kept by the caching allocator.

@@ -103,6 +103,9 @@ struct Linear {
   bool quantized() const { return q4 || q8; }
 };
 
+// y = x W^T + bias for a dense weight: libtorch's linear, or BLIS for a generation step's few rows (small_gemm.h).
+torch::Tensor dense_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias);
+
 struct QuantOptions {
   int bits = 4;  // 4 or 8
   QuantType type = QuantType::NF4;
@@ -115,6 +118,9 @@ struct QuantOptions {
   // the table is a large share of the weights (GPT-2 small: 147 of 475 MiB).
   bool embeddings = false;
 };
+
+// Throws ConfigError for bits other than 4 / 8, or embeddings with 8 bits (load_backbone and Backbone::quantize).
+void check_quant_options(const QuantOptions& o);
 
 struct LoadOptions {
   std::string device = "cpu";

@@ -168,12 +168,25 @@ torch::Tensor block_absmax(const Quant4& q) {
   return (padded * q.absmax2.unsqueeze(1)).reshape({-1}).narrow(0, 0, nb) + q.offset;
 }
 
+torch::Tensor block_absmax(const Quant4& q, const torch::Tensor& blocks) {
+  if (!q.nested) return q.absmax.index_select(0, blocks);
+  auto code = on_device(dynamic_map(), q.qabsmax.device());
+  return code.index_select(0, q.qabsmax.index_select(0, blocks).to(torch::kLong)) *
+             q.absmax2.index_select(0, blocks.div(256, "floor")) +
+         q.offset;
+}
+
+namespace {
+// Both nibbles of a packed byte looked up at once: [256, 2] value pairs, indexed by the byte.
+torch::Tensor byte_pairs(QuantType type, torch::Device device) {
+  auto table = on_device(code_table(type), device);
+  return torch::stack({table.repeat_interleave(16), table.repeat({16})}, 1);
+}
+}  // namespace
+
 torch::Tensor dequantize_4bit(const Quant4& q, torch::ScalarType dtype) {
   const int64_t n = q.shape[0] * q.shape[1];
-  auto table = on_device(code_table(q.type), q.packed.device());
-  // Look up both nibbles of each byte at once: a [256, 2] table of value pairs.
-  auto pairs = torch::stack({table.repeat_interleave(16), table.repeat({16})}, 1);
-  auto values = pairs.index_select(0, q.packed.to(torch::kLong)).reshape({-1});
+  auto values = byte_pairs(q.type, q.packed.device()).index_select(0, q.packed.to(torch::kLong)).reshape({-1});
   auto absmax = block_absmax(q);
   const int64_t nb = absmax.numel();
   if (values.numel() != nb * q.blocksize) {
@@ -317,21 +330,9 @@ torch::Tensor embedding_4bit(const Quant4& q, const torch::Tensor& ids, torch::S
   auto flat = ids.reshape({-1});
   const int64_t n = flat.numel(), per_row = H / q.blocksize;  // blocks per row; blocksize is even, so rows start on a byte
   auto bytes = q.packed.narrow(0, 0, V * H / 2).view({V, H / 2}).index_select(0, flat);
-  auto table = on_device(code_table(q.type), q.packed.device());
-  auto pairs = torch::stack({table.repeat_interleave(16), table.repeat({16})}, 1);
-  auto values = pairs.index_select(0, bytes.reshape({-1}).to(torch::kLong)).view({n, per_row, q.blocksize});
+  auto values = byte_pairs(q.type, q.packed.device()).index_select(0, bytes.reshape({-1}).to(torch::kLong)).view({n, per_row, q.blocksize});
   auto blocks = (flat.unsqueeze(1) * per_row + torch::arange(per_row, flat.options())).reshape({-1});
-  torch::Tensor absmax;
-  if (q.nested) {
-    // block_absmax's arithmetic on the selected blocks only: code[qabsmax] * absmax2[block / 256] + offset
-    auto code = on_device(dynamic_map(), q.qabsmax.device());
-    absmax = code.index_select(0, q.qabsmax.index_select(0, blocks).to(torch::kLong)) *
-                 q.absmax2.index_select(0, blocks.div(256, "floor")) +
-             q.offset;
-  } else {
-    absmax = q.absmax.index_select(0, blocks);
-  }
-  return values.mul_(absmax.view({n, per_row, 1})).view(out_sizes).to(dtype);
+  return values.mul_(block_absmax(q, blocks).view({n, per_row, 1})).view(out_sizes).to(dtype);
 }
 
 Quant8 quantize_8bit(const torch::Tensor& w) {

@@ -35,6 +35,8 @@ Quant4 quantize_4bit(const torch::Tensor& w, QuantType type, int64_t blocksize =
 // The 4-bit codes (unpacked, uint8, one per element) and per-block absmax actually used (after double quantization).
 torch::Tensor unpack_codes(const Quant4& q);
 torch::Tensor block_absmax(const Quant4& q);
+// The same for the blocks listed (int64 indices), computing only those.
+torch::Tensor block_absmax(const Quant4& q, const torch::Tensor& blocks);
 torch::Tensor dequantize_4bit(const Quant4& q, torch::ScalarType dtype);
 
 // Tiled 4-bit projections (CPU): the weight is dequantized `tile_rows` output rows at a time straight from the packed

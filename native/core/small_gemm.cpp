@@ -96,17 +96,11 @@ torch::Tensor small_linear(const torch::Tensor& x, const torch::Tensor& w, const
   auto x2 = x.reshape({M, K}).contiguous();
   auto sizes = x.sizes().vec();
   sizes.back() = N;
-  torch::Tensor y;
-  float beta = 0.0f;
-  if (bias.defined()) {
-    // BLAS adds the product to it (beta = 1), as addmm. A fresh tensor: with one row, expand().contiguous() would be
-    // the caller's bias itself, and the product would be written into it.
-    y = torch::empty({M, N}, x.options());
-    y.copy_(bias.reshape({1, N}).expand({M, N}));
-    beta = 1.0f;
-  } else {
-    y = torch::empty({M, N}, x.options());
-  }
+  auto y = torch::empty({M, N}, x.options());
+  // With a bias, BLAS adds the product to it (beta = 1), as addmm. Copied into a fresh tensor: with one row,
+  // expand().contiguous() would be the caller's bias itself, and the product would be written into it.
+  if (bias.defined()) y.copy_(bias.reshape({1, N}).expand({M, N}));
+  const float beta = bias.defined() ? 1.0f : 0.0f;
   // y [M, N] (+)= x [M, K] * W^T: W^T's element (p, j) is W[j][p], i.e. row stride 1 and column stride K.
   const float alpha = 1.0f;
   b.sgemm(kNoTranspose, kNoTranspose, M, N, K, &alpha, x2.data_ptr<float>(), K, 1, w.data_ptr<float>(), 1, K, &beta,
@@ -121,8 +115,6 @@ namespace {
 #pragma GCC diagnostic push
 // GCC 12's avx512fintrin.h trips it inside _mm512_reduce_add_ps (its _mm512_undefined idiom): a false positive.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// Rows [r0, r1) of y [M, out] for M <= 8. `table` is the 16-entry code table; absmax per block; in % blocksize == 0,
-// blocksize % 16 == 0, so every block starts on a byte and is whole 16-value groups.
 // A block's absmax as block_absmax computes it, without materialising all of them at each call (with double
 // quantization that took several passes over every block and the page faults of their buffers): the fp32 value, or
 // dynamic_map[qabsmax] * absmax2[block / 256] + offset, each operation rounded to float as there.
@@ -141,6 +133,8 @@ struct BlockScales {
   }
 };
 
+// Rows [r0, r1) of y [M, out] for M <= 8. `table` is the 16-entry code table; in % blocksize == 0 and
+// blocksize % 16 == 0, so every block starts on a byte and is whole 16-value groups.
 template <int M>
 __attribute__((target("avx512f"))) void q4_rows_avx512(const uint8_t* packed, const float* table, const BlockScales& scale,
                                                         int64_t in, int64_t blocksize, const float* x, float* y,
